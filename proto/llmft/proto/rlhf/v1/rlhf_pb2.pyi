@@ -1,0 +1,114 @@
+from llmft.proto.common.v1 import provenance_pb2 as _provenance_pb2
+from llmft.proto.training.v1 import training_pb2 as _training_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RewardModelRequest(_message.Message):
+    __slots__ = ("base_model", "recipe", "distributed", "resources", "run_name")
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RUN_NAME_FIELD_NUMBER: _ClassVar[int]
+    base_model: str
+    recipe: _training_pb2.TrainingRecipe
+    distributed: _training_pb2.DistributedConfig
+    resources: _provenance_pb2.ComputeResources
+    run_name: str
+    def __init__(self, base_model: _Optional[str] = ..., recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., distributed: _Optional[_Union[_training_pb2.DistributedConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ...) -> None: ...
+
+class RewardModelReport(_message.Message):
+    __slots__ = ("reward_model", "eval_accuracy_before", "eval_accuracy_after", "eval_margin", "eval_pairs")
+    REWARD_MODEL_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    EVAL_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    EVAL_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    reward_model: _training_pb2.ModelArtifact
+    eval_accuracy_before: float
+    eval_accuracy_after: float
+    eval_margin: float
+    eval_pairs: int
+    def __init__(self, reward_model: _Optional[_Union[_training_pb2.ModelArtifact, _Mapping]] = ..., eval_accuracy_before: _Optional[float] = ..., eval_accuracy_after: _Optional[float] = ..., eval_margin: _Optional[float] = ..., eval_pairs: _Optional[int] = ...) -> None: ...
+
+class PpoConfig(_message.Message):
+    __slots__ = ("total_episodes", "num_ppo_epochs", "response_length", "kl_coef", "cliprange", "vf_coef", "temperature")
+    TOTAL_EPISODES_FIELD_NUMBER: _ClassVar[int]
+    NUM_PPO_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    KL_COEF_FIELD_NUMBER: _ClassVar[int]
+    CLIPRANGE_FIELD_NUMBER: _ClassVar[int]
+    VF_COEF_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    total_episodes: int
+    num_ppo_epochs: int
+    response_length: int
+    kl_coef: float
+    cliprange: float
+    vf_coef: float
+    temperature: float
+    def __init__(self, total_episodes: _Optional[int] = ..., num_ppo_epochs: _Optional[int] = ..., response_length: _Optional[int] = ..., kl_coef: _Optional[float] = ..., cliprange: _Optional[float] = ..., vf_coef: _Optional[float] = ..., temperature: _Optional[float] = ...) -> None: ...
+
+class PpoRequest(_message.Message):
+    __slots__ = ("recipe", "ppo", "resources", "run_name")
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    PPO_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RUN_NAME_FIELD_NUMBER: _ClassVar[int]
+    recipe: _training_pb2.TrainingRecipe
+    ppo: PpoConfig
+    resources: _provenance_pb2.ComputeResources
+    run_name: str
+    def __init__(self, recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., ppo: _Optional[_Union[PpoConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ...) -> None: ...
+
+class PpoReport(_message.Message):
+    __slots__ = ("policy", "mean_reward_before", "mean_reward_after", "kl", "episodes")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    MEAN_REWARD_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_REWARD_AFTER_FIELD_NUMBER: _ClassVar[int]
+    KL_FIELD_NUMBER: _ClassVar[int]
+    EPISODES_FIELD_NUMBER: _ClassVar[int]
+    policy: _training_pb2.ModelArtifact
+    mean_reward_before: float
+    mean_reward_after: float
+    kl: float
+    episodes: int
+    def __init__(self, policy: _Optional[_Union[_training_pb2.ModelArtifact, _Mapping]] = ..., mean_reward_before: _Optional[float] = ..., mean_reward_after: _Optional[float] = ..., kl: _Optional[float] = ..., episodes: _Optional[int] = ...) -> None: ...
+
+class DpoConfig(_message.Message):
+    __slots__ = ("beta", "loss_type")
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    LOSS_TYPE_FIELD_NUMBER: _ClassVar[int]
+    beta: float
+    loss_type: str
+    def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ...) -> None: ...
+
+class DpoRequest(_message.Message):
+    __slots__ = ("recipe", "dpo", "resources", "run_name")
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    DPO_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RUN_NAME_FIELD_NUMBER: _ClassVar[int]
+    recipe: _training_pb2.TrainingRecipe
+    dpo: DpoConfig
+    resources: _provenance_pb2.ComputeResources
+    run_name: str
+    def __init__(self, recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., dpo: _Optional[_Union[DpoConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ...) -> None: ...
+
+class DpoReport(_message.Message):
+    __slots__ = ("policy", "eval_accuracy_before", "eval_accuracy_after", "eval_loss_before", "eval_loss_after")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LOSS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LOSS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    policy: _training_pb2.ModelArtifact
+    eval_accuracy_before: float
+    eval_accuracy_after: float
+    eval_loss_before: float
+    eval_loss_after: float
+    def __init__(self, policy: _Optional[_Union[_training_pb2.ModelArtifact, _Mapping]] = ..., eval_accuracy_before: _Optional[float] = ..., eval_accuracy_after: _Optional[float] = ..., eval_loss_before: _Optional[float] = ..., eval_loss_after: _Optional[float] = ...) -> None: ...
