@@ -1,0 +1,48 @@
+"""Flyte-facing helpers the stages' tasks modules share: blob types whose cache hash is their content fingerprint
+(so a re-run that produces the same dataset or model hits downstream caches), the trained-model output tuple, and the
+boundary check that a manifest describes the folder beside it. The only module of llmft.core that imports flytekit;
+stage cores never import it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NamedTuple
+
+from flytekit.core.hash import HashMethod
+from flytekit.types.directory import FlyteDirectory
+
+from llmft.core import fingerprint as fp
+from llmft.core.datasets import read_manifest
+from llmft.core.training import read_artifact
+from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
+from llmft.proto.training.v1.training_pb2 import ModelArtifact
+
+
+def dataset_hash(directory: FlyteDirectory) -> str:
+    return read_manifest(Path(directory.path)).fingerprint
+
+
+def model_hash(directory: FlyteDirectory) -> str:
+    artifact = read_artifact(Path(directory.path))
+    return artifact.fingerprint if artifact else fp.fingerprint_directory(Path(directory.path))
+
+
+DatasetDir = Annotated[FlyteDirectory, HashMethod(dataset_hash)]
+ModelDir = Annotated[FlyteDirectory, HashMethod(model_hash)]
+
+
+class TrainedModel(NamedTuple):
+    artifact: ModelArtifact
+    model: ModelDir
+
+
+def download_dataset(manifest: DatasetManifest, data: FlyteDirectory) -> Path:
+    """Fetches a dataset folder and checks that `manifest` describes it (the pair crossed the boundary together)."""
+    data_dir = Path(data.download())
+    on_disk = read_manifest(data_dir)
+    if on_disk.fingerprint != manifest.fingerprint:
+        raise ValueError(
+            f"dataset: the manifest given ({manifest.fingerprint}) does not describe the folder given "
+            f"({on_disk.fingerprint})"
+        )
+    return data_dir

@@ -1,0 +1,125 @@
+"""Loading base models and tokenizers. Anywhere a base model is named, a built-in preset, a local Hugging Face
+directory or a Hub id work the same way: `resolve_model_dir` turns the name into a local directory (materialising a
+preset or downloading a Hub snapshot), and everything after that reads the directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmft.core import presets
+from llmft.core.fingerprint import fingerprint_directory
+
+# Files that make up a tokenizer (chat template included); their content is the tokenizer's fingerprint.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+)
+
+# LoRA targets per architecture family: attention and MLP projections.
+LORA_TARGETS: dict[str, list[str]] = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+}
+
+
+class ModelNotFoundError(ValueError):
+    """The named base model is neither a preset, a local model directory, nor reachable on the Hub."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A base model as a local directory, with the name it was asked for."""
+
+    name: str
+    directory: Path
+
+
+def resolve_model_dir(name_or_path: str, revision: str = "") -> ResolvedModel:
+    if not name_or_path:
+        raise ModelNotFoundError("base_model: empty; give a preset name, a local directory or a Hub id")
+    if presets.is_preset(name_or_path):
+        return ResolvedModel(name_or_path, presets.materialize_preset(name_or_path))
+    local = Path(name_or_path).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file() and not (local / "adapter_config.json").is_file():
+            raise ModelNotFoundError(f"base_model: {local} has neither config.json nor adapter_config.json")
+        return ResolvedModel(name_or_path, local.resolve())
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise ModelNotFoundError(f"base_model: local path {name_or_path} does not exist")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(repo_id=name_or_path, revision=revision or None)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        raise ModelNotFoundError(
+            f"base_model: {name_or_path!r} is not a preset ({', '.join(sorted(presets.PRESETS))}), "
+            f"not a local directory, and could not be fetched from the Hub: {error}"
+        ) from error
+    return ResolvedModel(name_or_path, Path(snapshot))
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def tokenizer_fingerprint(model_dir: Path) -> str:
+    present = [name for name in TOKENIZER_FILES if (Path(model_dir) / name).is_file()]
+    if not present:
+        raise FileNotFoundError(f"{model_dir} holds no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+    return fingerprint_directory(Path(model_dir), include=present)
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """Fingerprint of the model's config and weights (not the tokenizer)."""
+    model_dir = Path(model_dir)
+    names = [
+        p.relative_to(model_dir).as_posix()
+        for p in model_dir.iterdir()
+        if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name in {"config.json", "adapter_config.json"})
+    ]
+    return fingerprint_directory(model_dir, include=names)
+
+
+def model_family(config: Any) -> str:
+    return str(getattr(config, "model_type", "unknown"))
+
+
+def default_lora_targets(config: Any) -> list[str]:
+    family = model_family(config)
+    if family not in LORA_TARGETS:
+        raise ValueError(
+            f"lora.target_modules: no default for model family {family!r}; name the modules to adapt "
+            f"(known families: {', '.join(sorted(LORA_TARGETS))})"
+        )
+    return list(LORA_TARGETS[family])
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(all parameters, trainable parameters)."""
+    total = trainable = 0
+    for parameter in model.parameters():
+        n = parameter.numel()
+        # 4-bit bitsandbytes weights pack two values per byte.
+        if parameter.__class__.__name__ == "Params4bit":
+            n *= 2
+        total += n
+        if parameter.requires_grad:
+            trainable += n
+    return total, trainable

@@ -1,0 +1,300 @@
+"""The one mapping from a TrainingRecipe (proto) onto transformers TrainingArguments, peft, bitsandbytes and
+deepspeed. Every training stage (CPT, SFT, reward model, PPO, DPO) builds its trainer from these functions, so a recipe
+means the same thing everywhere. Zero values in the recipe mean "the default below"; `resolve_recipe` fills them in,
+and `validate_recipe` rejects what cannot run before any model is loaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+
+from llmft.proto.training.v1 import training_pb2
+
+T = training_pb2
+
+
+class RecipeError(ValueError):
+    """A training recipe that cannot run; the message names the field."""
+
+
+DEFAULTS = T.TrainingRecipe(
+    method=T.TRAINING_METHOD_FULL,
+    lora=T.LoraConfig(rank=8, alpha=16.0, dropout=0.0),
+    precision=T.PRECISION_FP32,
+    optimizer=T.OPTIMIZER_ADAMW,
+    zero=T.ZeroConfig(stage=0),
+    schedule=T.Schedule(
+        learning_rate=5e-4,
+        lr_scheduler="cosine",
+        warmup_ratio=0.05,
+        weight_decay=0.0,
+        epochs=1.0,
+        per_device_batch_size=8,
+        gradient_accumulation_steps=1,
+        max_grad_norm=1.0,
+    ),
+    max_length=256,
+    packing=True,
+    seed=0,
+    checkpoint=T.CheckpointConfig(save_steps=0, save_total_limit=2),
+    eval=T.EvalConfig(eval_steps=0, max_eval_samples=0),
+)
+
+LR_SCHEDULERS = {"cosine", "linear", "constant", "constant_with_warmup"}
+OPTIMIZERS = {
+    T.OPTIMIZER_ADAMW: "adamw_torch",
+    T.OPTIMIZER_ADAMW_8BIT: "adamw_bnb_8bit",
+    T.OPTIMIZER_PAGED_ADAMW_8BIT: "paged_adamw_8bit",
+}
+
+
+def _fill(target: Any, defaults: Any) -> None:
+    """Sets every zero-valued scalar of `target` to the value in `defaults`, recursing into sub-messages."""
+    for field in defaults.DESCRIPTOR.fields:
+        if field.is_repeated:
+            continue
+        default_value = getattr(defaults, field.name)
+        if field.message_type is not None:
+            _fill(getattr(target, field.name), default_value)
+        elif not getattr(target, field.name):
+            setattr(target, field.name, default_value)
+
+
+def resolve_recipe(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
+    """A copy of `recipe` with every unset (zero) field set to its default. Booleans are taken as given except
+    `packing`, which is on unless the recipe says max_length etc. explicitly (proto3 cannot tell unset from false,
+    so recipes that want padding set `packing: false` and we keep it: see `load_recipe`)."""
+    resolved = T.TrainingRecipe()
+    resolved.CopyFrom(recipe)
+    packing = recipe.packing
+    _fill(resolved, DEFAULTS)
+    resolved.packing = packing
+    return resolved
+
+
+def load_recipe(path: Path) -> T.TrainingRecipe:
+    """Reads a recipe from YAML or JSON (proto field names), fills defaults. `packing` defaults to true when absent."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
+    if "recipe" in data and isinstance(data["recipe"], dict):
+        data = data["recipe"]
+    data.setdefault("packing", True)
+    recipe = T.TrainingRecipe()
+    try:
+        json_format.ParseDict(data, recipe)
+    except json_format.ParseError as error:
+        raise RecipeError(f"{path}: {error}") from error
+    return resolve_recipe(recipe)
+
+
+def validate_recipe(recipe: T.TrainingRecipe, *, max_positions: int | None = None, distributed: bool = False) -> None:
+    """Raises RecipeError, naming the field, for a recipe that cannot run. Call it on a resolved recipe, before any
+    weights are loaded."""
+    s = recipe.schedule
+    if recipe.method == T.TRAINING_METHOD_UNSPECIFIED:
+        raise RecipeError("recipe.method: unset")
+    if s.learning_rate <= 0:
+        raise RecipeError(f"recipe.schedule.learning_rate: must be > 0, got {s.learning_rate}")
+    if s.lr_scheduler not in LR_SCHEDULERS:
+        raise RecipeError(f"recipe.schedule.lr_scheduler: {s.lr_scheduler!r} is not one of {sorted(LR_SCHEDULERS)}")
+    if not 0 <= s.warmup_ratio < 1:
+        raise RecipeError(f"recipe.schedule.warmup_ratio: must be in [0, 1), got {s.warmup_ratio}")
+    if s.max_steps == 0 and s.epochs <= 0:
+        raise RecipeError("recipe.schedule: set max_steps or epochs > 0")
+    if s.per_device_batch_size == 0:
+        raise RecipeError("recipe.schedule.per_device_batch_size: must be > 0")
+    if recipe.max_length < 8:
+        raise RecipeError(f"recipe.max_length: must be >= 8, got {recipe.max_length}")
+    if max_positions is not None and recipe.max_length > max_positions:
+        raise RecipeError(
+            f"recipe.max_length: {recipe.max_length} is beyond the model's {max_positions} positions "
+            "(max_position_embeddings)"
+        )
+    if recipe.optimizer not in OPTIMIZERS:
+        raise RecipeError(f"recipe.optimizer: unsupported value {recipe.optimizer}")
+    if recipe.method in (T.TRAINING_METHOD_LORA, T.TRAINING_METHOD_QLORA):
+        if recipe.lora.rank == 0:
+            raise RecipeError("recipe.lora.rank: must be > 0 for LoRA and QLoRA")
+        if not 0 <= recipe.lora.dropout < 1:
+            raise RecipeError(f"recipe.lora.dropout: must be in [0, 1), got {recipe.lora.dropout}")
+    if recipe.method == T.TRAINING_METHOD_QLORA and recipe.lora.merge:
+        raise RecipeError("recipe.lora.merge: a QLoRA adapter cannot be merged into its 4-bit base; save the adapter")
+    z = recipe.zero
+    if z.stage > 3:
+        raise RecipeError(f"recipe.zero.stage: must be 0-3, got {z.stage}")
+    if z.offload_parameters and z.stage != 3:
+        raise RecipeError("recipe.zero.offload_parameters: needs zero.stage 3")
+    if (z.offload_optimizer or z.offload_parameters) and z.stage == 0:
+        raise RecipeError("recipe.zero.offload_optimizer: needs zero.stage >= 1")
+    if z.stage > 0 and recipe.method == T.TRAINING_METHOD_QLORA:
+        raise RecipeError("recipe.zero.stage: deepspeed ZeRO does not shard bitsandbytes 4-bit weights; use stage 0")
+    if z.stage > 0 and recipe.optimizer != T.OPTIMIZER_ADAMW:
+        raise RecipeError("recipe.optimizer: ZeRO brings its own optimizer; use OPTIMIZER_ADAMW with zero.stage > 0")
+    if z.stage > 0 and not distributed and "LOCAL_RANK" not in os.environ:
+        raise RecipeError(
+            f"recipe.zero.stage: ZeRO-{z.stage} needs a launcher (torchrun, deepspeed or a Flyte Elastic task); "
+            "none is set up (LOCAL_RANK is unset)"
+        )
+
+
+def uses_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def training_arguments(recipe: T.TrainingRecipe, output_dir: Path, *, report_to: str = "none") -> dict[str, Any]:
+    """Keyword arguments for transformers TrainingArguments (and trl's configs, which extend it)."""
+    s = recipe.schedule
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        learning_rate=s.learning_rate,
+        lr_scheduler_type=s.lr_scheduler,
+        # transformers 5 reads a float below 1 as a fraction of the total steps.
+        warmup_steps=s.warmup_ratio,
+        weight_decay=s.weight_decay,
+        per_device_train_batch_size=s.per_device_batch_size,
+        per_device_eval_batch_size=s.per_device_batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps,
+        max_grad_norm=s.max_grad_norm,
+        num_train_epochs=s.epochs if s.max_steps == 0 else 1.0,
+        max_steps=s.max_steps if s.max_steps > 0 else -1,
+        seed=int(recipe.seed),
+        data_seed=int(recipe.seed),
+        optim=OPTIMIZERS[recipe.optimizer],
+        bf16=recipe.precision == T.PRECISION_BF16,
+        use_cpu=uses_cpu(),
+        logging_steps=1,
+        logging_first_step=True,
+        report_to=report_to,
+        save_strategy="steps" if recipe.checkpoint.save_steps else "no",
+        save_steps=recipe.checkpoint.save_steps or 500,
+        save_total_limit=recipe.checkpoint.save_total_limit or None,
+        eval_strategy="steps" if recipe.eval.eval_steps else "no",
+        eval_steps=recipe.eval.eval_steps or None,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+        ddp_find_unused_parameters=False,
+        activation_checkpointing=False,
+        include_num_input_tokens_seen="non_padding",
+    )
+    ds = deepspeed_config(recipe)
+    if ds is not None:
+        kwargs["deepspeed"] = ds
+    return kwargs
+
+
+def deepspeed_config(recipe: T.TrainingRecipe) -> dict[str, Any] | None:
+    """The deepspeed config the recipe implies ("auto" values are filled in by the HF integration)."""
+    z = recipe.zero
+    if z.stage == 0:
+        return None
+    zero: dict[str, Any] = {"stage": z.stage, "overlap_comm": False, "contiguous_gradients": True}
+    if z.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
+    if z.offload_parameters:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": False}
+    if z.stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "zero_optimization": zero,
+        "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto", "betas": "auto", "eps": "auto"}},
+        "zero_allow_untested_optimizer": True,
+        "wall_clock_breakdown": False,
+    }
+
+
+def quantization_config(recipe: T.TrainingRecipe) -> Any:
+    """bitsandbytes NF4 config for QLoRA, else None."""
+    if recipe.method != T.TRAINING_METHOD_QLORA:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if recipe.precision == T.PRECISION_BF16 else torch.float32,
+    )
+
+
+def lora_config(recipe: T.TrainingRecipe, model_config: Any, task_type: str = "CAUSAL_LM") -> Any:
+    from peft import LoraConfig
+
+    from llmft.core.models import default_lora_targets
+
+    targets = list(recipe.lora.target_modules) or default_lora_targets(model_config)
+    return LoraConfig(
+        r=recipe.lora.rank,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=targets,
+        bias="none",
+        task_type=task_type,
+    )
+
+
+def check_lora_targets(model: Any, targets: list[str]) -> None:
+    """peft fails late and vaguely on targets the model lacks, or that bitsandbytes replaced: check them first."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise RecipeError(
+            f"recipe.lora.target_modules: {missing} are not modules of this {model.config.model_type} model "
+            f"(it has e.g. {sorted(n for n in names if n)[:12]})"
+        )
+    import torch
+
+    linear_like = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) or module.__class__.__name__ in {"Linear4bit", "Linear8bitLt", "Conv1D"}
+    }
+    not_linear = [t for t in targets if t not in linear_like]
+    if not_linear:
+        raise RecipeError(
+            f"recipe.lora.target_modules: {not_linear} are not linear layers; LoRA and QLoRA adapt linear layers only"
+        )
+
+
+def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_class: Any = None, **kwargs: Any) -> Any:
+    """Loads the base with the recipe's quantisation and wraps it with LoRA when asked. Returns the trainable model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_class = model_class or AutoModelForCausalLM
+    quant = quantization_config(recipe)
+    model = model_class.from_pretrained(
+        model_dir,
+        dtype=torch.float32,
+        quantization_config=quant,
+        attn_implementation="sdpa",
+        **kwargs,
+    )
+    if recipe.method == T.TRAINING_METHOD_FULL:
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    task_type = "SEQ_CLS" if getattr(model.config, "num_labels", 0) == 1 and "SequenceClassification" in type(
+        model
+    ).__name__ else "CAUSAL_LM"
+    config = lora_config(recipe, model.config, task_type=task_type)
+    check_lora_targets(model, list(config.target_modules))
+    if quant is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return get_peft_model(model, config)

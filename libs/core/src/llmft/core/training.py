@@ -1,0 +1,180 @@
+"""What every training stage does around its trainer, in one place: evaluate before, train (resuming from the latest
+checkpoint when there is one), evaluate after, save the model as the recipe says (merged weights or a LoRA adapter,
+with the tokenizer and chat template), and describe it as a ModelArtifact with fingerprint and provenance."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from llmft.core import fingerprint as fp
+from llmft.core.models import count_parameters, model_family, tokenizer_fingerprint, weights_fingerprint
+from llmft.proto.training.v1 import training_pb2
+
+T = training_pb2
+ARTIFACT_FILE = "llmft_artifact.json"
+
+
+def eval_metrics(metrics: dict[str, float], tokens: int) -> T.EvalMetrics:
+    loss = float(metrics["eval_loss"])
+    return T.EvalMetrics(loss=loss, perplexity=math.exp(min(loss, 50.0)), tokens=tokens)
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete `checkpoint-<step>` folder (one with trainer_state.json), or None."""
+    candidates = []
+    for path in Path(checkpoint_dir).glob("checkpoint-*"):
+        suffix = path.name.split("-", 1)[1]
+        if suffix.isdigit() and (path / "trainer_state.json").is_file():
+            candidates.append((int(suffix), path))
+    return max(candidates)[1] if candidates else None
+
+
+def train_and_evaluate(trainer: Any, eval_tokens: int, resume: bool = True) -> T.TrainingMetrics:
+    """Held-out loss before and after training, and the training run between them. Resumes from the latest
+    checkpoint in the trainer's output_dir when `resume` is set and one exists."""
+    before = eval_metrics(trainer.evaluate(metric_key_prefix="eval"), eval_tokens)
+    checkpoint = latest_checkpoint(Path(trainer.args.output_dir)) if resume else None
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - started
+    after = eval_metrics(trainer.evaluate(metric_key_prefix="eval"), eval_tokens)
+    tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
+    return T.TrainingMetrics(
+        eval_before=before,
+        eval_after=after,
+        train_loss=float(result.training_loss),
+        steps=int(trainer.state.global_step),
+        train_tokens=tokens,
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        train_seconds=seconds,
+    )
+
+
+def save_model(model: Any, tokenizer: Any, recipe: T.TrainingRecipe, out_dir: Path) -> int:
+    """Saves weights (merged or adapter, as the recipe says) and the tokenizer in Hugging Face format.
+    Returns the ArtifactFormat."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fmt = T.ARTIFACT_FORMAT_MERGED
+    if recipe.method in (T.TRAINING_METHOD_LORA, T.TRAINING_METHOD_QLORA):
+        if recipe.lora.merge and recipe.method == T.TRAINING_METHOD_LORA:
+            model = model.merge_and_unload()
+        else:
+            fmt = T.ARTIFACT_FORMAT_ADAPTER
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return fmt
+
+
+def write_message(path: Path, message: Message) -> None:
+    Path(path).write_text(json_format.MessageToJson(message, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_artifact(model_dir: Path) -> T.ModelArtifact | None:
+    path = Path(model_dir) / ARTIFACT_FILE
+    if not path.is_file():
+        return None
+    return json_format.Parse(path.read_text(encoding="utf-8"), T.ModelArtifact())
+
+
+def build_artifact(
+    *,
+    model: Any,
+    out_dir: Path,
+    fmt: int,
+    base_name: str,
+    base_dir: Path,
+    request: Message,
+    stage: str,
+    stage_version: str,
+    input_fingerprints: Iterable[str],
+    metrics: T.TrainingMetrics,
+) -> T.ModelArtifact:
+    """Describes a saved model directory and writes the description into it (llmft_artifact.json)."""
+    total, trainable = count_parameters(model)
+    base_model_fp = weights_fingerprint(base_dir)
+    artifact = T.ModelArtifact(
+        uri=str(out_dir),
+        base_model=base_name,
+        base_model_fingerprint=base_model_fp,
+        format=fmt,
+        model_family=model_family(model.config),
+        tokenizer_fingerprint=tokenizer_fingerprint(out_dir),
+        fingerprint=fp.fingerprint_directory(Path(out_dir)),
+        metrics=metrics,
+        parameters=total,
+        trainable_parameters=trainable,
+        provenance=fp.provenance(stage, stage_version, request, [base_model_fp, *input_fingerprints]),
+    )
+    write_message(Path(out_dir) / ARTIFACT_FILE, artifact)
+    return artifact
+
+
+def base_label(name: str, model_dir: Path) -> str:
+    """How an artifact names its base: the preset/Hub id/path, or for an upstream llmft model, its lineage
+    ("llmft/tiny-llama+llmft.train_cpt@1a2b3c4d5e6f")."""
+    upstream = read_artifact(model_dir)
+    if upstream is None:
+        return name
+    return f"{upstream.base_model}+{upstream.provenance.stage}@{fp.short(upstream.fingerprint)}"
+
+
+def log_history_series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    points = [(float(e["step"]), float(e[key])) for e in log_history if key in e and "step" in e]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def training_report_html(
+    title: str, metrics: T.TrainingMetrics, log_history: list[dict[str, Any]], samples: list[dict[str, str]] | None = None
+) -> str:
+    """Deck page of a training run: loss, learning-rate and grad-norm curves, the eval table, sample generations."""
+    from llmft.core import decks
+
+    sections = [
+        decks.table(
+            [
+                {"": "held-out loss", "before": metrics.eval_before.loss, "after": metrics.eval_after.loss},
+                {"": "perplexity", "before": metrics.eval_before.perplexity, "after": metrics.eval_after.perplexity},
+            ],
+            title=title,
+        ),
+        decks.table(
+            [{"steps": metrics.steps, "train loss": metrics.train_loss, "tokens": metrics.train_tokens,
+              "tokens/s": metrics.tokens_per_second, "seconds": metrics.train_seconds}],
+        ),
+    ]
+    loss = log_history_series(log_history, "loss")
+    eval_loss = log_history_series(log_history, "eval_loss")
+    if loss[0]:
+        sections.append(decks.line_plot({"train": loss, "eval": eval_loss}, "loss", "step", "loss"))
+    for key, label in (("learning_rate", "learning rate"), ("grad_norm", "gradient norm")):
+        series = log_history_series(log_history, key)
+        if series[0]:
+            sections.append(decks.line_plot({label: series}, label, "step", label))
+    if samples:
+        sections.append(decks.table(samples, title="sample generations"))
+    return decks.page(*sections)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Moves a finished output folder into place, refusing to overwrite a non-empty one."""
+    dst = Path(dst)
+    if dst.exists() and any(dst.iterdir()):
+        raise FileExistsError(f"{dst}: output folder exists and is not empty; nothing was overwritten")
+    if dst.exists():
+        dst.rmdir()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dst))
+
+
+def dump_json(path: Path, value: Any) -> None:
+    Path(path).write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,118 @@
+"""Command line of the data stage: build one dataset from a request file or from flags.
+
+Sources (repeatable, combine freely):
+  --local PATTERN          local files, folders or globs ("docs/**/*.md"); txt/md/code are one row per file,
+                           .jsonl/.json/.csv/.parquet one row per record
+  --url URL                an http(s) file, read like a local file of the same extension
+  --git REPO[@REVISION]    a git repository (URL or path) at a branch, tag or commit; the commit is fingerprinted
+  --hub DATASET_ID[:SPLIT] a Hugging Face dataset, through the datasets library
+  --python-package NAME    the source and docs of an installed Python distribution (e.g. flytekit)
+Kinds (--kind): raw_text (column text: CPT), chat (messages: SFT; alpaca instruction/input/output and sharegpt
+conversations are converted), preference (prompt/chosen/rejected: reward model, DPO), prompt (prompt: PPO, batch
+inference). Formats (--format): auto, text, jsonl, csv, parquet, alpaca, sharegpt, python_docstrings (chat
+conversations derived from documented functions and classes).
+
+Examples:
+  python -m llmft.data --name corpus --kind raw_text --python-package flytekit --out runs/corpus
+  python -m llmft.data --request stages/data/examples/chat.yaml --out runs/chat
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+from google.protobuf import json_format
+
+from llmft.data import __version__
+from llmft.data.build import DatasetRequestError, build_dataset, describe
+from llmft.data.report import report_html
+from llmft.data.schemas import DataValidationError
+from llmft.data.sources import SourceError
+from llmft.proto.data.v1 import dataset_pb2
+
+KINDS = {
+    "raw_text": dataset_pb2.DATASET_KIND_RAW_TEXT,
+    "chat": dataset_pb2.DATASET_KIND_CHAT,
+    "preference": dataset_pb2.DATASET_KIND_PREFERENCE,
+    "prompt": dataset_pb2.DATASET_KIND_PROMPT,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m llmft.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--version", action="version", version=f"llmft.data {__version__}")
+    p.add_argument("--request", type=Path, help="a DatasetRequest as YAML or JSON (proto field names)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--report", type=Path, help="also write the HTML report here")
+    g = p.add_argument_group("request by flags (ignored with --request)")
+    g.add_argument("--name", default="dataset")
+    g.add_argument("--kind", choices=sorted(KINDS))
+    g.add_argument("--local", action="append", default=[], metavar="PATTERN")
+    g.add_argument("--url", action="append", default=[])
+    g.add_argument("--git", action="append", default=[], metavar="REPO[@REVISION]")
+    g.add_argument("--hub", action="append", default=[], metavar="DATASET_ID[:SPLIT]")
+    g.add_argument("--python-package", action="append", default=[], metavar="NAME")
+    g.add_argument("--format", default="auto")
+    g.add_argument("--eval-fraction", type=float, default=0.1)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--min-chars", type=int, default=0)
+    g.add_argument("--max-chars", type=int, default=0)
+    g.add_argument("--no-dedup", action="store_true", help="keep exact duplicates")
+    g.add_argument("--tokenizer", default="", help="preset, local path or Hub id for token statistics")
+    g.add_argument("--max-tokens", type=int, default=0)
+    return p
+
+
+def request_from_args(args: argparse.Namespace) -> dataset_pb2.DatasetRequest:
+    if args.request:
+        data = yaml.safe_load(args.request.read_text(encoding="utf-8"))
+        return json_format.ParseDict(data, dataset_pb2.DatasetRequest())
+    if not args.kind:
+        raise DatasetRequestError("kind: give --kind or --request")
+    request = dataset_pb2.DatasetRequest(
+        name=args.name,
+        kind=KINDS[args.kind],
+        cleaning=dataset_pb2.CleaningConfig(
+            normalize=True, deduplicate_exact=not args.no_dedup, min_chars=args.min_chars, max_chars=args.max_chars
+        ),
+        split=dataset_pb2.SplitConfig(eval_fraction=args.eval_fraction, seed=args.seed),
+        tokenizer=args.tokenizer,
+        max_tokens=args.max_tokens,
+    )
+    for pattern in args.local:
+        request.sources.add(local=dataset_pb2.LocalSource(patterns=[pattern]), format=args.format)
+    for url in args.url:
+        request.sources.add(url=dataset_pb2.UrlSource(urls=[url]), format=args.format)
+    for spec in args.git:
+        repo, _, revision = spec.rpartition("@") if "@" in spec.split("/")[-1] else (spec, "", "")
+        request.sources.add(git=dataset_pb2.GitSource(repository=repo, revision=revision), format=args.format)
+    for spec in args.hub:
+        dataset_id, _, split = spec.partition(":")
+        request.sources.add(hub=dataset_pb2.HubDatasetSource(dataset_id=dataset_id, split=split), format=args.format)
+    for name in args.python_package:
+        request.sources.add(python_package=dataset_pb2.PythonPackageSource(packages=[name]), format=args.format)
+    return request
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        request = request_from_args(args)
+        manifest, report = build_dataset(request, args.out)
+    except (DatasetRequestError, SourceError, DataValidationError, FileExistsError, json_format.ParseError) as error:
+        print(f"llmft.data: error: {error}", file=sys.stderr)
+        return 2
+    if args.report:
+        args.report.write_text(report_html(manifest, report), encoding="utf-8")
+    print(describe(manifest))
+    print(json_format.MessageToJson(manifest, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

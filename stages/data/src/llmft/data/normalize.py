@@ -1,0 +1,119 @@
+"""Turning raw records into rows of a dataset kind: raw text, chat (messages; alpaca and sharegpt records are
+converted), preference pairs and prompts. A record that lacks a field, or has one of the wrong type, fails with its
+origin (file and row) and the field's name."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any
+
+from llmft.core.fingerprint import fingerprint_json
+from llmft.data.sources import Record, SourceError
+from llmft.proto.data.v1 import dataset_pb2
+
+K = dataset_pb2
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def _field(record: Record, name: str, kinds: tuple[type, ...] = (str,)) -> Any:
+    if name not in record.fields or record.fields[name] is None:
+        present = ", ".join(sorted(record.fields)) or "none"
+        raise SourceError(f"{record.origin}: missing field {name!r} (fields present: {present})")
+    value = record.fields[name]
+    if not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise SourceError(f"{record.origin}: field {name!r} is {type(value).__name__}, expected {expected}")
+    return value
+
+
+def _messages_from_record(record: Record) -> list[dict[str, str]]:
+    fields = record.fields
+    if "messages" in fields:
+        value = fields["messages"]
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise SourceError(f"{record.origin}: field 'messages' is not JSON: {error.msg}") from error
+        if not isinstance(value, list):
+            raise SourceError(f"{record.origin}: field 'messages' is {type(value).__name__}, expected a list")
+        turns = []
+        for position, turn in enumerate(value):
+            if not isinstance(turn, dict):
+                raise SourceError(f"{record.origin}: field 'messages[{position}]' is not an object")
+            turns.append({k: turn.get(k) for k in ("role", "content")} if set(turn) >= {"role", "content"} else turn)
+        return turns
+    if "conversations" in fields:  # sharegpt
+        value = fields["conversations"]
+        if not isinstance(value, list):
+            raise SourceError(f"{record.origin}: field 'conversations' is {type(value).__name__}, expected a list")
+        turns = []
+        for position, turn in enumerate(value):
+            if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+                raise SourceError(f"{record.origin}: field 'conversations[{position}]' needs 'from' and 'value'")
+            role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
+            if role is None:
+                raise SourceError(
+                    f"{record.origin}: field 'conversations[{position}].from' is {turn['from']!r}; "
+                    f"one of {', '.join(sorted(SHAREGPT_ROLES))}"
+                )
+            turns.append({"role": role, "content": turn["value"]})
+        return turns
+    if "instruction" in fields:  # alpaca
+        instruction = _field(record, "instruction")
+        extra = fields.get("input") or ""
+        if not isinstance(extra, str):
+            raise SourceError(f"{record.origin}: field 'input' is {type(extra).__name__}, expected str")
+        output = _field(record, "output")
+        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+        if isinstance(fields.get("system"), str) and fields["system"].strip():
+            turns.insert(0, {"role": "system", "content": fields["system"]})
+        return turns
+    present = ", ".join(sorted(fields)) or "none"
+    raise SourceError(
+        f"{record.origin}: missing field 'messages' (or alpaca 'instruction'/'output', or sharegpt 'conversations'); "
+        f"fields present: {present}"
+    )
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC, \\r\\n -> \\n, no trailing whitespace on lines, no leading/trailing blank lines."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+
+def to_row(record: Record, kind: int, normalize: bool) -> dict[str, Any]:
+    """One record as a row of `kind`, with its content id."""
+    clean = normalize_text if normalize else (lambda s: s)
+    if kind == K.DATASET_KIND_RAW_TEXT:
+        content: dict[str, Any] = {"text": clean(_field(record, "text"))}
+    elif kind == K.DATASET_KIND_CHAT:
+        turns = _messages_from_record(record)
+        for turn in turns:
+            if isinstance(turn.get("content"), str):
+                turn["content"] = clean(turn["content"])
+        content = {"messages": json.dumps(turns, ensure_ascii=False)}
+    elif kind == K.DATASET_KIND_PREFERENCE:
+        content = {name: clean(_field(record, name)) for name in ("prompt", "chosen", "rejected")}
+    elif kind == K.DATASET_KIND_PROMPT:
+        content = {"prompt": clean(_field(record, "prompt"))}
+    else:
+        raise SourceError(f"kind: {kind} is not a dataset kind")
+    return {"id": content_id(content), "source": record.origin, **content}
+
+
+def content_id(content: dict[str, Any]) -> str:
+    """A row's id: the hash of its content (so equal rows share it until `unique_ids` numbers the repeats)."""
+    return fingerprint_json(content).removeprefix("sha256:")[:32]
+
+
+def unique_ids(rows: list[dict[str, Any]]) -> None:
+    """Numbers repeated ids in place ("<hash>~2", "<hash>~3", ...) so every row has its own id."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        base = row["id"].split("~", 1)[0]
+        seen[base] = seen.get(base, 0) + 1
+        row["id"] = base if seen[base] == 1 else f"{base}~{seen[base]}"

@@ -1,0 +1,36 @@
+"""The dataset report shown in the data stage's Deck (and written by the CLI with --report): counts per split,
+rows removed by each cleaning step, length histograms and sample rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmft.core import decks
+from llmft.data.schemas import kind_name
+from llmft.proto.data.v1 import dataset_pb2
+
+
+def report_html(manifest: dataset_pb2.DatasetManifest, report: dict[str, Any]) -> str:
+    counts = decks.table(
+        [
+            {"split": s.name, "rows": s.rows, "characters": s.characters, "tokens": s.tokens,
+             "rows over max_tokens": s.rows_over_max_tokens}
+            for s in manifest.splits
+        ],
+        title=f"{manifest.name}: {kind_name(manifest.kind)} ({manifest.schema_version}), {manifest.fingerprint}",
+    )
+    removed = decks.table(
+        [{"step": step, "rows removed": n} for step, n in report["removed"]] or [{"step": "(none)", "rows removed": 0}],
+        title="Cleaning",
+    )
+    sections = [counts, removed]
+    for name, lengths in report["lengths"].items():
+        if lengths:
+            sections.append(decks.histogram(lengths, f"{name}: characters per row", "characters"))
+    for name, tokens in report["tokens"].items():
+        if tokens:
+            sections.append(decks.histogram(tokens, f"{name}: tokens per row", "tokens"))
+    for name, samples in report["samples"].items():
+        if samples:
+            sections.append(decks.table(samples, title=f"{name}: sample rows"))
+    return decks.page(*sections)

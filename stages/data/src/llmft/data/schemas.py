@@ -1,0 +1,209 @@
+"""Row schemas of the four dataset kinds, as pandera models. The same models validate rows in the plain CLI
+(`validate_rows`) and at Flyte task boundaries (the flytekit pandera plugin reads `pandera.typing.DataFrame[Model]`).
+
+Every kind has `id` (a content hash, unique) and `source` (where the row came from: file and line or record).
+Chat conversations are stored as JSON text in `messages` ([{"role": ..., "content": ...}, ...]) so Parquet, pandas and
+the Deck renderer all handle them as plain strings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from llmft.proto.data.v1 import dataset_pb2
+
+ROLES = ("system", "user", "assistant")
+
+
+def conversation_problem(value: Any) -> str | None:
+    """Why a `messages` value is not a valid conversation, or None. Rules: a JSON list of {role, content}; an optional
+    system turn first; then user and assistant alternate, starting with user and ending with assistant; no empty
+    content."""
+    try:
+        messages = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as error:
+        return f"not JSON: {error.msg}"
+    if not isinstance(messages, list) or not messages:
+        return "not a non-empty list of turns"
+    turns = messages
+    if isinstance(turns[0], dict) and turns[0].get("role") == "system":
+        turns = turns[1:]
+    if not turns:
+        return "only a system turn"
+    for position, turn in enumerate(messages):
+        if not isinstance(turn, dict) or set(turn) - {"role", "content"} or "role" not in turn or "content" not in turn:
+            return f"turn {position}: must be an object with exactly 'role' and 'content'"
+        if turn["role"] not in ROLES:
+            return f"turn {position}: role {turn['role']!r} is not one of {', '.join(ROLES)}"
+        if not isinstance(turn["content"], str) or not turn["content"].strip():
+            return f"turn {position}: empty content"
+    offset = len(messages) - len(turns)
+    for position, turn in enumerate(turns):
+        expected = "user" if position % 2 == 0 else "assistant"
+        if turn["role"] != expected:
+            return f"turn {position + offset}: expected role {expected!r}, got {turn['role']!r} (roles must alternate)"
+    if turns[-1]["role"] != "assistant":
+        return "last turn must be the assistant's"
+    return None
+
+
+def _non_blank(series: Series[str]) -> Series[bool]:
+    return series.map(lambda value: isinstance(value, str) and bool(value.strip()))
+
+
+def _valid_unicode(series: Series[str]) -> Series[bool]:
+    # Lone surrogates (from undecodable bytes read with errors="surrogateescape") cannot be written as UTF-8.
+    def ok(value: object) -> bool:
+        try:
+            if not isinstance(value, str):
+                return False
+            value.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            return False
+
+    return series.map(ok)
+
+
+class _Row(pa.DataFrameModel):
+    id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
+    source: Series[str] = pa.Field()
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class RawTextRow(_Row):
+    """One document for continued pre-training."""
+
+    text: Series[str] = pa.Field()
+
+    @pa.check("text", name="non_blank", error="text is empty or blank")
+    def text_non_blank(cls, series: Series[str]) -> Series[bool]:
+        return _non_blank(series)
+
+    @pa.check("text", name="valid_utf8", error="text is not valid UTF-8")
+    def text_utf8(cls, series: Series[str]) -> Series[bool]:
+        return _valid_unicode(series)
+
+
+class ChatRow(_Row):
+    """One conversation for supervised fine-tuning."""
+
+    messages: Series[str] = pa.Field()
+
+    @pa.check("messages", name="conversation", error="messages is not a valid conversation")
+    def messages_valid(cls, series: Series[str]) -> Series[bool]:
+        return series.map(lambda value: conversation_problem(value) is None)
+
+    @pa.check("messages", name="valid_utf8", error="messages is not valid UTF-8")
+    def messages_utf8(cls, series: Series[str]) -> Series[bool]:
+        return _valid_unicode(series)
+
+
+class PreferenceRow(_Row):
+    """A prompt with a preferred and a rejected answer, for reward models and DPO."""
+
+    prompt: Series[str] = pa.Field()
+    chosen: Series[str] = pa.Field()
+    rejected: Series[str] = pa.Field()
+
+    @pa.check("prompt", "chosen", "rejected", name="non_blank", error="empty or blank")
+    def fields_non_blank(cls, series: Series[str]) -> Series[bool]:
+        return _non_blank(series)
+
+    @pa.check("prompt", "chosen", "rejected", name="valid_utf8", error="not valid UTF-8")
+    def fields_utf8(cls, series: Series[str]) -> Series[bool]:
+        return _valid_unicode(series)
+
+    @pa.dataframe_check(name="chosen_differs", error="chosen equals rejected")
+    def chosen_differs(cls, frame: pd.DataFrame) -> Series[bool]:
+        return frame["chosen"].str.strip() != frame["rejected"].str.strip()
+
+
+class PromptRow(_Row):
+    """A prompt for PPO rollouts and batch inference."""
+
+    prompt: Series[str] = pa.Field()
+
+    @pa.check("prompt", name="non_blank", error="prompt is empty or blank")
+    def prompt_non_blank(cls, series: Series[str]) -> Series[bool]:
+        return _non_blank(series)
+
+    @pa.check("prompt", name="valid_utf8", error="prompt is not valid UTF-8")
+    def prompt_utf8(cls, series: Series[str]) -> Series[bool]:
+        return _valid_unicode(series)
+
+
+SCHEMAS: dict[int, type[_Row]] = {
+    dataset_pb2.DATASET_KIND_RAW_TEXT: RawTextRow,
+    dataset_pb2.DATASET_KIND_CHAT: ChatRow,
+    dataset_pb2.DATASET_KIND_PREFERENCE: PreferenceRow,
+    dataset_pb2.DATASET_KIND_PROMPT: PromptRow,
+}
+
+SCHEMA_VERSIONS: dict[int, str] = {
+    dataset_pb2.DATASET_KIND_RAW_TEXT: "raw_text/1",
+    dataset_pb2.DATASET_KIND_CHAT: "chat/1",
+    dataset_pb2.DATASET_KIND_PREFERENCE: "preference/1",
+    dataset_pb2.DATASET_KIND_PROMPT: "prompt/1",
+}
+
+CONTENT_COLUMNS: dict[int, tuple[str, ...]] = {
+    dataset_pb2.DATASET_KIND_RAW_TEXT: ("text",),
+    dataset_pb2.DATASET_KIND_CHAT: ("messages",),
+    dataset_pb2.DATASET_KIND_PREFERENCE: ("prompt", "chosen", "rejected"),
+    dataset_pb2.DATASET_KIND_PROMPT: ("prompt",),
+}
+
+
+def kind_name(kind: int) -> str:
+    return str(dataset_pb2.DatasetKind.Name(kind))
+
+
+def schema_for(kind: int) -> type[_Row]:
+    if kind not in SCHEMAS:
+        raise ValueError(f"kind: {kind_name(kind) if kind in dataset_pb2.DatasetKind.values() else kind} has no schema")
+    return SCHEMAS[kind]
+
+
+class DataValidationError(ValueError):
+    """Rows that break their kind's schema; the message names each bad row's source, index and field."""
+
+
+def describe_failures(frame: pd.DataFrame, error: pa.errors.SchemaErrors, limit: int = 20) -> str:
+    cases = error.failure_cases
+    lines = []
+    for _, case in cases.head(limit).iterrows():
+        index = case.get("index")
+        where = ""
+        if index is not None and not pd.isna(index) and index in frame.index and "source" in frame.columns:
+            where = f"{frame.loc[index, 'source']} (row {index})"
+        elif index is not None and not pd.isna(index):
+            where = f"row {index}"
+        column = case.get("column") or "<dataframe>"
+        check = case.get("check")
+        detail = ""
+        if column == "messages" and index in frame.index:
+            detail = f": {conversation_problem(frame.loc[index, 'messages'])}"
+        lines.append(f"{where or 'schema'}: field {column!r} failed {check}{detail}".strip())
+    more = len(cases) - limit
+    if more > 0:
+        lines.append(f"... and {more} more failures")
+    return "\n".join(lines)
+
+
+def validate_rows(frame: pd.DataFrame, kind: int) -> pd.DataFrame:
+    """Validates every row (lazily, so all failures are reported at once); raises DataValidationError."""
+    schema = schema_for(kind)
+    try:
+        return schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as error:
+        raise DataValidationError(
+            f"{len(error.failure_cases)} {kind_name(kind)} schema failure(s):\n{describe_failures(frame, error)}"
+        ) from error

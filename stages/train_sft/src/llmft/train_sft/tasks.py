@@ -1,0 +1,56 @@
+"""The SFT stage's Flyte face: one Elastic training task (torch elastic workers locally and in a pod; a PyTorchJob
+when nnodes > 1). The body only unpacks the inputs, calls llmft.train_sft.train and packs the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from flytekit import Deck, ImageSpec, Resources, current_context, task
+from flytekit.types.directory import FlyteDirectory
+from flytekitplugins.kfpytorch import Elastic
+
+from llmft.core import fingerprint as fp
+from llmft.core.distributed import under_launcher
+from llmft.core.flyte import TrainedModel, download_dataset
+from llmft.core.images import image_packages, registry
+from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
+from llmft.proto.training.v1.training_pb2 import TrainingRequest
+from llmft.train_sft import STAGE, __version__
+from llmft.train_sft.train import train_sft
+
+IMAGE = ImageSpec(
+    name="llmft-train-sft",
+    registry=registry(),
+    python_version="3.11",
+    packages=image_packages(
+        "torch", "transformers", "tokenizers", "accelerate", "datasets", "peft", "deepspeed", "bitsandbytes",
+        "trl", "flytekitplugins-kfpytorch", "huggingface_hub",
+    ),
+)
+CACHE_VERSION = fp.cache_version(STAGE, __version__)
+
+
+@task(
+    container_image=IMAGE,
+    task_config=Elastic(nnodes=1, nproc_per_node=1),
+    requests=Resources(cpu="2", mem="8Gi"),
+    cache=True,
+    cache_version=CACHE_VERSION,
+    retries=2,
+    enable_deck=True,
+)
+def train(
+    request: TrainingRequest,
+    dataset: DatasetManifest,
+    data: FlyteDirectory,
+    base_model: Optional[FlyteDirectory] = None,
+) -> TrainedModel:
+    data_dir = download_dataset(dataset, data)
+    base_dir = Path(base_model.download()) if base_model is not None else None
+    work = Path(current_context().working_directory)
+    result = train_sft(
+        request, data_dir, work / "model", base_dir, checkpoint_dir=work / "checkpoints", distributed=under_launcher()
+    )
+    Deck("SFT", result.report_html)
+    return TrainedModel(artifact=result.artifact, model=FlyteDirectory(path=str(work / "model")))

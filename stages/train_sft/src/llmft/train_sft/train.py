@@ -1,0 +1,130 @@
+"""Supervised fine-tuning, read top to bottom: check the request, data and chat template, load the base model and
+tokenizer, evaluate held-out assistant-token loss, train with trl's SFTTrainer (assistant-only loss; padding-free
+packing with position ids restarting per conversation, so attention never crosses examples), evaluate again, sample
+answers to held-out prompts before and after, save the model and describe it."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmft.core.datasets import conversation, read_manifest, read_split, require_kind
+from llmft.core.generation import generate_answers
+from llmft.core.models import load_tokenizer, resolve_model_dir
+from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments, validate_recipe
+from llmft.core.training import base_label, build_artifact, save_model, train_and_evaluate, training_report_html
+from llmft.proto.data.v1 import dataset_pb2
+from llmft.proto.training.v1 import training_pb2
+from llmft.train_sft import STAGE, __version__
+
+SAMPLE_PROMPTS = 3
+
+
+@dataclass
+class SftResult:
+    artifact: training_pb2.ModelArtifact
+    report_html: str
+    samples: list[dict[str, str]]
+
+
+def check_chat_template(tokenizer: Any, model_name: str) -> None:
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise RecipeError(f"base model {model_name!r}: its tokenizer has no chat template; SFT needs one")
+    if "generation" not in template:
+        raise RecipeError(
+            f"base model {model_name!r}: its chat template has no {{% generation %}} markers, so the assistant's "
+            "tokens cannot be told apart for assistant-only loss"
+        )
+
+
+def assistant_tokens(tokenizer: Any, conversations: list[list[dict[str, str]]], max_length: int) -> int:
+    total = 0
+    for messages in conversations:
+        encoded = tokenizer.apply_chat_template(
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        total += sum(encoded["assistant_masks"][:max_length])
+    return total
+
+
+def train_sft(
+    request: training_pb2.TrainingRequest,
+    data_dir: Path,
+    out_dir: Path,
+    base_model_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    distributed: bool = False,
+) -> SftResult:
+    from datasets import Dataset
+    from transformers import AutoConfig
+    from trl import SFTConfig, SFTTrainer
+
+    recipe = resolve_recipe(request.recipe)
+    manifest = read_manifest(data_dir)
+    require_kind(manifest, dataset_pb2.DATASET_KIND_CHAT, STAGE)
+    base = resolve_model_dir(str(base_model_dir) if base_model_dir else request.base_model, request.base_model_revision)
+    config = AutoConfig.from_pretrained(base.directory)
+    validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
+    tokenizer = load_tokenizer(base.directory)
+    check_chat_template(tokenizer, base.name)
+
+    train_conversations = [conversation(m) for m in read_split(data_dir, "train")["messages"]]
+    eval_conversations = [conversation(m) for m in read_split(data_dir, "eval")["messages"]]
+    if recipe.eval.max_eval_samples:
+        eval_conversations = eval_conversations[: recipe.eval.max_eval_samples]
+    if not train_conversations:
+        raise RecipeError(f"dataset {manifest.name!r}: its train split is empty")
+    if not eval_conversations:
+        raise RecipeError(f"dataset {manifest.name!r}: its eval split is empty; held-out loss needs one")
+    eval_tokens = assistant_tokens(tokenizer, eval_conversations, recipe.max_length)
+
+    model = load_model_for_training(base.directory, recipe)
+    samples_from = eval_conversations[:SAMPLE_PROMPTS]
+    answers_before = generate_answers(model, tokenizer, samples_from)
+
+    work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-sft-"))
+    args = SFTConfig(
+        **training_arguments(recipe, work),
+        max_length=recipe.max_length,
+        packing=recipe.packing,
+        packing_strategy="bfd",
+        padding_free=recipe.packing,
+        assistant_only_loss=True,
+        loss_type="nll",
+        dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([{"messages": m} for m in train_conversations]),
+        eval_dataset=Dataset.from_list([{"messages": m} for m in eval_conversations]),
+        processing_class=tokenizer,
+    )
+    metrics = train_and_evaluate(trainer, eval_tokens)
+    answers_after = generate_answers(trainer.model, tokenizer, samples_from)
+    samples = [
+        {"prompt": m[-2]["content"] if len(m) > 1 else "", "reference": m[-1]["content"], "before": b, "after": a}
+        for m, b, a in zip(samples_from, answers_before, answers_after)
+    ]
+    if not trainer.is_world_process_zero():
+        return SftResult(training_pb2.ModelArtifact(), "", samples)
+    fmt = save_model(trainer.model, tokenizer, recipe, out_dir)
+    artifact = build_artifact(
+        model=trainer.model,
+        out_dir=out_dir,
+        fmt=fmt,
+        base_name=base_label(request.base_model or str(base.directory), base.directory),
+        base_dir=base.directory,
+        request=request,
+        stage=STAGE,
+        stage_version=__version__,
+        input_fingerprints=[manifest.fingerprint],
+        metrics=metrics,
+    )
+    report = training_report_html(
+        f"SFT {request.run_name or manifest.name}", metrics, trainer.state.log_history, samples
+    )
+    return SftResult(artifact, report, samples)
