@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from llmft.core import recipe as R
+from llmft.core.models import resolve_model_dir
+from llmft.proto.training.v1 import training_pb2 as T
+
+
+def resolved(**fields: object) -> T.TrainingRecipe:
+    return R.resolve_recipe(T.TrainingRecipe(**fields))  # type: ignore[arg-type]
+
+
+def test_unset_fields_take_the_defaults_and_set_fields_stay() -> None:
+    recipe = resolved(max_length=128, schedule=T.Schedule(learning_rate=1e-3))
+    assert recipe.max_length == 128
+    assert recipe.schedule.learning_rate == 1e-3
+    assert recipe.schedule.per_device_batch_size == R.DEFAULTS.schedule.per_device_batch_size
+    assert recipe.method == T.TRAINING_METHOD_FULL
+    assert recipe.optimizer == T.OPTIMIZER_ADAMW
+
+
+def test_yaml_recipe_loads_with_field_names_and_enum_names(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "method: TRAINING_METHOD_LORA\nlora: {rank: 4, alpha: 8}\nprecision: PRECISION_BF16\n"
+        "schedule: {max_steps: 5}\n"
+    )
+    recipe = R.load_recipe(path)
+    assert recipe.method == T.TRAINING_METHOD_LORA
+    assert recipe.lora.rank == 4
+    assert recipe.packing is True
+    path.write_text("method: TRAINING_METHOD_LORA\nlora: {rnak: 4}\n")
+    with pytest.raises(R.RecipeError, match="rnak"):
+        R.load_recipe(path)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_length": 4096}, "recipe.max_length: 4096 is beyond the model's 1024 positions"),
+        ({"method": T.TRAINING_METHOD_QLORA, "lora": T.LoraConfig(rank=4, merge=True)}, "recipe.lora.merge"),
+        ({"zero": T.ZeroConfig(stage=2, offload_parameters=True)}, "recipe.zero.offload_parameters"),
+        ({"zero": T.ZeroConfig(stage=3, offload_parameters=True)}, "needs a launcher"),
+        ({"schedule": T.Schedule(lr_scheduler="exotic")}, "recipe.schedule.lr_scheduler"),
+        ({"zero": T.ZeroConfig(stage=2), "optimizer": T.OPTIMIZER_ADAMW_8BIT}, "recipe.optimizer"),
+    ],
+)
+def test_bad_recipes_fail_naming_the_field(fields: dict, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with pytest.raises(R.RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        R.validate_recipe(resolved(**fields), max_positions=1024)
+
+
+def test_training_arguments_follow_the_recipe(tmp_path: Path) -> None:
+    recipe = resolved(
+        precision=T.PRECISION_BF16,
+        optimizer=T.OPTIMIZER_PAGED_ADAMW_8BIT,
+        schedule=T.Schedule(max_steps=7, per_device_batch_size=3, gradient_accumulation_steps=2),
+        checkpoint=T.CheckpointConfig(save_steps=5),
+    )
+    args = R.training_arguments(recipe, tmp_path)
+    assert args["bf16"] is True
+    assert args["optim"] == "paged_adamw_8bit"
+    assert args["max_steps"] == 7
+    assert args["per_device_train_batch_size"] == 3
+    assert args["gradient_accumulation_steps"] == 2
+    assert args["save_strategy"] == "steps" and args["save_steps"] == 5
+    assert "deepspeed" not in args
+
+
+def test_deepspeed_config_is_generated_from_zero_settings() -> None:
+    config = R.deepspeed_config(resolved(zero=T.ZeroConfig(stage=3, offload_optimizer=True, offload_parameters=True)))
+    assert config is not None
+    zero = config["zero_optimization"]
+    assert zero["stage"] == 3
+    assert zero["offload_optimizer"]["device"] == "cpu"
+    assert zero["offload_param"]["device"] == "cpu"
+    assert R.deepspeed_config(resolved()) is None
+
+
+def test_lora_on_modules_the_model_lacks_fails_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path))
+    model_dir = resolve_model_dir("llmft/tiny-llama").directory
+    bad = resolved(method=T.TRAINING_METHOD_LORA, lora=T.LoraConfig(rank=4, target_modules=["query_key_value"]))
+    with pytest.raises(R.RecipeError, match="query_key_value"):
+        R.load_model_for_training(model_dir, bad)
+    not_linear = resolved(method=T.TRAINING_METHOD_LORA, lora=T.LoraConfig(rank=4, target_modules=["input_layernorm"]))
+    with pytest.raises(R.RecipeError, match="not linear layers"):
+        R.load_model_for_training(model_dir, not_linear)
+    good = resolved(method=T.TRAINING_METHOD_LORA, lora=T.LoraConfig(rank=4))
+    model = R.load_model_for_training(model_dir, good)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 0 < trainable < sum(p.numel() for p in model.parameters()) / 5

@@ -1,0 +1,215 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmft.core.datasets import read_manifest, read_split
+from llmft.data.__main__ import main as cli
+from llmft.data.build import acquire, build_dataset, prepare
+from llmft.data.schemas import DataValidationError
+from llmft.data.sources import SourceError
+from llmft.proto.data.v1 import dataset_pb2 as D
+
+
+def request(kind: int, *patterns: str, fmt: str = "auto", **kwargs: object) -> D.DatasetRequest:
+    return D.DatasetRequest(
+        name="t",
+        kind=kind,
+        sources=[D.DatasetSource(local=D.LocalSource(patterns=list(patterns)), format=fmt)],
+        cleaning=D.CleaningConfig(normalize=True, deduplicate_exact=True),
+        split=D.SplitConfig(eval_fraction=0.25, seed=0),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def chat(q: str, a: str) -> dict:
+    return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+
+
+def test_raw_text_from_a_folder_of_files(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(20):
+        (docs / f"d{i}.md").write_text(f"# Doc {i}\r\nFlyte task number {i}.   \n")
+    (docs / "copy.md").write_text("# Doc 3\nFlyte task number 3.\n")  # duplicate after normalisation
+    (docs / "empty.txt").write_text("   \n")
+    manifest, _ = build_dataset(request(D.DATASET_KIND_RAW_TEXT, str(docs)), tmp_path / "out")
+    rows = {s.name: s.rows for s in manifest.splits}
+    assert rows["train"] + rows["eval"] == 20
+    assert {c.step: c.rows_removed for c in manifest.cleaning} == {"drop_blank": 1, "deduplicate_exact": 1}
+    train = read_split(tmp_path / "out", "train")
+    assert set(train.columns) == {"id", "source", "text"}
+    assert all("\r" not in t and not t.endswith(" ") for t in train["text"])
+    assert read_manifest(tmp_path / "out") == manifest
+    assert manifest.schema_version == "raw_text/1"
+
+
+def test_alpaca_sharegpt_and_messages_all_become_conversations(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": "Add", "input": "1+1", "output": "2"}])
+    write_jsonl(
+        tmp_path / "sharegpt.jsonl",
+        [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}],
+    )
+    write_jsonl(tmp_path / "messages.jsonl", [chat("Q?", "A.")])
+    req = request(D.DATASET_KIND_CHAT, str(tmp_path / "*.jsonl"))
+    req.split.eval_fraction = 0.0
+    build_dataset(req, tmp_path / "out")
+    conversations = sorted(json.loads(m)[0]["content"] for m in read_split(tmp_path / "out", "train")["messages"])
+    assert conversations == ["Add\n\n1+1", "Hi", "Q?"]
+
+
+def test_split_is_stable_when_rows_are_added(tmp_path: Path) -> None:
+    rows = [chat(f"question {i}?", f"answer {i}.") for i in range(200)]
+    write_jsonl(tmp_path / "a.jsonl", rows[:100])
+    build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "a.jsonl")), tmp_path / "one")
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "a.jsonl")), tmp_path / "two")
+    before = set(read_split(tmp_path / "one", "eval")["id"])
+    after = set(read_split(tmp_path / "two", "eval")["id"])
+    assert before and before <= after
+    assert not before & set(read_split(tmp_path / "two", "train")["id"])
+    assert 0.15 < len(after) / 200 < 0.35
+
+
+def test_same_content_under_another_path_gives_the_same_fingerprint(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_jsonl(tmp_path / name / "x.jsonl", [chat("Q?", "A."), chat("R?", "B.")])
+    one, _ = build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "a")), tmp_path / "out-a")
+    two, _ = build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "b")), tmp_path / "out-b")
+    assert one.fingerprint == two.fingerprint
+    write_jsonl(tmp_path / "b" / "x.jsonl", [chat("Q?", "A!"), chat("R?", "B.")])
+    three, _ = build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "b")), tmp_path / "out-c")
+    assert three.fingerprint != one.fingerprint
+
+
+def test_token_statistics_with_a_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+    write_jsonl(tmp_path / "p.jsonl", [{"prompt": "word " * n} for n in (1, 5, 50, 400)])
+    req = request(D.DATASET_KIND_PROMPT, str(tmp_path / "p.jsonl"), tokenizer="llmft/tiny-llama", max_tokens=100)
+    req.split.eval_fraction = 0.0
+    manifest, report = build_dataset(req, tmp_path / "out")
+    train = next(s for s in manifest.splits if s.name == "train")
+    assert train.tokens == sum(report["tokens"]["train"]) > 400
+    assert train.rows_over_max_tokens == 1
+    assert manifest.tokenizer_fingerprint.startswith("sha256:")
+
+
+def test_preference_pairs_reject_chosen_equal_to_rejected(tmp_path: Path) -> None:
+    write_jsonl(
+        tmp_path / "p.jsonl",
+        [{"prompt": "2+2?", "chosen": "4", "rejected": "5"}, {"prompt": "Sky?", "chosen": "blue", "rejected": "blue"}],
+    )
+    with pytest.raises(DataValidationError, match=r"p.jsonl:2 \(row 1\).*chosen equals rejected"):
+        build_dataset(request(D.DATASET_KIND_PREFERENCE, str(tmp_path / "p.jsonl")), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("messages", "problem"),
+    [
+        ([{"role": "assistant", "content": "Hi"}], "expected role 'user'"),
+        ([{"role": "user", "content": "Hi"}], "last turn must be the assistant's"),
+        ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}], "turn 1: empty content"),
+        ([{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}], "role 'robot'"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}],
+            "roles must alternate",
+        ),
+    ],
+)
+def test_bad_conversations_fail_with_file_row_and_reason(tmp_path: Path, messages: list, problem: str) -> None:
+    write_jsonl(tmp_path / "c.jsonl", [chat("fine?", "yes."), {"messages": messages}])
+    with pytest.raises(DataValidationError, match=rf"c.jsonl:2 \(row 1\): field 'messages'.*{problem}"):
+        build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "c.jsonl")), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text(json.dumps(chat("a?", "b.")) + "\n{not json\n")
+    with pytest.raises(SourceError, match=r"bad.jsonl:2: malformed JSON"):
+        acquire(request(D.DATASET_KIND_CHAT, str(tmp_path / "bad.jsonl")))
+
+
+def test_missing_and_mistyped_fields_are_named(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "p.jsonl", [{"prompt": "ok"}, {"question": "where?"}])
+    with pytest.raises(SourceError, match=r"p.jsonl:2: missing field 'prompt' \(fields present: question\)"):
+        acquire(request(D.DATASET_KIND_PROMPT, str(tmp_path / "p.jsonl")))
+    write_jsonl(tmp_path / "q.jsonl", [{"prompt": 42}])
+    with pytest.raises(SourceError, match=r"q.jsonl:1: field 'prompt' is int, expected str"):
+        acquire(request(D.DATASET_KIND_PROMPT, str(tmp_path / "q.jsonl")))
+
+
+def test_non_utf8_bytes_name_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "latin1.txt").write_bytes("line one\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(SourceError, match=r"latin1.txt:2: not valid UTF-8"):
+        acquire(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "latin1.txt")))
+
+
+def test_missing_file_and_empty_dataset(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"sources\[0\]: .*nope.txt: file not found"):
+        acquire(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "nope.txt")))
+    (tmp_path / "blank.txt").write_text("\n\n")
+    with pytest.raises(SourceError, match="no rows left after cleaning"):
+        acquire(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "blank.txt")))
+
+
+def test_an_existing_output_folder_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "doc.txt").write_text("some text")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not empty"):
+        build_dataset(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "doc.txt")), out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_cli_gives_the_same_manifest_as_the_library_and_exits_non_zero_on_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_jsonl(tmp_path / "c.jsonl", [chat(f"q{i}?", f"a{i}.") for i in range(10)])
+    code = cli(["--name", "t", "--kind", "chat", "--local", str(tmp_path / "c.jsonl"), "--eval-fraction", "0.25",
+                "--out", str(tmp_path / "cli")])
+    assert code == 0
+    library, _ = build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "c.jsonl")), tmp_path / "lib")
+    assert read_manifest(tmp_path / "cli").fingerprint == library.fingerprint
+    (tmp_path / "bad.jsonl").write_text("{oops\n")
+    capsys.readouterr()
+    code = cli(["--kind", "chat", "--local", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "bad")])
+    assert code == 2
+    assert "bad.jsonl:1: malformed JSON" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_prepare_validates_rows_it_is_handed(tmp_path: Path) -> None:
+    from llmft.data.build import AcquiredRows
+
+    frame = pd.DataFrame({"id": ["a", "a"], "source": ["x:1", "x:2"], "text": ["one", "two"]})
+    with pytest.raises(DataValidationError, match="field 'id'"):
+        prepare(request(D.DATASET_KIND_RAW_TEXT, "unused"), AcquiredRows(frame), tmp_path / "out")
+
+
+def test_python_package_source_reads_installed_code_and_derives_docstring_chats(tmp_path: Path) -> None:
+    req = D.DatasetRequest(
+        name="pkg",
+        kind=D.DATASET_KIND_CHAT,
+        sources=[D.DatasetSource(python_package=D.PythonPackageSource(packages=["pandera"]), format="python_docstrings")],
+        split=D.SplitConfig(eval_fraction=0.1),
+    )
+    acquired = acquire(req)
+    assert len(acquired.frame) > 50
+    first = json.loads(acquired.frame["messages"].iloc[0])
+    assert first[0]["content"].startswith("What does `") and first[1]["role"] == "assistant"
+    assert acquired.source_fingerprints[0].startswith("sha256:")
+    missing = D.DatasetRequest(
+        name="x", kind=D.DATASET_KIND_RAW_TEXT,
+        sources=[D.DatasetSource(python_package=D.PythonPackageSource(packages=["no-such-dist"]))],
+    )
+    with pytest.raises(SourceError, match="'no-such-dist': not installed"):
+        acquire(missing)

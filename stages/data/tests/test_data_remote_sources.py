@@ -1,0 +1,95 @@
+"""Sources that are remote in production, exercised offline: a git repository the test creates and a local HTTP
+server the test starts."""
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from llmft.data.build import acquire
+from llmft.data.sources import SourceError
+from llmft.proto.data.v1 import dataset_pb2 as D
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# Project\nFirst version.\n")
+    (path / "code.py").write_text("def f():\n    return 1\n")
+    (path / "image.png").write_bytes(b"\x89PNG")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "one")
+    return path
+
+
+def git_request(repo: Path, revision: str) -> D.DatasetRequest:
+    return D.DatasetRequest(
+        name="g", kind=D.DATASET_KIND_RAW_TEXT,
+        sources=[D.DatasetSource(git=D.GitSource(repository=str(repo), revision=revision))],
+        cleaning=D.CleaningConfig(normalize=True),
+    )
+
+
+def test_git_source_reads_text_files_at_the_pinned_commit(repo: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    (repo / "README.md").write_text("# Project\nSecond version.\n")
+    git(repo, "commit", "-qam", "two")
+    old = acquire(git_request(repo, first))
+    new = acquire(git_request(repo, "main"))
+    assert sorted(old.frame["text"]) == ["# Project\nFirst version.", "def f():\n    return 1"]
+    assert "# Project\nSecond version." in list(new.frame["text"])
+    assert old.source_fingerprints != new.source_fingerprints
+    assert all(first[:12] in s for s in old.frame["source"])
+
+
+def test_git_ref_that_does_not_exist_fails_naming_it(repo: Path) -> None:
+    with pytest.raises(SourceError, match="revision 'v9.9' does not exist"):
+        acquire(git_request(repo, "v9.9"))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "chat.jsonl").write_text(
+        json.dumps({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}) + "\n"
+    )
+    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def url_request(url: str) -> D.DatasetRequest:
+    return D.DatasetRequest(
+        name="u", kind=D.DATASET_KIND_CHAT, sources=[D.DatasetSource(url=D.UrlSource(urls=[url]))]
+    )
+
+
+def test_url_source_downloads_and_parses_by_extension(server: str) -> None:
+    acquired = acquire(url_request(f"{server}/chat.jsonl"))
+    assert len(acquired.frame) == 1
+    assert acquired.frame["source"].iloc[0] == f"{server}/chat.jsonl:1"
+
+
+def test_missing_and_unreachable_urls_fail_naming_the_url(server: str) -> None:
+    with pytest.raises(SourceError, match=r"missing.jsonl: HTTP 404"):
+        acquire(url_request(f"{server}/missing.jsonl"))
+    with pytest.raises(SourceError, match=r"http://127.0.0.1:9/x.jsonl: unreachable"):
+        acquire(url_request("http://127.0.0.1:9/x.jsonl"))
