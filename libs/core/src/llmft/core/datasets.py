@@ -5,6 +5,8 @@ functions."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +56,23 @@ def require_kind(manifest: dataset_pb2.DatasetManifest, kind: int, stage: str) -
 def conversation(messages: str | list[dict[str, str]]) -> list[dict[str, str]]:
     """A chat row's `messages` (JSON text in Parquet) as a list of {role, content}."""
     return json.loads(messages) if isinstance(messages, str) else list(messages)
+
+
+def write_dataset(out_dir: Path, splits: dict[str, Any], manifest: dataset_pb2.DatasetManifest) -> None:
+    """Writes the split files and the manifest into a fresh `out_dir`, atomically: a failure leaves nothing behind."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir}: output folder exists and is not empty; nothing was overwritten")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    tmp.chmod(0o755)
+    try:
+        for name, part in splits.items():
+            part.to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / MANIFEST_FILE).write_text(json_format.MessageToJson(manifest, sort_keys=True) + "\n")
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

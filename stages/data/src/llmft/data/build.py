@@ -5,17 +5,13 @@ Flyte tasks run them as two tasks with the validated rows between them, so both 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from google.protobuf import json_format
-
 from llmft.core import fingerprint as fp
-from llmft.core.datasets import MANIFEST_FILE, SPLITS
+from llmft.core.datasets import SPLITS, write_dataset
 from llmft.data import STAGE, __version__
 from llmft.data.clean import clean_rows, split_of
 from llmft.data.normalize import to_row, unique_ids
@@ -161,25 +157,6 @@ def prepare(
 
     write_dataset(out_dir, splits, manifest)
     return manifest, report
-
-
-def write_dataset(out_dir: Path, splits: dict[str, pd.DataFrame], manifest: dataset_pb2.DatasetManifest) -> None:
-    """Writes the split files and the manifest into a fresh `out_dir`, atomically: a failure leaves nothing behind."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir}: output folder exists and is not empty; nothing was overwritten")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        for name, part in splits.items():
-            part.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / MANIFEST_FILE).write_text(json_format.MessageToJson(manifest, sort_keys=True) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def build_dataset(

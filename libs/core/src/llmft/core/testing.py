@@ -1,0 +1,58 @@
+"""Small deterministic datasets in the shared folder layout, for the stages' tests and benchmarks (a stage's tests
+must not import the data stage). The text has structure a tiny model learns within a few steps."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from llmft.core import fingerprint as fp
+from llmft.core.datasets import write_dataset
+from llmft.proto.data.v1 import dataset_pb2
+
+D = dataset_pb2
+
+WORDS = ["task", "workflow", "cache", "resources", "image", "deck", "plugin", "retry", "input", "output"]
+
+
+def synthetic_code(index: int, rng: random.Random) -> str:
+    name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{index}"
+    args = ", ".join(rng.sample(WORDS, 2))
+    body = "\n".join(f"    {w} = {w}.strip()" for w in args.split(", "))
+    return f'def {name}({args}):\n    """Return the {args.split(", ")[0]} of a flyte {rng.choice(WORDS)}."""\n{body}\n    return {args.split(", ")[0]}\n'
+
+
+def arithmetic_conversation(a: int, b: int) -> list[dict[str, str]]:
+    return [
+        {"role": "user", "content": f"What is {a} plus {b}?"},
+        {"role": "assistant", "content": f"{a} plus {b} is {a + b}."},
+    ]
+
+
+def _write(out_dir: Path, name: str, kind: int, column: str, train: list[str], eval_: list[str]) -> Path:
+    import pandas as pd
+
+    splits = {}
+    manifest = D.DatasetManifest(name=name, kind=kind, schema_version=f"{column}/test")
+    digests = []
+    for split, values in (("train", train), ("eval", eval_)):
+        ids = [fp.fingerprint_text(v).removeprefix("sha256:")[:32] for v in values]
+        splits[split] = pd.DataFrame({"id": ids, "source": [f"synthetic:{i}" for i in range(len(values))], column: values})
+        manifest.splits.add(name=split, rows=len(values), characters=sum(len(v) for v in values))
+        digests.append(fp.fingerprint_text("\n".join(ids)))
+    manifest.fingerprint = fp.combine(name, *digests)
+    write_dataset(out_dir, splits, manifest)
+    return out_dir
+
+
+def write_text_dataset(out_dir: Path, train_docs: int = 200, eval_docs: int = 20, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    docs = [synthetic_code(i, rng) for i in range(train_docs + eval_docs)]
+    return _write(out_dir, "synthetic-code", D.DATASET_KIND_RAW_TEXT, "text", docs[:train_docs], docs[train_docs:])
+
+
+def write_chat_dataset(out_dir: Path, train_rows: int = 200, eval_rows: int = 20, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    rows = [json.dumps(arithmetic_conversation(rng.randint(0, 9), rng.randint(0, 9))) for _ in range(train_rows + eval_rows)]
+    return _write(out_dir, "synthetic-chat", D.DATASET_KIND_CHAT, "messages", rows[:train_rows], rows[train_rows:])

@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+
+from llmft.core.datasets import DatasetKindError
+from llmft.core.recipe import RecipeError
+from llmft.core.testing import write_chat_dataset, write_text_dataset
+from llmft.core.training import read_artifact
+from llmft.proto.training.v1 import training_pb2 as T
+from llmft.train_cpt.train import train_cpt
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+
+
+def request(**recipe: object) -> T.TrainingRequest:
+    base = dict(max_length=64, packing=True, seed=0, schedule=T.Schedule(max_steps=12, learning_rate=3e-3,
+                per_device_batch_size=4))
+    base.update(recipe)
+    return T.TrainingRequest(base_model="llmft/tiny-llama", run_name="test", recipe=T.TrainingRecipe(**base))  # type: ignore[arg-type]
+
+
+def test_full_cpt_lowers_held_out_loss_and_writes_a_described_model(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    data = write_text_dataset(tmp_path / "data")
+    result = train_cpt(request(), data, tmp_path / "model")
+    metrics = result.artifact.metrics
+    assert metrics.steps == 12
+    assert metrics.eval_after.loss < metrics.eval_before.loss - 0.5
+    assert metrics.train_tokens == 12 * 4 * 64
+    artifact = read_artifact(tmp_path / "model")
+    assert artifact == result.artifact
+    assert artifact.format == T.ARTIFACT_FORMAT_MERGED
+    assert artifact.model_family == "llama"
+    assert artifact.provenance.stage == "llmft.train_cpt"
+    assert artifact.fingerprint.startswith("sha256:")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    assert sum(p.numel() for p in model.parameters()) == artifact.parameters
+    assert "loss" in result.report_html and "<img" in result.report_html
+
+
+def test_lora_cpt_saves_an_adapter(tmp_path: Path) -> None:
+    data = write_text_dataset(tmp_path / "data", train_docs=60)
+    result = train_cpt(
+        request(method=T.TRAINING_METHOD_LORA, lora=T.LoraConfig(rank=4, alpha=8), schedule=T.Schedule(max_steps=3)),
+        data,
+        tmp_path / "model",
+    )
+    assert result.artifact.format == T.ARTIFACT_FORMAT_ADAPTER
+    assert (tmp_path / "model" / "adapter_config.json").is_file()
+    assert result.artifact.trainable_parameters < result.artifact.parameters / 5
+
+
+def test_wrong_dataset_kind_and_too_long_sequences_fail_before_training(tmp_path: Path) -> None:
+    chat = write_chat_dataset(tmp_path / "chat")
+    with pytest.raises(DatasetKindError, match="DATASET_KIND_CHAT, but llmft.train_cpt trains on DATASET_KIND_RAW_TEXT"):
+        train_cpt(request(), chat, tmp_path / "m1")
+    text = write_text_dataset(tmp_path / "text", train_docs=10)
+    with pytest.raises(RecipeError, match="beyond the model's 1024 positions"):
+        train_cpt(request(max_length=4096), text, tmp_path / "m2")
+    assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists()
