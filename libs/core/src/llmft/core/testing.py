@@ -56,3 +56,26 @@ def write_chat_dataset(out_dir: Path, train_rows: int = 200, eval_rows: int = 20
     rng = random.Random(seed)
     rows = [json.dumps(arithmetic_conversation(rng.randint(0, 9), rng.randint(0, 9))) for _ in range(train_rows + eval_rows)]
     return _write(out_dir, "synthetic-chat", D.DATASET_KIND_CHAT, "messages", rows[:train_rows], rows[train_rows:])
+
+
+def write_preference_dataset(out_dir: Path, train_rows: int = 64, eval_rows: int = 16, seed: int = 0) -> Path:
+    """Arithmetic questions; the chosen answer is a right, polite sentence, the rejected one a wrong, curt number."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(train_rows + eval_rows):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        rows.append({"prompt": f"What is {a} plus {b}?", "chosen": f"{a} plus {b} is {a + b}.",
+                     "rejected": f"{a + b + 1 + rng.randint(0, 5)}!!"})
+    manifest = D.DatasetManifest(name="synthetic-preferences", kind=D.DATASET_KIND_PREFERENCE,
+                                 schema_version="preference/test")
+    splits, digests = {}, []
+    for split, part in (("train", rows[:train_rows]), ("eval", rows[train_rows:])):
+        ids = [fp.fingerprint_json(r).removeprefix("sha256:")[:32] for r in part]
+        splits[split] = pd.DataFrame([{"id": i, "source": f"synthetic:{n}", **r} for n, (i, r) in enumerate(zip(ids, part))])
+        manifest.splits.add(name=split, rows=len(part))
+        digests.append(fp.fingerprint_text("\n".join(ids)))
+    manifest.fingerprint = fp.combine("preferences", *digests)
+    write_dataset(out_dir, splits, manifest)
+    return out_dir

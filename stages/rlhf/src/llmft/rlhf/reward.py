@@ -1,0 +1,113 @@
+"""Reward-model training, read top to bottom: check data and recipe, load the base as a sequence classifier with one
+output (the reward), measure held-out pairwise accuracy, train with trl's RewardTrainer (Bradley-Terry loss), measure
+again, save and describe the model."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmft.core.models import load_tokenizer, resolve_model_dir
+from llmft.core.recipe import load_model_for_training, resolve_recipe, training_arguments, validate_recipe
+from llmft.core.training import base_label, build_artifact, save_model, training_report_html
+from llmft.proto.rlhf.v1 import rlhf_pb2
+from llmft.proto.training.v1 import training_pb2
+from llmft.rlhf import STAGE, __version__
+from llmft.rlhf.preferences import load_pairs
+
+
+@dataclass
+class RewardResult:
+    report: rlhf_pb2.RewardModelReport
+    report_html: str
+
+
+def score(model: Any, tokenizer: Any, pairs: list[dict], max_length: int) -> tuple[list[float], list[float]]:
+    """Rewards of the chosen and rejected answer of each pair."""
+    import torch
+
+    model.eval()
+    chosen, rejected = [], []
+    with torch.no_grad():
+        for pair in pairs:
+            for answer, out in ((pair["chosen"], chosen), (pair["rejected"], rejected)):
+                ids = tokenizer.apply_chat_template(pair["prompt"] + answer, tokenize=True, return_dict=True)
+                input_ids = torch.tensor([ids["input_ids"][:max_length]], device=model.device)
+                out.append(float(model(input_ids=input_ids).logits[0, 0]))
+    model.train()
+    return chosen, rejected
+
+
+def accuracy(chosen: list[float], rejected: list[float]) -> float:
+    return sum(c > r for c, r in zip(chosen, rejected)) / max(len(chosen), 1)
+
+
+def train_reward_model(
+    request: rlhf_pb2.RewardModelRequest,
+    data_dir: Path,
+    out_dir: Path,
+    base_model_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    distributed: bool = False,
+) -> RewardResult:
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    recipe = resolve_recipe(request.recipe)
+    manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
+    base = resolve_model_dir(str(base_model_dir) if base_model_dir else request.base_model)
+    config = AutoConfig.from_pretrained(base.directory)
+    validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
+    tokenizer = load_tokenizer(base.directory)
+
+    model = load_model_for_training(
+        base.directory, recipe, AutoModelForSequenceClassification, num_labels=1, pad_token_id=tokenizer.pad_token_id
+    )
+    before = accuracy(*score(model, tokenizer, eval_pairs, recipe.max_length))
+    work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-rm-"))
+    args = RewardConfig(**training_arguments(recipe, work), max_length=recipe.max_length, dataset_num_proc=None)
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_pairs),
+        eval_dataset=Dataset.from_list(eval_pairs),
+        processing_class=tokenizer,
+    )
+    eval_before = trainer.evaluate()
+    result = trainer.train()
+    eval_after = trainer.evaluate()
+    chosen, rejected = score(trainer.model, tokenizer, eval_pairs, recipe.max_length)
+    after = accuracy(chosen, rejected)
+    metrics = training_pb2.TrainingMetrics(
+        eval_before=training_pb2.EvalMetrics(loss=eval_before["eval_loss"]),
+        eval_after=training_pb2.EvalMetrics(loss=eval_after["eval_loss"]),
+        train_loss=float(result.training_loss),
+        steps=int(trainer.state.global_step),
+    )
+    if not trainer.is_world_process_zero():
+        return RewardResult(rlhf_pb2.RewardModelReport(), "")
+    fmt = save_model(trainer.model, tokenizer, recipe, out_dir)
+    artifact = build_artifact(
+        model=trainer.model,
+        out_dir=out_dir,
+        fmt=fmt,
+        base_name=base_label(request.base_model or str(base.directory), base.directory),
+        base_dir=base.directory,
+        request=request,
+        stage=STAGE,
+        stage_version=__version__,
+        input_fingerprints=[manifest.fingerprint],
+        metrics=metrics,
+    )
+    report = rlhf_pb2.RewardModelReport(
+        reward_model=artifact,
+        eval_accuracy_before=before,
+        eval_accuracy_after=after,
+        eval_margin=sum(c - r for c, r in zip(chosen, rejected)) / len(chosen),
+        eval_pairs=len(eval_pairs),
+    )
+    html = training_report_html(f"Reward model {request.run_name or manifest.name}", metrics, trainer.state.log_history)
+    return RewardResult(report, html)

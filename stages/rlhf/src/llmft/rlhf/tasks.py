@@ -1,0 +1,79 @@
+"""The RLHF stage's Flyte face: reward-model training and DPO as Elastic tasks. Bodies only unpack, call the core
+(llmft.rlhf.reward, llmft.rlhf.dpo) and pack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from flytekit import Deck, ImageSpec, Resources, current_context, task
+from flytekit.types.directory import FlyteDirectory
+from flytekitplugins.kfpytorch import Elastic
+
+from llmft.core import fingerprint as fp
+from llmft.core.distributed import under_launcher
+from llmft.core.flyte import ModelDir, download_dataset
+from llmft.core.images import image_packages, registry
+from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
+from llmft.proto.rlhf.v1.rlhf_pb2 import DpoReport, DpoRequest, RewardModelReport, RewardModelRequest
+from llmft.rlhf import STAGE, __version__
+from llmft.rlhf.dpo import train_dpo
+from llmft.rlhf.reward import train_reward_model
+
+IMAGE = ImageSpec(
+    name="llmft-rlhf",
+    registry=registry(),
+    python_version="3.11",
+    packages=image_packages(
+        "torch", "transformers", "tokenizers", "accelerate", "datasets", "peft", "trl", "deepspeed", "bitsandbytes",
+        "flytekitplugins-kfpytorch", "huggingface_hub",
+    ),
+)
+CACHE_VERSION = fp.cache_version(STAGE, __version__)
+
+
+class RewardModel(NamedTuple):
+    report: RewardModelReport
+    model: ModelDir
+
+
+class DpoPolicy(NamedTuple):
+    report: DpoReport
+    model: ModelDir
+
+
+@task(
+    container_image=IMAGE,
+    task_config=Elastic(nnodes=1, nproc_per_node=1),
+    requests=Resources(cpu="2", mem="8Gi"),
+    cache=True,
+    cache_version=CACHE_VERSION,
+    retries=2,
+    enable_deck=True,
+)
+def reward_model(
+    request: RewardModelRequest, dataset: DatasetManifest, data: FlyteDirectory, base_model: Optional[FlyteDirectory] = None
+) -> RewardModel:
+    data_dir = download_dataset(dataset, data)
+    base_dir = Path(base_model.download()) if base_model is not None else None
+    out = Path(current_context().working_directory) / "reward-model"
+    result = train_reward_model(request, data_dir, out, base_dir, distributed=under_launcher())
+    Deck("Reward model", result.report_html)
+    return RewardModel(report=result.report, model=FlyteDirectory(path=str(out)))
+
+
+@task(
+    container_image=IMAGE,
+    task_config=Elastic(nnodes=1, nproc_per_node=1),
+    requests=Resources(cpu="2", mem="8Gi"),
+    cache=True,
+    cache_version=CACHE_VERSION,
+    retries=2,
+    enable_deck=True,
+)
+def dpo(request: DpoRequest, dataset: DatasetManifest, data: FlyteDirectory, policy: FlyteDirectory) -> DpoPolicy:
+    data_dir = download_dataset(dataset, data)
+    out = Path(current_context().working_directory) / "dpo-policy"
+    result = train_dpo(request, data_dir, out, Path(policy.download()), distributed=under_launcher())
+    Deck("DPO", result.report_html)
+    return DpoPolicy(report=result.report, model=FlyteDirectory(path=str(out)))

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from llmft.core.datasets import DatasetKindError
+from llmft.core.recipe import RecipeError
+from llmft.core.testing import write_chat_dataset, write_preference_dataset
+from llmft.core.training import read_artifact
+from llmft.proto.rlhf.v1 import rlhf_pb2 as R
+from llmft.proto.training.v1 import training_pb2 as T
+from llmft.rlhf.__main__ import main
+from llmft.rlhf.dpo import train_dpo
+from llmft.rlhf.reward import train_reward_model
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+
+
+def recipe(steps: int, lr: float) -> T.TrainingRecipe:
+    return T.TrainingRecipe(max_length=64, schedule=T.Schedule(max_steps=steps, learning_rate=lr, per_device_batch_size=8))
+
+
+def test_reward_model_learns_to_prefer_the_chosen_answers(tmp_path: Path) -> None:
+    data = write_preference_dataset(tmp_path / "data")
+    result = train_reward_model(
+        R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe(30, 3e-3)), data, tmp_path / "rm"
+    )
+    report = result.report
+    assert report.eval_accuracy_after >= 0.9
+    assert report.eval_accuracy_after > report.eval_accuracy_before
+    assert report.eval_margin > 0
+    assert report.eval_pairs == 16
+    assert read_artifact(tmp_path / "rm") == report.reward_model
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+    assert model.config.num_labels == 1
+
+
+def test_dpo_raises_held_out_preference_accuracy(tmp_path: Path) -> None:
+    data = write_preference_dataset(tmp_path / "data")
+    result = train_dpo(R.DpoRequest(recipe=recipe(30, 1e-3), dpo=R.DpoConfig(beta=0.1)), data, tmp_path / "dpo")
+    report = result.report
+    assert report.eval_loss_after < report.eval_loss_before - 0.3
+    assert report.eval_accuracy_after >= 0.9
+    assert report.policy.provenance.stage == "llmft.rlhf"
+
+
+def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
+    chat = write_chat_dataset(tmp_path / "chat", train_rows=4, eval_rows=2)
+    with pytest.raises(DatasetKindError, match="DATASET_KIND_PREFERENCE"):
+        train_dpo(R.DpoRequest(recipe=recipe(1, 1e-3)), chat, tmp_path / "x")
+    prefs = write_preference_dataset(tmp_path / "prefs", train_rows=4, eval_rows=2)
+    with pytest.raises(RecipeError, match="dpo.loss_type"):
+        train_dpo(R.DpoRequest(recipe=recipe(1, 1e-3), dpo=R.DpoConfig(loss_type="magic")), prefs, tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:
+    data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
+    assert EXAMPLES.joinpath("dpo.yaml").read_text().startswith("# python -m llmft.rlhf dpo --config")
+    code = main(["dpo", "--config", str(EXAMPLES / "dpo.yaml"), "--data", str(data), "--out", str(tmp_path / "o"),
+                 "--max-steps", "2"])
+    assert code == 0
+    artifact = read_artifact(tmp_path / "o")
+    assert artifact is not None and artifact.metrics.steps == 2
