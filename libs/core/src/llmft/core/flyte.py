@@ -11,9 +11,8 @@ from typing import Annotated, NamedTuple
 from flytekit.core.hash import HashMethod
 from flytekit.types.directory import FlyteDirectory
 
-from llmft.core import fingerprint as fp
 from llmft.core.datasets import read_manifest
-from llmft.core.training import read_artifact
+from llmft.core.training import model_fingerprint
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import ModelArtifact
 
@@ -23,8 +22,7 @@ def dataset_hash(directory: FlyteDirectory) -> str:
 
 
 def model_hash(directory: FlyteDirectory) -> str:
-    artifact = read_artifact(Path(directory.path))
-    return artifact.fingerprint if artifact else fp.fingerprint_directory(Path(directory.path))
+    return model_fingerprint(Path(directory.path))
 
 
 DatasetDir = Annotated[FlyteDirectory, HashMethod(dataset_hash)]

@@ -79,3 +79,18 @@ def write_preference_dataset(out_dir: Path, train_rows: int = 64, eval_rows: int
     manifest.fingerprint = fp.combine("preferences", *digests)
     write_dataset(out_dir, splits, manifest)
     return out_dir
+
+
+def write_prompt_dataset(out_dir: Path, rows: int = 10) -> Path:
+    """Arithmetic questions as a prompt dataset (all in the train split)."""
+    import pandas as pd
+
+    prompts = [f"What is {i % 10} plus {(i * 3) % 10}?" for i in range(rows)]
+    ids = [fp.fingerprint_text(p).removeprefix("sha256:")[:32] + f"~{i}" for i, p in enumerate(prompts)]
+    manifest = D.DatasetManifest(name="synthetic-prompts", kind=D.DATASET_KIND_PROMPT, schema_version="prompt/test")
+    manifest.splits.add(name="train", rows=rows)
+    manifest.splits.add(name="eval", rows=0)
+    manifest.fingerprint = fp.combine("prompts", *ids)
+    frame = pd.DataFrame({"id": ids, "source": [f"synthetic:{i}" for i in range(rows)], "prompt": prompts})
+    write_dataset(out_dir, {"train": frame, "eval": frame.iloc[0:0]}, manifest)
+    return out_dir

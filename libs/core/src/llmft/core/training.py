@@ -86,6 +86,12 @@ def read_artifact(model_dir: Path) -> T.ModelArtifact | None:
     return json_format.Parse(path.read_text(encoding="utf-8"), T.ModelArtifact())
 
 
+def model_fingerprint(model_dir: Path) -> str:
+    """The fingerprint of a model folder: its artifact's when an llmft stage wrote it, else its content's."""
+    artifact = read_artifact(model_dir)
+    return artifact.fingerprint if artifact else fp.fingerprint_directory(Path(model_dir))
+
+
 def build_artifact(
     *,
     model: Any,
