@@ -15,6 +15,7 @@ from flytekit.types.directory import FlyteDirectory
 
 from llmft.data.tasks import acquire_chat, acquire_raw_text, prepare_chat, prepare_raw_text
 from llmft.orchestration.defaults import CHAT, CORPUS, CPT, SFT
+from llmft.orchestration.report import loss_summary
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 from llmft.proto.training.v1.training_pb2 import ModelArtifact, TrainingRequest
 from llmft.train_cpt.tasks import train as train_cpt
@@ -27,6 +28,7 @@ class SkeletonOutputs(NamedTuple):
     cpt: ModelArtifact
     sft: ModelArtifact
     model: FlyteDirectory
+    summary: str
 
 
 def skeleton_workflow(
@@ -51,6 +53,7 @@ def skeleton_workflow(
             cpt=cpt_model.artifact,
             sft=sft_model.artifact,
             model=sft_model.model,
+            summary=loss_summary(cpt=cpt_model.artifact, sft=sft_model.artifact),
         )
 
     return skeleton

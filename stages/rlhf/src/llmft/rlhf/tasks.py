@@ -44,7 +44,7 @@ class DpoPolicy(NamedTuple):
 
 @task(
     container_image=IMAGE,
-    task_config=Elastic(nnodes=1, nproc_per_node=1),
+    task_config=Elastic(nnodes=1, nproc_per_node=1, increase_shared_mem=False),
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,
@@ -64,7 +64,7 @@ def reward_model(
 
 @task(
     container_image=IMAGE,
-    task_config=Elastic(nnodes=1, nproc_per_node=1),
+    task_config=Elastic(nnodes=1, nproc_per_node=1, increase_shared_mem=False),
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,

@@ -33,7 +33,7 @@ CACHE_VERSION = fp.cache_version(STAGE, __version__)
 
 @task(
     container_image=IMAGE,
-    task_config=Elastic(nnodes=1, nproc_per_node=1),
+    task_config=Elastic(nnodes=1, nproc_per_node=1, increase_shared_mem=False),
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,

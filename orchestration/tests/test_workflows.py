@@ -1,0 +1,88 @@
+"""The workflows run end to end under flytekit's local execution on tiny inputs: real tasks, real (short) training,
+protobuf messages between tasks, Flyte directories for the blobs."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmft.core.datasets import read_manifest
+from llmft.core.testing import arithmetic_conversation, synthetic_code
+from llmft.orchestration.defaults import CHAT, CORPUS, CPT, SFT
+from llmft.orchestration.skeleton import skeleton_workflow
+from llmft.proto.data.v1 import dataset_pb2 as D
+from llmft.proto.serve.v1 import serve_pb2 as S
+from llmft.proto.training.v1 import training_pb2 as T
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "llmft-cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a fresh ~/.flyte local cache
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def small_inputs(tmp_path: Path) -> tuple[D.DatasetRequest, D.DatasetRequest]:
+    import random
+
+    rng = random.Random(0)
+    code = tmp_path / "code"
+    code.mkdir()
+    for i in range(60):
+        (code / f"m{i}.py").write_text(synthetic_code(i, rng))
+    (tmp_path / "chat.jsonl").write_text(
+        "".join(json.dumps({"messages": arithmetic_conversation(a, b)}) + "\n" for a in range(10) for b in range(6))
+    )
+    corpus = D.DatasetRequest()
+    corpus.CopyFrom(CORPUS)
+    corpus.ClearField("sources")
+    corpus.sources.add(local=D.LocalSource(patterns=[str(code)]))
+    corpus.cleaning.min_chars = 10
+    chat = D.DatasetRequest()
+    chat.CopyFrom(CHAT)
+    chat.ClearField("sources")
+    chat.sources.add(local=D.LocalSource(patterns=[str(tmp_path / "chat.jsonl")]))
+    return corpus, chat
+
+
+def short(request: T.TrainingRequest, steps: int) -> T.TrainingRequest:
+    out = T.TrainingRequest()
+    out.CopyFrom(request)
+    out.recipe.max_length = 64
+    out.recipe.schedule.max_steps = steps
+    out.recipe.schedule.learning_rate = 3e-3
+    return out
+
+
+def test_skeleton_runs_end_to_end_and_sft_lowers_held_out_loss(tmp_path: Path) -> None:
+    corpus, chat = small_inputs(tmp_path)
+    workflow = skeleton_workflow(corpus, chat, short(CPT, 10), short(SFT, 12))
+    out = workflow()
+    assert out.corpus.kind == D.DATASET_KIND_RAW_TEXT and out.chat.kind == D.DATASET_KIND_CHAT
+    assert out.cpt.metrics.eval_after.loss < out.cpt.metrics.eval_before.loss
+    assert out.sft.metrics.eval_after.loss < out.sft.metrics.eval_before.loss
+    assert out.sft.base_model.startswith("llmft/tiny-llama+llmft.train_cpt@")
+    assert out.sft.base_model.endswith(out.cpt.fingerprint.removeprefix("sha256:")[:12])
+    assert out.chat.fingerprint in out.sft.provenance.input_fingerprints
+    assert "SFT" in out.summary and f"{out.sft.metrics.eval_after.loss:.4f}" in out.summary
+    model_dir = Path(out.model.download())
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "chat_template.jinja").is_file()
+
+
+def test_batch_inference_maps_over_shards(tmp_path: Path) -> None:
+    from flytekit.types.directory import FlyteDirectory
+
+    from llmft.core.models import resolve_model_dir
+    from llmft.core.testing import write_prompt_dataset
+    from llmft.orchestration.batch import batch_inference
+
+    data = write_prompt_dataset(tmp_path / "prompts", rows=5)
+    model = resolve_model_dir("llmft/tiny-llama").directory
+    request = S.BatchInferenceRequest(shards=2, batch_size=2, generation=S.GenerationConfig(max_new_tokens=4))
+    out = batch_inference(
+        request=request, dataset=read_manifest(data), data=FlyteDirectory(str(data)), model=FlyteDirectory(str(model))
+    )
+    assert out.result.prompts == 5
+    answers = out.answers if isinstance(out.answers, pd.DataFrame) else out.answers.open(pd.DataFrame).all()
+    assert sorted(answers["id"]) == sorted(pd.read_parquet(data / "train.parquet")["id"])
