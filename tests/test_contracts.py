@@ -54,9 +54,9 @@ def test_every_enum_starts_with_unspecified() -> None:
 def test_messages_hold_no_timestamps_so_caches_stay_valid() -> None:
     for message in all_messages():
         for field in message.fields:
-            assert not (field.message_type and field.message_type.full_name == "google.protobuf.Timestamp"), (
-                f"{message.full_name}.{field.name}"
-            )
+            assert not (
+                field.message_type and field.message_type.full_name == "google.protobuf.Timestamp"
+            ), f"{message.full_name}.{field.name}"
 
 
 def test_messages_round_trip_through_flytekit() -> None:
@@ -72,7 +72,9 @@ def test_messages_round_trip_through_flytekit() -> None:
             seed=2**40,
         ),
     )
-    manifest = dataset_pb2.DatasetManifest(name="x", fingerprint="sha256:ab", splits=[dataset_pb2.SplitStats(rows=2**33)])
+    manifest = dataset_pb2.DatasetManifest(
+        name="x", fingerprint="sha256:ab", splits=[dataset_pb2.SplitStats(rows=2**33)]
+    )
     ctx = FlyteContextManager.current_context()
     for value in (request, manifest):
         literal_type = TypeEngine.to_literal_type(type(value))

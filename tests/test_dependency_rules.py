@@ -22,8 +22,11 @@ def test_each_kind_of_violation_is_caught(tmp_path: Path) -> None:
     write(tmp_path / "stages/alpha/tests/test_a.py", "import llmft.beta.core\n")
     write(tmp_path / "libs/core/src/llmft/core/models.py", "from flytekit import task\nfrom llmft.alpha import y\n")
     write(tmp_path / "libs/core/src/llmft/core/flyte.py", "from flytekit import task\n")
-    write(tmp_path / "orchestration/src/llmft/orchestration/wf.py",
-          "from flytekit import workflow\nfrom llmft.alpha.tasks import t\nfrom llmft.alpha.core import c\nimport torch\n")
+    write(
+        tmp_path / "orchestration/src/llmft/orchestration/wf.py",
+        "from flytekit import workflow\nfrom llmft.alpha.tasks import t\n"
+        "from llmft.alpha.core import c\nimport torch\n",
+    )
     found = violations(tmp_path)
     assert found == [
         "stages/alpha/src/llmft/alpha/core.py:1: stage alpha imports another stage (llmft.beta.thing)",

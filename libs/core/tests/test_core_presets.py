@@ -58,7 +58,7 @@ def test_chat_template_marks_only_the_assistant_turns() -> None:
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
     ids, mask = encoded["input_ids"], encoded["assistant_masks"]
-    trained = tokenizer.decode([i for i, m in zip(ids, mask) if m])
+    trained = tokenizer.decode([i for i, m in zip(ids, mask, strict=True) if m])
     assert trained == "An orchestrator.<|im_end|>A unit of work.<|im_end|>"
     prompt = tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|im_start|>assistant\n")

@@ -174,8 +174,20 @@ def test_cli_gives_the_same_manifest_as_the_library_and_exits_non_zero_on_bad_in
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_jsonl(tmp_path / "c.jsonl", [chat(f"q{i}?", f"a{i}.") for i in range(10)])
-    code = cli(["--name", "t", "--kind", "chat", "--local", str(tmp_path / "c.jsonl"), "--eval-fraction", "0.25",
-                "--out", str(tmp_path / "cli")])
+    code = cli(
+        [
+            "--name",
+            "t",
+            "--kind",
+            "chat",
+            "--local",
+            str(tmp_path / "c.jsonl"),
+            "--eval-fraction",
+            "0.25",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert code == 0
     library, _ = build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "c.jsonl")), tmp_path / "lib")
     assert read_manifest(tmp_path / "cli").fingerprint == library.fingerprint
@@ -199,7 +211,9 @@ def test_python_package_source_reads_installed_code_and_derives_docstring_chats(
     req = D.DatasetRequest(
         name="pkg",
         kind=D.DATASET_KIND_CHAT,
-        sources=[D.DatasetSource(python_package=D.PythonPackageSource(packages=["pandera"]), format="python_docstrings")],
+        sources=[
+            D.DatasetSource(python_package=D.PythonPackageSource(packages=["pandera"]), format="python_docstrings")
+        ],
         split=D.SplitConfig(eval_fraction=0.1),
     )
     acquired = acquire(req)
@@ -208,7 +222,8 @@ def test_python_package_source_reads_installed_code_and_derives_docstring_chats(
     assert first[0]["content"].startswith("What does `") and first[1]["role"] == "assistant"
     assert acquired.source_fingerprints[0].startswith("sha256:")
     missing = D.DatasetRequest(
-        name="x", kind=D.DATASET_KIND_RAW_TEXT,
+        name="x",
+        kind=D.DATASET_KIND_RAW_TEXT,
         sources=[D.DatasetSource(python_package=D.PythonPackageSource(packages=["no-such-dist"]))],
     )
     with pytest.raises(SourceError, match="'no-such-dist': not installed"):

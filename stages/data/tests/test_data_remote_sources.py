@@ -19,7 +19,10 @@ from llmft.proto.data.v1 import dataset_pb2 as D
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -38,7 +41,8 @@ def repo(tmp_path: Path) -> Path:
 
 def git_request(repo: Path, revision: str) -> D.DatasetRequest:
     return D.DatasetRequest(
-        name="g", kind=D.DATASET_KIND_RAW_TEXT,
+        name="g",
+        kind=D.DATASET_KIND_RAW_TEXT,
         sources=[D.DatasetSource(git=D.GitSource(repository=str(repo), revision=revision))],
         cleaning=D.CleaningConfig(normalize=True),
     )
@@ -77,9 +81,7 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 
 def url_request(url: str) -> D.DatasetRequest:
-    return D.DatasetRequest(
-        name="u", kind=D.DATASET_KIND_CHAT, sources=[D.DatasetSource(url=D.UrlSource(urls=[url]))]
-    )
+    return D.DatasetRequest(name="u", kind=D.DATASET_KIND_CHAT, sources=[D.DatasetSource(url=D.UrlSource(urls=[url]))])
 
 
 def test_url_source_downloads_and_parses_by_extension(server: str) -> None:

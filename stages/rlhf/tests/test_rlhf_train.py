@@ -21,7 +21,9 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def recipe(steps: int, lr: float) -> T.TrainingRecipe:
-    return T.TrainingRecipe(max_length=64, schedule=T.Schedule(max_steps=steps, learning_rate=lr, per_device_batch_size=8))
+    return T.TrainingRecipe(
+        max_length=64, schedule=T.Schedule(max_steps=steps, learning_rate=lr, per_device_batch_size=8)
+    )
 
 
 def test_reward_model_learns_to_prefer_the_chosen_answers(tmp_path: Path) -> None:
@@ -63,8 +65,19 @@ def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
 def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:
     data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
     assert EXAMPLES.joinpath("dpo.yaml").read_text().startswith("# python -m llmft.rlhf dpo --config")
-    code = main(["dpo", "--config", str(EXAMPLES / "dpo.yaml"), "--data", str(data), "--out", str(tmp_path / "o"),
-                 "--max-steps", "2"])
+    code = main(
+        [
+            "dpo",
+            "--config",
+            str(EXAMPLES / "dpo.yaml"),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--max-steps",
+            "2",
+        ]
+    )
     assert code == 0
     artifact = read_artifact(tmp_path / "o")
     assert artifact is not None and artifact.metrics.steps == 2

@@ -137,7 +137,23 @@ def test_batch_inference_answers_every_prompt(model_dir: Path, tmp_path: Path) -
     single = generator.generate(chat(table["prompt"][0], max_new_tokens=6))
     assert table["answer"][0] == single.text  # left padding does not change a greedy answer
     out = tmp_path / "answers.parquet"
-    assert main(["batch", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--shards", "2",
-                 "--max-new-tokens", "4"]) == 0
+    assert (
+        main(
+            [
+                "batch",
+                "--model",
+                str(model_dir),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--shards",
+                "2",
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert out.is_file()
     assert main(["batch", "--model", str(model_dir), "--data", str(data), "--out", str(out)]) == 2

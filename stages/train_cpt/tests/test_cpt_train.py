@@ -16,10 +16,15 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def request(**recipe: object) -> T.TrainingRequest:
-    base = dict(max_length=64, packing=True, seed=0, schedule=T.Schedule(max_steps=12, learning_rate=3e-3,
-                per_device_batch_size=4))
+    base = dict(
+        max_length=64,
+        packing=True,
+        seed=0,
+        schedule=T.Schedule(max_steps=12, learning_rate=3e-3, per_device_batch_size=4),
+    )
     base.update(recipe)
-    return T.TrainingRequest(base_model="llmft/tiny-llama", run_name="test", recipe=T.TrainingRecipe(**base))  # type: ignore[arg-type]
+    recipe_ = T.TrainingRecipe(**base)  # type: ignore[arg-type]
+    return T.TrainingRequest(base_model="llmft/tiny-llama", run_name="test", recipe=recipe_)
 
 
 def test_full_cpt_lowers_held_out_loss_and_writes_a_described_model(tmp_path: Path) -> None:
@@ -56,7 +61,9 @@ def test_lora_cpt_saves_an_adapter(tmp_path: Path) -> None:
 
 def test_wrong_dataset_kind_and_too_long_sequences_fail_before_training(tmp_path: Path) -> None:
     chat = write_chat_dataset(tmp_path / "chat")
-    with pytest.raises(DatasetKindError, match="DATASET_KIND_CHAT, but llmft.train_cpt trains on DATASET_KIND_RAW_TEXT"):
+    with pytest.raises(
+        DatasetKindError, match="DATASET_KIND_CHAT, but llmft.train_cpt trains on DATASET_KIND_RAW_TEXT"
+    ):
         train_cpt(request(), chat, tmp_path / "m1")
     text = write_text_dataset(tmp_path / "text", train_docs=10)
     with pytest.raises(RecipeError, match="beyond the model's 1024 positions"):

@@ -25,10 +25,13 @@ def test_example_recipes_parse_and_open_with_their_command(name: str) -> None:
     assert request.recipe.method != T.TRAINING_METHOD_UNSPECIFIED
 
 
-def test_cli_trains_from_an_example_and_refuses_the_wrong_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trains_from_an_example_and_refuses_the_wrong_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = write_chat_dataset(tmp_path / "data", train_rows=40, eval_rows=4)
-    code = main(["--config", str(EXAMPLES / "lora.yaml"), "--data", str(data), "--out", str(tmp_path / "m"),
-                 "--max-steps", "2"])
+    code = main(
+        ["--config", str(EXAMPLES / "lora.yaml"), "--data", str(data), "--out", str(tmp_path / "m"), "--max-steps", "2"]
+    )
     assert code == 0
     artifact = read_artifact(tmp_path / "m")
     assert artifact is not None and artifact.metrics.steps == 2

@@ -16,10 +16,15 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def request(**recipe: object) -> T.TrainingRequest:
-    base = dict(max_length=64, packing=True, seed=0, schedule=T.Schedule(max_steps=15, learning_rate=3e-3,
-                per_device_batch_size=8))
+    base = dict(
+        max_length=64,
+        packing=True,
+        seed=0,
+        schedule=T.Schedule(max_steps=15, learning_rate=3e-3, per_device_batch_size=8),
+    )
     base.update(recipe)
-    return T.TrainingRequest(base_model="llmft/tiny-llama", run_name="test", recipe=T.TrainingRecipe(**base))  # type: ignore[arg-type]
+    recipe_ = T.TrainingRecipe(**base)  # type: ignore[arg-type]
+    return T.TrainingRequest(base_model="llmft/tiny-llama", run_name="test", recipe=recipe_)
 
 
 @pytest.mark.parametrize("packing", [True, False])

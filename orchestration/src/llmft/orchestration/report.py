@@ -3,13 +3,13 @@ returned, so a run ends by saying whether training helped."""
 
 from __future__ import annotations
 
-from flytekit import task
+from flytekit import Resources, task
 
 from llmft.proto.training.v1.training_pb2 import ModelArtifact
 from llmft.train_sft.tasks import IMAGE
 
 
-@task(container_image=IMAGE)
+@task(container_image=IMAGE, requests=Resources(cpu="500m", mem="512Mi"))
 def loss_summary(cpt: ModelArtifact, sft: ModelArtifact) -> str:
     lines = [f"{'stage':<6} {'held-out loss before':>21} {'after':>8} {'perplexity before':>18} {'after':>9}"]
     for name, artifact in (("CPT", cpt), ("SFT", sft)):

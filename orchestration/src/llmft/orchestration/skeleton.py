@@ -40,9 +40,7 @@ def skeleton_workflow(
     @workflow
     def skeleton() -> SkeletonOutputs:
         corpus_rows = acquire_raw_text(request=corpus)
-        corpus_data = prepare_raw_text(
-            request=corpus, rows=corpus_rows.rows, acquisition=corpus_rows.acquisition
-        )
+        corpus_data = prepare_raw_text(request=corpus, rows=corpus_rows.rows, acquisition=corpus_rows.acquisition)
         chat_rows = acquire_chat(request=chat)
         chat_data = prepare_chat(request=chat, rows=chat_rows.rows, acquisition=chat_rows.acquisition)
         cpt_model = train_cpt(request=cpt, dataset=corpus_data.manifest, data=corpus_data.data)

@@ -42,7 +42,9 @@ def load_training_request(path: Path) -> training_pb2.TrainingRequest:
 
 
 def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", type=Path, help="TrainingRequest (or TrainingRecipe) as YAML/JSON; see examples/")
     p.add_argument("--data", type=Path, required=True, help="dataset folder written by llmft.data")
     p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist or be empty)")
@@ -66,9 +68,7 @@ def request_from_args(args: argparse.Namespace) -> training_pb2.TrainingRequest:
     return request
 
 
-def run_training_cli(
-    argv: Sequence[str] | None, prog: str, description: str, train: Callable[..., Any]
-) -> int:
+def run_training_cli(argv: Sequence[str] | None, prog: str, description: str, train: Callable[..., Any]) -> int:
     """Parses arguments, trains into a temporary folder next to --out and moves it into place on success."""
     from llmft.core.distributed import under_launcher
     from llmft.core.training import replace_dir

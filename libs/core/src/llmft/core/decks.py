@@ -14,9 +14,7 @@ def table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = Non
     rows = list(rows)
     columns = list(columns or (rows[0].keys() if rows else []))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row.get(c, ''))}</td>" for c in columns) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c, ''))}</td>" for c in columns) + "</tr>" for row in rows)
     caption = f"<h3>{html.escape(title)}</h3>" if title else ""
     return f'{caption}<table border="1" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
 
@@ -27,7 +25,9 @@ def _cell(value: Any) -> str:
     text = str(value)
     if len(text) > 400:
         text = text[:400] + " ..."
-    return f"<pre style='margin:0;white-space:pre-wrap'>{html.escape(text)}</pre>" if "\n" in text else html.escape(text)
+    return (
+        f"<pre style='margin:0;white-space:pre-wrap'>{html.escape(text)}</pre>" if "\n" in text else html.escape(text)
+    )
 
 
 def _png(figure: Any) -> str:
@@ -54,7 +54,9 @@ def histogram(values: Sequence[float], title: str, xlabel: str, bins: int = 40) 
     return _png(figure)
 
 
-def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str) -> str:
+def line_plot(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str
+) -> str:
     """One line per name: {name: (x values, y values)}."""
     import matplotlib
 

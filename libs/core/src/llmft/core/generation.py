@@ -35,7 +35,7 @@ def generate_answers(
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                 )
-            answers.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True).strip())
+            answers.append(tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True).strip())
     finally:
         model.train(was_training)
     return answers

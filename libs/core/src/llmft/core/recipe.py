@@ -212,7 +212,10 @@ def deepspeed_config(recipe: T.TrainingRecipe) -> dict[str, Any] | None:
         "gradient_clipping": "auto",
         "bf16": {"enabled": "auto"},
         "zero_optimization": zero,
-        "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto", "betas": "auto", "eps": "auto"}},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": "auto", "weight_decay": "auto", "betas": "auto", "eps": "auto"},
+        },
         "zero_allow_untested_optimizer": True,
         "wall_clock_breakdown": False,
     }
@@ -290,9 +293,11 @@ def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_cla
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    task_type = "SEQ_CLS" if getattr(model.config, "num_labels", 0) == 1 and "SequenceClassification" in type(
-        model
-    ).__name__ else "CAUSAL_LM"
+    task_type = (
+        "SEQ_CLS"
+        if getattr(model.config, "num_labels", 0) == 1 and "SequenceClassification" in type(model).__name__
+        else "CAUSAL_LM"
+    )
     config = lora_config(recipe, model.config, task_type=task_type)
     check_lora_targets(model, list(config.target_modules))
     if quant is not None:

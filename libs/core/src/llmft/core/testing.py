@@ -20,7 +20,9 @@ def synthetic_code(index: int, rng: random.Random) -> str:
     name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{index}"
     args = ", ".join(rng.sample(WORDS, 2))
     body = "\n".join(f"    {w} = {w}.strip()" for w in args.split(", "))
-    return f'def {name}({args}):\n    """Return the {args.split(", ")[0]} of a flyte {rng.choice(WORDS)}."""\n{body}\n    return {args.split(", ")[0]}\n'
+    first = args.split(", ")[0]
+    docstring = f'"""Return the {first} of a flyte {rng.choice(WORDS)}."""'
+    return f"def {name}({args}):\n    {docstring}\n{body}\n    return {first}\n"
 
 
 def arithmetic_conversation(a: int, b: int) -> list[dict[str, str]]:
@@ -38,7 +40,9 @@ def _write(out_dir: Path, name: str, kind: int, column: str, train: list[str], e
     digests = []
     for split, values in (("train", train), ("eval", eval_)):
         ids = [fp.fingerprint_text(v).removeprefix("sha256:")[:32] for v in values]
-        splits[split] = pd.DataFrame({"id": ids, "source": [f"synthetic:{i}" for i in range(len(values))], column: values})
+        splits[split] = pd.DataFrame(
+            {"id": ids, "source": [f"synthetic:{i}" for i in range(len(values))], column: values}
+        )
         manifest.splits.add(name=split, rows=len(values), characters=sum(len(v) for v in values))
         digests.append(fp.fingerprint_text("\n".join(ids)))
     manifest.fingerprint = fp.combine(name, *digests)
@@ -54,7 +58,9 @@ def write_text_dataset(out_dir: Path, train_docs: int = 200, eval_docs: int = 20
 
 def write_chat_dataset(out_dir: Path, train_rows: int = 200, eval_rows: int = 20, seed: int = 0) -> Path:
     rng = random.Random(seed)
-    rows = [json.dumps(arithmetic_conversation(rng.randint(0, 9), rng.randint(0, 9))) for _ in range(train_rows + eval_rows)]
+    rows = [
+        json.dumps(arithmetic_conversation(rng.randint(0, 9), rng.randint(0, 9))) for _ in range(train_rows + eval_rows)
+    ]
     return _write(out_dir, "synthetic-chat", D.DATASET_KIND_CHAT, "messages", rows[:train_rows], rows[train_rows:])
 
 
@@ -66,14 +72,22 @@ def write_preference_dataset(out_dir: Path, train_rows: int = 64, eval_rows: int
     rows = []
     for _ in range(train_rows + eval_rows):
         a, b = rng.randint(0, 9), rng.randint(0, 9)
-        rows.append({"prompt": f"What is {a} plus {b}?", "chosen": f"{a} plus {b} is {a + b}.",
-                     "rejected": f"{a + b + 1 + rng.randint(0, 5)}!!"})
-    manifest = D.DatasetManifest(name="synthetic-preferences", kind=D.DATASET_KIND_PREFERENCE,
-                                 schema_version="preference/test")
+        rows.append(
+            {
+                "prompt": f"What is {a} plus {b}?",
+                "chosen": f"{a} plus {b} is {a + b}.",
+                "rejected": f"{a + b + 1 + rng.randint(0, 5)}!!",
+            }
+        )
+    manifest = D.DatasetManifest(
+        name="synthetic-preferences", kind=D.DATASET_KIND_PREFERENCE, schema_version="preference/test"
+    )
     splits, digests = {}, []
     for split, part in (("train", rows[:train_rows]), ("eval", rows[train_rows:])):
         ids = [fp.fingerprint_json(r).removeprefix("sha256:")[:32] for r in part]
-        splits[split] = pd.DataFrame([{"id": i, "source": f"synthetic:{n}", **r} for n, (i, r) in enumerate(zip(ids, part))])
+        splits[split] = pd.DataFrame(
+            [{"id": i, "source": f"synthetic:{n}", **r} for n, (i, r) in enumerate(zip(ids, part, strict=True))]
+        )
         manifest.splits.add(name=split, rows=len(part))
         digests.append(fp.fingerprint_text("\n".join(ids)))
     manifest.fingerprint = fp.combine("preferences", *digests)

@@ -140,7 +140,10 @@ def log_history_series(log_history: list[dict[str, Any]], key: str) -> tuple[lis
 
 
 def training_report_html(
-    title: str, metrics: T.TrainingMetrics, log_history: list[dict[str, Any]], samples: list[dict[str, str]] | None = None
+    title: str,
+    metrics: T.TrainingMetrics,
+    log_history: list[dict[str, Any]],
+    samples: list[dict[str, str]] | None = None,
 ) -> str:
     """Deck page of a training run: loss, learning-rate and grad-norm curves, the eval table, sample generations."""
     from llmft.core import decks
@@ -154,8 +157,15 @@ def training_report_html(
             title=title,
         ),
         decks.table(
-            [{"steps": metrics.steps, "train loss": metrics.train_loss, "tokens": metrics.train_tokens,
-              "tokens/s": metrics.tokens_per_second, "seconds": metrics.train_seconds}],
+            [
+                {
+                    "steps": metrics.steps,
+                    "train loss": metrics.train_loss,
+                    "tokens": metrics.train_tokens,
+                    "tokens/s": metrics.tokens_per_second,
+                    "seconds": metrics.train_seconds,
+                }
+            ],
         ),
     ]
     loss = log_history_series(log_history, "loss")

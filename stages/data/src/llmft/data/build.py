@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from llmft.core import fingerprint as fp
 from llmft.core.datasets import SPLITS, write_dataset
 from llmft.data import STAGE, __version__
@@ -18,7 +19,6 @@ from llmft.data.normalize import to_row, unique_ids
 from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, kind_name, validate_rows
 from llmft.data.sources import SourceError, read_source
 from llmft.proto.data.v1 import dataset_pb2
-
 
 
 class DatasetRequestError(ValueError):
@@ -42,7 +42,7 @@ class AcquiredRows:
         return manifest
 
     @classmethod
-    def from_summary(cls, frame: pd.DataFrame, summary: dataset_pb2.DatasetManifest) -> "AcquiredRows":
+    def from_summary(cls, frame: pd.DataFrame, summary: dataset_pb2.DatasetManifest) -> AcquiredRows:
         return cls(
             frame=frame,
             source_fingerprints=list(summary.source_fingerprints),
@@ -117,7 +117,8 @@ def prepare(
     tokenizer = None
     tokenizer_fingerprint = ""
     if request.tokenizer:
-        from llmft.core.models import load_tokenizer, resolve_model_dir, tokenizer_fingerprint as tok_fp
+        from llmft.core.models import load_tokenizer, resolve_model_dir
+        from llmft.core.models import tokenizer_fingerprint as tok_fp
 
         model_dir = resolve_model_dir(request.tokenizer).directory
         tokenizer = load_tokenizer(model_dir)

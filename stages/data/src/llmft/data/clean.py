@@ -65,7 +65,7 @@ def clean_rows(
 
 
 def split_of(row_id: str, config: dataset_pb2.SplitConfig) -> str:
-    """"eval" for a stable `eval_fraction` of ids (by hash of seed and id), else "train"."""
+    """ "eval" for a stable `eval_fraction` of ids (by hash of seed and id), else "train"."""
     digest = hashlib.sha256(f"{config.seed}:{row_id}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     return "eval" if position < config.eval_fraction else "train"

@@ -13,8 +13,13 @@ from llmft.proto.data.v1 import dataset_pb2
 def report_html(manifest: dataset_pb2.DatasetManifest, report: dict[str, Any]) -> str:
     counts = decks.table(
         [
-            {"split": s.name, "rows": s.rows, "characters": s.characters, "tokens": s.tokens,
-             "rows over max_tokens": s.rows_over_max_tokens}
+            {
+                "split": s.name,
+                "rows": s.rows,
+                "characters": s.characters,
+                "tokens": s.tokens,
+                "rows over max_tokens": s.rows_over_max_tokens,
+            }
             for s in manifest.splits
         ],
         title=f"{manifest.name}: {kind_name(manifest.kind)} ({manifest.schema_version}), {manifest.fingerprint}",

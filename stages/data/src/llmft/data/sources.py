@@ -107,7 +107,9 @@ def records_from_bytes(data: bytes, origin: str, fmt: str) -> list[Record]:
                 try:
                     pairs.append((number, json.loads(line)))
                 except json.JSONDecodeError as error:
-                    raise SourceError(f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})") from error
+                    raise SourceError(
+                        f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})"
+                    ) from error
             unit = "line"
         records = []
         for number, item in pairs:
@@ -133,7 +135,7 @@ def docstring_conversations(code: str, origin: str) -> list[Record]:
 
     def visit(node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
-            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 continue
             if child.name.startswith("_"):
                 continue

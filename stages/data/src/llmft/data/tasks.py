@@ -32,8 +32,13 @@ IMAGE = ImageSpec(
     registry=registry(),
     python_version="3.11",
     packages=image_packages(
-        "pandera", "flytekitplugins-pandera", "flytekitplugins-deck-standard", "transformers", "tokenizers",
-        "datasets", "huggingface_hub",
+        "pandera",
+        "flytekitplugins-pandera",
+        "flytekitplugins-deck-standard",
+        "transformers",
+        "tokenizers",
+        "datasets",
+        "huggingface_hub",
     ),
     apt_packages=["git"],
 )

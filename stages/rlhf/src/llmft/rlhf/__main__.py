@@ -6,7 +6,8 @@ Commands:
 
 Examples:
   python -m llmft.rlhf reward --data runs/prefs --base-model-dir runs/sft --out runs/reward --max-steps 50
-  python -m llmft.rlhf dpo --config stages/rlhf/examples/dpo.yaml --data runs/prefs --base-model-dir runs/sft --out runs/dpo
+  python -m llmft.rlhf dpo --config stages/rlhf/examples/dpo.yaml --data runs/prefs \\
+      --base-model-dir runs/sft --out runs/dpo
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                 if args.max_steps is not None:
                     dpo_request.recipe.schedule.max_steps = args.max_steps
                 report = train_dpo(
-                    dpo_request, args.data, model_dir, base_model_dir=args.base_model_dir,
-                    base_model=args.base_model, distributed=under_launcher(),
+                    dpo_request,
+                    args.data,
+                    model_dir,
+                    base_model_dir=args.base_model_dir,
+                    base_model=args.base_model,
+                    distributed=under_launcher(),
                 ).report
             if model_dir.exists():
                 replace_dir(model_dir, args.out)

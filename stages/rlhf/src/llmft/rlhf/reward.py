@@ -41,7 +41,7 @@ def score(model: Any, tokenizer: Any, pairs: list[dict], max_length: int) -> tup
 
 
 def accuracy(chosen: list[float], rejected: list[float]) -> float:
-    return sum(c > r for c, r in zip(chosen, rejected)) / max(len(chosen), 1)
+    return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / max(len(chosen), 1)
 
 
 def train_reward_model(
@@ -106,7 +106,7 @@ def train_reward_model(
         reward_model=artifact,
         eval_accuracy_before=before,
         eval_accuracy_after=after,
-        eval_margin=sum(c - r for c, r in zip(chosen, rejected)) / len(chosen),
+        eval_margin=sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(chosen),
         eval_pairs=len(eval_pairs),
     )
     html = training_report_html(f"Reward model {request.run_name or manifest.name}", metrics, trainer.state.log_history)

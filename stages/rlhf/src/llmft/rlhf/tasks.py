@@ -25,8 +25,17 @@ IMAGE = ImageSpec(
     registry=registry(),
     python_version="3.11",
     packages=image_packages(
-        "torch", "transformers", "tokenizers", "accelerate", "datasets", "peft", "trl", "deepspeed", "bitsandbytes",
-        "flytekitplugins-kfpytorch", "huggingface_hub",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "accelerate",
+        "datasets",
+        "peft",
+        "trl",
+        "deepspeed",
+        "bitsandbytes",
+        "flytekitplugins-kfpytorch",
+        "huggingface_hub",
     ),
 )
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
@@ -52,7 +61,10 @@ class DpoPolicy(NamedTuple):
     enable_deck=True,
 )
 def reward_model(
-    request: RewardModelRequest, dataset: DatasetManifest, data: FlyteDirectory, base_model: Optional[FlyteDirectory] = None
+    request: RewardModelRequest,
+    dataset: DatasetManifest,
+    data: FlyteDirectory,
+    base_model: Optional[FlyteDirectory] = None,
 ) -> RewardModel:
     data_dir = download_dataset(dataset, data)
     base_dir = Path(base_model.download()) if base_model is not None else None

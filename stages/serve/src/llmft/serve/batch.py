@@ -57,9 +57,10 @@ def answer_shard(generator: Generator, prompts: Any, request: serve_pb2.BatchInf
     chat = bool(getattr(tokenizer, "chat_template", None))
     rows = []
     for start in range(0, len(prompts), request.batch_size):
-        part = prompts.iloc[start:start + request.batch_size]
+        part = prompts.iloc[start : start + request.batch_size]
         encoded = [
-            chat_prompt_ids(tokenizer, [{"role": "user", "content": p}]) if chat
+            chat_prompt_ids(tokenizer, [{"role": "user", "content": p}])
+            if chat
             else tokenizer(p, add_special_tokens=False)["input_ids"]
             for p in part["prompt"]
         ]
@@ -72,7 +73,7 @@ def answer_shard(generator: Generator, prompts: Any, request: serve_pb2.BatchInf
             generator._seed(request.generation)
             output = model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         seconds = time.perf_counter() - started
-        for row, generated in zip(part.itertuples(), output[:, width:].tolist()):
+        for row, generated in zip(part.itertuples(), output[:, width:].tolist(), strict=True):
             pad = tokenizer.pad_token_id
             while generated and generated[-1] == pad:
                 generated.pop()
@@ -98,7 +99,7 @@ def merge(
     table = pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=ANSWER_COLUMNS)
     tokens = int(table["completion_tokens"].sum())
     seconds = float(table["seconds"].sum())
-    content = fp.fingerprint_text("\n".join(f"{i}\t{a}" for i, a in zip(table["id"], table["answer"])))
+    content = fp.fingerprint_text("\n".join(f"{i}\t{a}" for i, a in zip(table["id"], table["answer"], strict=True)))
     result = serve_pb2.BatchInferenceResult(
         prompts=len(table),
         completion_tokens=tokens,

@@ -139,7 +139,7 @@ class Generator:
             self._seed(request.generation)
             input_ids = torch.tensor([ids])
             output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-        new = output[0, len(ids):].tolist()
+        new = output[0, len(ids) :].tolist()
         return self._finish(new, request.generation, kwargs["max_new_tokens"], len(ids))
 
     def _finish(self, new: list[int], generation: Any, max_new: int, prompt_tokens: int) -> Answer:
@@ -187,22 +187,22 @@ class Generator:
                 candidate = sent + piece
                 cut = _cut_at_stop(candidate, stops)
                 if cut is not None:
-                    if cut[len(sent):]:
-                        yield S.GenerateStreamResponse(text_delta=cut[len(sent):])
+                    if cut[len(sent) :]:
+                        yield S.GenerateStreamResponse(text_delta=cut[len(sent) :])
                     sent, stopped = cut, True
                     continue
                 # Hold back a tail that could be the start of a stop string.
                 safe = len(candidate) - _partial_stop(candidate, stops)
                 if safe > len(sent):
-                    yield S.GenerateStreamResponse(text_delta=candidate[len(sent):safe])
+                    yield S.GenerateStreamResponse(text_delta=candidate[len(sent) : safe])
                     sent = candidate[:safe]
             worker.join()
         if "error" in result:
             raise result["error"]
-        new = result["output"][0, len(ids):].tolist()
+        new = result["output"][0, len(ids) :].tolist()
         final = self._finish(new, request.generation, kwargs["max_new_tokens"], len(ids))
         if len(final.text) > len(sent):
-            yield S.GenerateStreamResponse(text_delta=final.text[len(sent):])
+            yield S.GenerateStreamResponse(text_delta=final.text[len(sent) :])
         yield S.GenerateStreamResponse(
             finish_reason=final.finish_reason,
             usage=S.Usage(prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens),

@@ -27,7 +27,13 @@ IMAGE = ImageSpec(
     registry=registry(),
     python_version="3.11",
     packages=image_packages(
-        "torch", "transformers", "tokenizers", "peft", "grpcio", "grpcio-health-checking", "grpcio-reflection",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "peft",
+        "grpcio",
+        "grpcio-health-checking",
+        "grpcio-reflection",
         "huggingface_hub",
     ),
 )

@@ -24,8 +24,16 @@ IMAGE = ImageSpec(
     registry=registry(),
     python_version="3.11",
     packages=image_packages(
-        "torch", "transformers", "tokenizers", "accelerate", "datasets", "peft", "deepspeed", "bitsandbytes",
-        "flytekitplugins-kfpytorch", "huggingface_hub",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "accelerate",
+        "datasets",
+        "peft",
+        "deepspeed",
+        "bitsandbytes",
+        "flytekitplugins-kfpytorch",
+        "huggingface_hub",
     ),
 )
 CACHE_VERSION = fp.cache_version(STAGE, __version__)

@@ -107,7 +107,7 @@ def train_sft(
     answers_after = generate_answers(trainer.model, tokenizer, samples_from)
     samples = [
         {"prompt": m[-2]["content"] if len(m) > 1 else "", "reference": m[-1]["content"], "before": b, "after": a}
-        for m, b, a in zip(samples_from, answers_before, answers_after)
+        for m, b, a in zip(samples_from, answers_before, answers_after, strict=True)
     ]
     if not trainer.is_world_process_zero():
         return SftResult(training_pb2.ModelArtifact(), "", samples)

@@ -1,0 +1,62 @@
+"""Checks a `pyflyte package` archive: every llmft task is compiled with its stage's ImageSpec image (not the default
+image), CPU and memory requests, a cache version derived from its stage's version where it caches, and retries on
+training tasks. Exits non-zero naming each task that falls short."""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+
+from flyteidl.admin import task_pb2
+
+STAGE_IMAGES = {
+    "llmft.data.": "llmft-data",
+    "llmft.train_cpt.": "llmft-train-cpt",
+    "llmft.train_sft.": "llmft-train-sft",
+    "llmft.rlhf.": "llmft-rlhf",
+    "llmft.serve.": "llmft-serve",
+}
+TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft.rlhf.tasks.")
+
+
+def check(archive: Path) -> list[str]:
+    problems: list[str] = []
+    tasks = 0
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if not member.name.endswith(".pb"):
+                continue
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            spec = task_pb2.TaskSpec()
+            try:
+                spec.ParseFromString(data)
+            except Exception:
+                continue
+            template = spec.template
+            name = template.id.name
+            if not name.startswith("llmft.") or not template.HasField("container"):
+                continue
+            tasks += 1
+            image = template.container.image
+            expected = next((v for k, v in STAGE_IMAGES.items() if name.startswith(k)), None)
+            if expected and f"/{expected}:" not in image:
+                problems.append(f"{name}: image {image!r} is not the {expected} ImageSpec")
+            requested = {r.name for r in template.container.resources.requests}
+            if not {1, 3} <= requested:  # CPU = 1, MEMORY = 3 in flyteidl's ResourceName
+                problems.append(f"{name}: no cpu and memory requests ({sorted(requested)})")
+            if template.metadata.discoverable and not template.metadata.discovery_version.startswith("llmft."):
+                problems.append(f"{name}: cache version {template.metadata.discovery_version!r} is not derived")
+            if name.startswith(TRAINING) and template.metadata.retries.retries < 1:
+                problems.append(f"{name}: a training task without retries")
+    if tasks == 0:
+        problems.append(f"{archive}: holds no llmft tasks")
+    return problems
+
+
+if __name__ == "__main__":
+    found = check(Path(sys.argv[1]))
+    for line in found:
+        print(line, file=sys.stderr)
+    print(f"{sys.argv[1]}: {'OK' if not found else f'{len(found)} problem(s)'}")
+    sys.exit(1 if found else 0)

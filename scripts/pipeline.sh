@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole pipeline offline on the built-in tiny model: the skeleton workflow under flytekit's local executor
+# (data -> CPT -> SFT), ending with a table of held-out loss before and after each stage.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/venv.sh
+export FLYTE_SDK_LOGGING_LEVEL="${FLYTE_SDK_LOGGING_LEVEL:-30}"
+# Cached outputs point into per-run /tmp folders; a fresh cache keeps a rerun from finding deleted ones.
+.venv/bin/pyflyte local-cache clear >/dev/null 2>&1 || true
+exec .venv/bin/pyflyte run orchestration/src/llmft/orchestration/skeleton.py skeleton "$@"

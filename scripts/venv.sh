@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.11) with exactly the lockfile's versions and every llmft package's source root on its path,
+# for running the pipeline, the CLIs and pyflyte. Idempotent: does nothing when the venv matches the lockfile.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python="${LLMFT_PYTHON:-python3.11}"
+command -v "$python" >/dev/null || python="$(pyenv root 2>/dev/null)/versions/3.11.7/bin/python3.11"
+stamp=".venv/.llmft-lock-$(sha256sum 3rdparty/python/default.lock 3rdparty/python/requirements.txt | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  echo "venv: installing the locked requirements into .venv (a few minutes on a fresh machine)" >&2
+  [[ -x .venv/bin/python ]] || "$python" -m venv .venv
+  "$python" scripts/lock_constraints.py > .venv/constraints.txt
+  # torch first, alone: its CPU wheel comes from the machine's find-links folder (pip config); a plain resolve
+  # would pull the multi-GB CUDA build.
+  .venv/bin/pip install -q "torch==$(grep '^torch==' .venv/constraints.txt | cut -d= -f3 | cut -d+ -f1)"
+  .venv/bin/pip install -q -r 3rdparty/python/requirements.txt -c <(grep -v '^torch==' .venv/constraints.txt)
+  rm -f .venv/.llmft-lock-*
+  touch "$stamp"
+fi
+site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+{
+  echo "$PWD/proto"
+  echo "$PWD/libs/core/src"
+  for stage in stages/*/src; do echo "$PWD/$stage"; done
+  echo "$PWD/orchestration/src"
+} > "$site/llmft-sources.pth"
