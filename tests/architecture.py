@@ -64,8 +64,8 @@ def violations(root: Path) -> list[str]:
     for path in sorted((root / "orchestration" / "src").rglob("*.py")):
         for line, module in imports(path):
             head = module.split(".")[0]
-            stage = _stage_of(module, stages)
-            if stage:
+            owner = _stage_of(module, stages)
+            if owner:
                 if module.split(".")[2:3] != ["tasks"]:
                     report(path, line, f"orchestration imports {module}; only stages' tasks modules are allowed")
             elif module.startswith(("llmft.proto", "llmft.orchestration")):

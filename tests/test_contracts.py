@@ -1,6 +1,8 @@
 """Contract checks across every proto: artifact messages carry a fingerprint and provenance, requests and reports
 round-trip through flytekit's protobuf transformer (how they cross task boundaries), and zero values are explicit."""
 
+from typing import Any
+
 import pytest
 from google.protobuf import descriptor
 
@@ -34,14 +36,14 @@ def all_messages() -> list[descriptor.Descriptor]:
 
 
 @pytest.mark.parametrize("message", ARTIFACTS, ids=lambda m: m.DESCRIPTOR.full_name)
-def test_artifacts_carry_fingerprint_and_provenance(message: type) -> None:
+def test_artifacts_carry_fingerprint_and_provenance(message: Any) -> None:
     fields = message.DESCRIPTOR.fields_by_name
     assert fields["fingerprint"].type == descriptor.FieldDescriptor.TYPE_STRING
     assert fields["provenance"].message_type.full_name == "llmft.proto.common.v1.Provenance"
 
 
 @pytest.mark.parametrize(("report", "field"), REPORTS.items(), ids=lambda x: getattr(x, "__name__", x))
-def test_reports_wrap_a_model_artifact(report: type, field: str) -> None:
+def test_reports_wrap_a_model_artifact(report: Any, field: str) -> None:
     assert report.DESCRIPTOR.fields_by_name[field].message_type.full_name == "llmft.proto.training.v1.ModelArtifact"
 
 

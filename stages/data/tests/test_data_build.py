@@ -12,7 +12,7 @@ from llmft.data.sources import SourceError
 from llmft.proto.data.v1 import dataset_pb2 as D
 
 
-def request(kind: int, *patterns: str, fmt: str = "auto", **kwargs: object) -> D.DatasetRequest:
+def request(kind: D.DatasetKind, *patterns: str, fmt: str = "auto", **kwargs: object) -> D.DatasetRequest:
     return D.DatasetRequest(
         name="t",
         kind=kind,

@@ -1,5 +1,6 @@
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -113,8 +114,9 @@ def test_grpc_health_unary_streaming_and_errors(channel: grpc.Channel, generator
     assert info.model_family == "llama" and info.has_chat_template and info.max_positions == 1024
     with pytest.raises(grpc.RpcError) as error:
         stub.Generate(S.GenerateRequest(), timeout=10)
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "messages, prompt" in error.value.details()
+    call: Any = error.value  # a grpc.RpcError that is also a grpc.Call
+    assert call.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "messages, prompt" in call.details()
 
 
 def test_shards_cover_every_prompt_once(tmp_path: Path) -> None:

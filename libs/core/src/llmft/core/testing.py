@@ -32,7 +32,7 @@ def arithmetic_conversation(a: int, b: int) -> list[dict[str, str]]:
     ]
 
 
-def _write(out_dir: Path, name: str, kind: int, column: str, train: list[str], eval_: list[str]) -> Path:
+def _write(out_dir: Path, name: str, kind: D.DatasetKind, column: str, train: list[str], eval_: list[str]) -> Path:
     import pandas as pd
 
     splits = {}

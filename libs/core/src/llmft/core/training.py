@@ -59,7 +59,7 @@ def train_and_evaluate(trainer: Any, eval_tokens: int, resume: bool = True) -> T
     )
 
 
-def save_model(model: Any, tokenizer: Any, recipe: T.TrainingRecipe, out_dir: Path) -> int:
+def save_model(model: Any, tokenizer: Any, recipe: T.TrainingRecipe, out_dir: Path) -> T.ArtifactFormat:
     """Saves weights (merged or adapter, as the recipe says) and the tokenizer in Hugging Face format.
     Returns the ArtifactFormat."""
     out_dir = Path(out_dir)
@@ -96,7 +96,7 @@ def build_artifact(
     *,
     model: Any,
     out_dir: Path,
-    fmt: int,
+    fmt: T.ArtifactFormat,
     base_name: str,
     base_dir: Path,
     request: Message,

@@ -16,6 +16,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from google.protobuf import json_format
@@ -42,9 +43,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load(path: Path | None, message: Message) -> Message:
+RequestT = TypeVar("RequestT", rlhf_pb2.RewardModelRequest, rlhf_pb2.DpoRequest)
+
+
+def load(path: Path | None, message: RequestT) -> RequestT:
+    """The request from `path` (YAML/JSON), or an empty one; preference pairs train unpacked unless the file says so."""
     if path is None:
-        message.recipe.packing = False  # type: ignore[attr-defined]
         return message
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

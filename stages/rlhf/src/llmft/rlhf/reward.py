@@ -29,7 +29,8 @@ def score(model: Any, tokenizer: Any, pairs: list[dict], max_length: int) -> tup
     import torch
 
     model.eval()
-    chosen, rejected = [], []
+    chosen: list[float] = []
+    rejected: list[float] = []
     with torch.no_grad():
         for pair in pairs:
             for answer, out in ((pair["chosen"], chosen), (pair["rejected"], rejected)):

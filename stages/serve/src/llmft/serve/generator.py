@@ -27,7 +27,7 @@ class RequestError(ValueError):
 @dataclass
 class Answer:
     text: str
-    finish_reason: int
+    finish_reason: S.FinishReason
     prompt_tokens: int
     completion_tokens: int
 
