@@ -5,13 +5,16 @@ stage cores never import it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
+from flytekit import Deck, current_context
 from flytekit.core.hash import HashMethod
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core.datasets import read_manifest
+from llmft.core.distributed import under_launcher
 from llmft.core.training import model_fingerprint
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import ModelArtifact
@@ -44,3 +47,23 @@ def download_dataset(manifest: DatasetManifest, data: FlyteDirectory) -> Path:
             f"({on_disk.fingerprint})"
         )
     return data_dir
+
+
+def train_in_task(
+    train: Callable[..., Any],
+    request: Any,
+    dataset: DatasetManifest,
+    data: FlyteDirectory,
+    base_model: FlyteDirectory | None,
+    deck_title: str,
+) -> TrainedModel:
+    """The body every training task shares: fetch the inputs, run the stage's `train` core function in the task's
+    working directory (checkpoints beside the model), publish its report as a Deck, hand back artifact and folder."""
+    data_dir = download_dataset(dataset, data)
+    base_dir = Path(base_model.download()) if base_model is not None else None
+    work = Path(current_context().working_directory)
+    result = train(
+        request, data_dir, work / "model", base_dir, checkpoint_dir=work / "checkpoints", distributed=under_launcher()
+    )
+    Deck(deck_title, result.report_html)
+    return TrainedModel(artifact=result.artifact, model=FlyteDirectory(path=str(work / "model")))

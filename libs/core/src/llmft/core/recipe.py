@@ -65,9 +65,9 @@ def _fill(target: Any, defaults: Any) -> None:
 
 
 def resolve_recipe(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
-    """A copy of `recipe` with every unset (zero) field set to its default. Booleans are taken as given except
-    `packing`, which is on unless the recipe says max_length etc. explicitly (proto3 cannot tell unset from false,
-    so recipes that want padding set `packing: false` and we keep it: see `load_recipe`)."""
+    """A copy of `recipe` with every unset (zero) scalar set to its default. Booleans keep their value: proto3 cannot
+    tell an unset bool from false, so `packing` defaults to true only where a recipe is read from a file
+    (`load_recipe`, the CLIs) and stays as given in a message built in code."""
     resolved = T.TrainingRecipe()
     resolved.CopyFrom(recipe)
     packing = recipe.packing

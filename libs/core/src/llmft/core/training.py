@@ -9,6 +9,7 @@ import math
 import shutil
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,63 @@ def read_artifact(model_dir: Path) -> T.ModelArtifact | None:
     if not path.is_file():
         return None
     return json_format.Parse(path.read_text(encoding="utf-8"), T.ModelArtifact())
+
+
+@dataclass
+class BaseModel:
+    """The model a stage starts from, checked against the recipe, with its tokenizer."""
+
+    name: str
+    directory: Path
+    tokenizer: Any
+
+
+def load_base(
+    name: str, revision: str, upstream_dir: Path | None, recipe: T.TrainingRecipe, distributed: bool
+) -> BaseModel:
+    """Resolves the base (an upstream model folder wins over a name), then validates the recipe against its config
+    before any weights load: errors name the recipe field."""
+    from transformers import AutoConfig
+
+    from llmft.core.models import load_tokenizer, resolve_model_dir
+    from llmft.core.recipe import validate_recipe
+
+    resolved = resolve_model_dir(str(upstream_dir) if upstream_dir else name, revision)
+    config = AutoConfig.from_pretrained(resolved.directory)
+    validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
+    label = base_label(name or str(resolved.directory), resolved.directory)
+    return BaseModel(label, resolved.directory, load_tokenizer(resolved.directory))
+
+
+def save_and_describe(
+    trainer: Any,
+    base: BaseModel,
+    recipe: T.TrainingRecipe,
+    out_dir: Path,
+    *,
+    request: Message,
+    stage: str,
+    stage_version: str,
+    dataset_fingerprint: str,
+    metrics: T.TrainingMetrics,
+) -> T.ModelArtifact:
+    """On the main process: saves the trained model as the recipe says and writes its ModelArtifact. Other ranks of a
+    distributed run save nothing and get an empty artifact."""
+    if not trainer.is_world_process_zero():
+        return T.ModelArtifact()
+    fmt = save_model(trainer.model, base.tokenizer, recipe, out_dir)
+    return build_artifact(
+        model=trainer.model,
+        out_dir=out_dir,
+        fmt=fmt,
+        base_name=base.name,
+        base_dir=base.directory,
+        request=request,
+        stage=stage,
+        stage_version=stage_version,
+        input_fingerprints=[dataset_fingerprint],
+        metrics=metrics,
+    )
 
 
 def model_fingerprint(model_dir: Path) -> str:

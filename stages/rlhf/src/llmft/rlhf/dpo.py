@@ -8,9 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmft.core.models import load_tokenizer, resolve_model_dir
-from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments, validate_recipe
-from llmft.core.training import base_label, build_artifact, save_model, training_report_html
+from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
+from llmft.core.training import load_base, save_and_describe, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.proto.training.v1 import training_pb2
 from llmft.rlhf import STAGE, __version__
@@ -36,7 +35,6 @@ def train_dpo(
 ) -> DpoResult:
     """Optimises the policy in `base_model_dir` (or the named `base_model`) on the preference pairs in `data_dir`."""
     from datasets import Dataset
-    from transformers import AutoConfig
     from trl import DPOConfig, DPOTrainer
 
     recipe = resolve_recipe(request.recipe)
@@ -45,10 +43,10 @@ def train_dpo(
     if loss_type not in LOSS_TYPES:
         raise RecipeError(f"dpo.loss_type: {loss_type!r} is not one of {sorted(LOSS_TYPES)}")
     manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
-    base = resolve_model_dir(str(base_model_dir) if base_model_dir else base_model or "llmft/tiny-llama")
-    config = AutoConfig.from_pretrained(base.directory)
-    validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
-    tokenizer = load_tokenizer(base.directory)
+    base = load_base(
+        base_model or ("" if base_model_dir else "llmft/tiny-llama"), "", base_model_dir, recipe, distributed
+    )
+    tokenizer = base.tokenizer
 
     model = load_model_for_training(base.directory, recipe)
     work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-dpo-"))
@@ -75,19 +73,15 @@ def train_dpo(
         train_loss=float(result.training_loss),
         steps=int(trainer.state.global_step),
     )
-    if not trainer.is_world_process_zero():
-        return DpoResult(rlhf_pb2.DpoReport(), "")
-    fmt = save_model(trainer.model, tokenizer, recipe, out_dir)
-    artifact = build_artifact(
-        model=trainer.model,
-        out_dir=out_dir,
-        fmt=fmt,
-        base_name=base_label(base_model or str(base.directory), base.directory),
-        base_dir=base.directory,
+    artifact = save_and_describe(
+        trainer,
+        base,
+        recipe,
+        out_dir,
         request=request,
         stage=STAGE,
         stage_version=__version__,
-        input_fingerprints=[manifest.fingerprint],
+        dataset_fingerprint=manifest.fingerprint,
         metrics=metrics,
     )
     report = rlhf_pb2.DpoReport(

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.core.models import load_tokenizer, resolve_model_dir
-from llmft.core.recipe import load_model_for_training, resolve_recipe, training_arguments, validate_recipe
-from llmft.core.training import base_label, build_artifact, save_model, training_report_html
+from llmft.core.recipe import load_model_for_training, resolve_recipe, training_arguments
+from llmft.core.training import load_base, save_and_describe, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.proto.training.v1 import training_pb2
 from llmft.rlhf import STAGE, __version__
@@ -54,15 +53,13 @@ def train_reward_model(
     distributed: bool = False,
 ) -> RewardResult:
     from datasets import Dataset
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     recipe = resolve_recipe(request.recipe)
     manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
-    base = resolve_model_dir(str(base_model_dir) if base_model_dir else request.base_model)
-    config = AutoConfig.from_pretrained(base.directory)
-    validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
-    tokenizer = load_tokenizer(base.directory)
+    base = load_base(request.base_model, "", base_model_dir, recipe, distributed)
+    tokenizer = base.tokenizer
 
     model = load_model_for_training(
         base.directory, recipe, AutoModelForSequenceClassification, num_labels=1, pad_token_id=tokenizer.pad_token_id
@@ -88,19 +85,15 @@ def train_reward_model(
         train_loss=float(result.training_loss),
         steps=int(trainer.state.global_step),
     )
-    if not trainer.is_world_process_zero():
-        return RewardResult(rlhf_pb2.RewardModelReport(), "")
-    fmt = save_model(trainer.model, tokenizer, recipe, out_dir)
-    artifact = build_artifact(
-        model=trainer.model,
-        out_dir=out_dir,
-        fmt=fmt,
-        base_name=base_label(request.base_model or str(base.directory), base.directory),
-        base_dir=base.directory,
+    artifact = save_and_describe(
+        trainer,
+        base,
+        recipe,
+        out_dir,
         request=request,
         stage=STAGE,
         stage_version=__version__,
-        input_fingerprints=[manifest.fingerprint],
+        dataset_fingerprint=manifest.fingerprint,
         metrics=metrics,
     )
     report = rlhf_pb2.RewardModelReport(

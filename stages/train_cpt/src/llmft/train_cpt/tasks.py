@@ -3,16 +3,14 @@ when nnodes > 1). The body only unpacks the inputs, calls llmft.train_cpt.train 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
-from flytekit import Deck, ImageSpec, Resources, current_context, task
+from flytekit import ImageSpec, Resources, task
 from flytekit.types.directory import FlyteDirectory
 from flytekitplugins.kfpytorch import Elastic
 
 from llmft.core import fingerprint as fp
-from llmft.core.distributed import under_launcher
-from llmft.core.flyte import TrainedModel, download_dataset
+from llmft.core.flyte import TrainedModel, train_in_task
 from llmft.core.images import image_packages, registry
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
@@ -54,11 +52,4 @@ def train(
     data: FlyteDirectory,
     base_model: Optional[FlyteDirectory] = None,
 ) -> TrainedModel:
-    data_dir = download_dataset(dataset, data)
-    base_dir = Path(base_model.download()) if base_model is not None else None
-    work = Path(current_context().working_directory)
-    result = train_cpt(
-        request, data_dir, work / "model", base_dir, checkpoint_dir=work / "checkpoints", distributed=under_launcher()
-    )
-    Deck("CPT", result.report_html)
-    return TrainedModel(artifact=result.artifact, model=FlyteDirectory(path=str(work / "model")))
+    return train_in_task(train_cpt, request, dataset, data, base_model, "CPT")

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core.datasets import read_manifest, read_split, require_kind
-from llmft.core.models import load_tokenizer, resolve_model_dir
-from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments, validate_recipe
-from llmft.core.training import base_label, build_artifact, save_model, train_and_evaluate, training_report_html
+from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
+from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.data.v1 import dataset_pb2
 from llmft.proto.training.v1 import training_pb2
 from llmft.train_cpt import STAGE, __version__
@@ -45,20 +44,15 @@ def train_cpt(
     stage's model folder) takes precedence over request.base_model. Checkpoints go to `checkpoint_dir`, and a run
     finding one there resumes from it."""
     from datasets import Dataset
-    from transformers import AutoConfig, Trainer, TrainingArguments, default_data_collator
+    from transformers import Trainer, TrainingArguments, default_data_collator
 
     recipe = resolve_recipe(request.recipe)
     manifest = read_manifest(data_dir)
     require_kind(manifest, dataset_pb2.DATASET_KIND_RAW_TEXT, STAGE)
-    base = resolve_model_dir(str(base_model_dir) if base_model_dir else request.base_model, request.base_model_revision)
-    config = AutoConfig.from_pretrained(base.directory)
-    validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
-    tokenizer = load_tokenizer(base.directory)
+    base = load_base(request.base_model, request.base_model_revision, base_model_dir, recipe, distributed)
 
-    train_texts = list(read_split(data_dir, "train")["text"])
-    eval_texts = list(read_split(data_dir, "eval")["text"])
-    train_rows = sequences(train_texts, tokenizer, recipe)
-    eval_rows = sequences(eval_texts, tokenizer, recipe)
+    train_rows = sequences(list(read_split(data_dir, "train")["text"]), base.tokenizer, recipe)
+    eval_rows = sequences(list(read_split(data_dir, "eval")["text"]), base.tokenizer, recipe)
     if recipe.eval.max_eval_samples:
         eval_rows = eval_rows[: recipe.eval.max_eval_samples]
     if not train_rows:
@@ -71,29 +65,24 @@ def train_cpt(
 
     model = load_model_for_training(base.directory, recipe)
     work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-cpt-"))
-    args = TrainingArguments(**training_arguments(recipe, work))
     trainer = Trainer(
         model=model,
-        args=args,
+        args=TrainingArguments(**training_arguments(recipe, work)),
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows),
         data_collator=default_data_collator,
-        processing_class=tokenizer,
+        processing_class=base.tokenizer,
     )
     metrics = train_and_evaluate(trainer, eval_tokens)
-    if not trainer.is_world_process_zero():
-        return CptResult(training_pb2.ModelArtifact(), "", trainer.state.log_history)
-    fmt = save_model(trainer.model, tokenizer, recipe, out_dir)
-    artifact = build_artifact(
-        model=trainer.model,
-        out_dir=out_dir,
-        fmt=fmt,
-        base_name=base_label(request.base_model or str(base.directory), base.directory),
-        base_dir=base.directory,
+    artifact = save_and_describe(
+        trainer,
+        base,
+        recipe,
+        out_dir,
         request=request,
         stage=STAGE,
         stage_version=__version__,
-        input_fingerprints=[manifest.fingerprint],
+        dataset_fingerprint=manifest.fingerprint,
         metrics=metrics,
     )
     report = training_report_html(f"CPT {request.run_name or manifest.name}", metrics, trainer.state.log_history)

@@ -12,9 +12,8 @@ from typing import Any
 
 from llmft.core.datasets import conversation, read_manifest, read_split, require_kind
 from llmft.core.generation import generate_answers
-from llmft.core.models import load_tokenizer, resolve_model_dir
-from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments, validate_recipe
-from llmft.core.training import base_label, build_artifact, save_model, train_and_evaluate, training_report_html
+from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
+from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.data.v1 import dataset_pb2
 from llmft.proto.training.v1 import training_pb2
 from llmft.train_sft import STAGE, __version__
@@ -59,16 +58,13 @@ def train_sft(
     distributed: bool = False,
 ) -> SftResult:
     from datasets import Dataset
-    from transformers import AutoConfig
     from trl import SFTConfig, SFTTrainer
 
     recipe = resolve_recipe(request.recipe)
     manifest = read_manifest(data_dir)
     require_kind(manifest, dataset_pb2.DATASET_KIND_CHAT, STAGE)
-    base = resolve_model_dir(str(base_model_dir) if base_model_dir else request.base_model, request.base_model_revision)
-    config = AutoConfig.from_pretrained(base.directory)
-    validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
-    tokenizer = load_tokenizer(base.directory)
+    base = load_base(request.base_model, request.base_model_revision, base_model_dir, recipe, distributed)
+    tokenizer = base.tokenizer
     check_chat_template(tokenizer, base.name)
 
     train_conversations = [conversation(m) for m in read_split(data_dir, "train")["messages"]]
@@ -109,19 +105,15 @@ def train_sft(
         {"prompt": m[-2]["content"] if len(m) > 1 else "", "reference": m[-1]["content"], "before": b, "after": a}
         for m, b, a in zip(samples_from, answers_before, answers_after, strict=True)
     ]
-    if not trainer.is_world_process_zero():
-        return SftResult(training_pb2.ModelArtifact(), "", samples)
-    fmt = save_model(trainer.model, tokenizer, recipe, out_dir)
-    artifact = build_artifact(
-        model=trainer.model,
-        out_dir=out_dir,
-        fmt=fmt,
-        base_name=base_label(request.base_model or str(base.directory), base.directory),
-        base_dir=base.directory,
+    artifact = save_and_describe(
+        trainer,
+        base,
+        recipe,
+        out_dir,
         request=request,
         stage=STAGE,
         stage_version=__version__,
-        input_fingerprints=[manifest.fingerprint],
+        dataset_fingerprint=manifest.fingerprint,
         metrics=metrics,
     )
     report = training_report_html(
