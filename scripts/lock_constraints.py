@@ -11,8 +11,9 @@ LOCK = Path(__file__).resolve().parents[1] / "3rdparty/python/default.lock"
 
 
 def constraints(lock: Path = LOCK) -> list[str]:
-    text = lock.read_text()
-    data = json.loads(text[text.index("{") :])
+    # The lockfile opens with a header of // comment lines (Pants metadata), then the pex lock as JSON.
+    text = "\n".join(line for line in lock.read_text().splitlines() if not line.startswith("//"))
+    data = json.loads(text)
     pins = set()
     for resolve in data["locked_resolves"]:
         for requirement in resolve["locked_requirements"]:
