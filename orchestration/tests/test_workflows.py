@@ -86,3 +86,18 @@ def test_batch_inference_maps_over_shards(tmp_path: Path) -> None:
     assert out.result.prompts == 5
     answers = out.answers if isinstance(out.answers, pd.DataFrame) else out.answers.open(pd.DataFrame).all()
     assert sorted(answers["id"]) == sorted(pd.read_parquet(data / "train.parquet")["id"])
+
+
+def test_training_tasks_are_elastic_with_images_resources_and_retries() -> None:
+    from flytekitplugins.kfpytorch import Elastic
+
+    from llmft.rlhf.tasks import dpo, reward_model
+    from llmft.train_cpt.tasks import train as cpt
+    from llmft.train_sft.tasks import train as sft
+
+    for task in (cpt, sft, reward_model, dpo):
+        assert isinstance(task.task_config, Elastic), task.name
+        assert task.task_config.nnodes == 1 and task.task_config.nproc_per_node >= 1
+        assert task.metadata.retries >= 1 and task.metadata.cache
+        assert task.resources.requests.cpu and task.resources.requests.mem
+        assert task.container_image.name.startswith("llmft-")
