@@ -6,7 +6,7 @@ import pytest
 
 from llmft.core.datasets import read_manifest, read_split
 from llmft.data.__main__ import main as cli
-from llmft.data.build import acquire, build_dataset, prepare
+from llmft.data.build import acquire_frame, build_dataset, prepare
 from llmft.data.schemas import DataValidationError
 from llmft.data.sources import SourceError
 from llmft.proto.data.v1 import dataset_pb2 as D
@@ -134,30 +134,30 @@ def test_bad_conversations_fail_with_file_row_and_reason(tmp_path: Path, message
 def test_malformed_jsonl_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text(json.dumps(chat("a?", "b.")) + "\n{not json\n")
     with pytest.raises(SourceError, match=r"bad.jsonl:2: malformed JSON"):
-        acquire(request(D.DATASET_KIND_CHAT, str(tmp_path / "bad.jsonl")))
+        acquire_frame(request(D.DATASET_KIND_CHAT, str(tmp_path / "bad.jsonl")))
 
 
 def test_missing_and_mistyped_fields_are_named(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "p.jsonl", [{"prompt": "ok"}, {"question": "where?"}])
     with pytest.raises(SourceError, match=r"p.jsonl:2: missing field 'prompt' \(fields present: question\)"):
-        acquire(request(D.DATASET_KIND_PROMPT, str(tmp_path / "p.jsonl")))
+        acquire_frame(request(D.DATASET_KIND_PROMPT, str(tmp_path / "p.jsonl")))
     write_jsonl(tmp_path / "q.jsonl", [{"prompt": 42}])
     with pytest.raises(SourceError, match=r"q.jsonl:1: field 'prompt' is int, expected str"):
-        acquire(request(D.DATASET_KIND_PROMPT, str(tmp_path / "q.jsonl")))
+        acquire_frame(request(D.DATASET_KIND_PROMPT, str(tmp_path / "q.jsonl")))
 
 
 def test_non_utf8_bytes_name_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "latin1.txt").write_bytes("line one\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(SourceError, match=r"latin1.txt:2: not valid UTF-8"):
-        acquire(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "latin1.txt")))
+        acquire_frame(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "latin1.txt")))
 
 
 def test_missing_file_and_empty_dataset(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"sources\[0\]: .*nope.txt: file not found"):
-        acquire(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "nope.txt")))
+        acquire_frame(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "nope.txt")))
     (tmp_path / "blank.txt").write_text("\n\n")
-    with pytest.raises(SourceError, match="no rows left after cleaning"):
-        acquire(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "blank.txt")))
+    with pytest.raises(SourceError, match="left no rows after cleaning"):
+        acquire_frame(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "blank.txt")))
 
 
 def test_an_existing_output_folder_is_never_overwritten(tmp_path: Path) -> None:
@@ -200,11 +200,13 @@ def test_cli_gives_the_same_manifest_as_the_library_and_exits_non_zero_on_bad_in
 
 
 def test_prepare_validates_rows_it_is_handed(tmp_path: Path) -> None:
-    from llmft.data.build import AcquiredRows
-
     frame = pd.DataFrame({"id": ["a", "a"], "source": ["x:1", "x:2"], "text": ["one", "two"]})
-    with pytest.raises(DataValidationError, match="field 'id'"):
-        prepare(request(D.DATASET_KIND_RAW_TEXT, "unused"), AcquiredRows(frame), tmp_path / "out")
+    with pytest.raises(DataValidationError, match="field 'id'") as error:
+        prepare(request(D.DATASET_KIND_RAW_TEXT, "unused"), [frame], D.DatasetManifest(), tmp_path / "out")
+    failure = error.value
+    assert isinstance(failure, DataValidationError)
+    assert {f["field"] for f in failure.failures} == {"id"}
+    assert not (tmp_path / "out").exists()
 
 
 def test_python_package_source_reads_installed_code_and_derives_docstring_chats(tmp_path: Path) -> None:
@@ -216,15 +218,15 @@ def test_python_package_source_reads_installed_code_and_derives_docstring_chats(
         ],
         split=D.SplitConfig(eval_fraction=0.1),
     )
-    acquired = acquire(req)
-    assert len(acquired.frame) > 50
-    first = json.loads(acquired.frame["messages"].iloc[0])
+    frame, summary = acquire_frame(req)
+    assert len(frame) > 50
+    first = json.loads(frame["messages"].iloc[0])
     assert first[0]["content"].startswith("What does `") and first[1]["role"] == "assistant"
-    assert acquired.source_fingerprints[0].startswith("sha256:")
+    assert summary.source_fingerprints[0].startswith("sha256:")
     missing = D.DatasetRequest(
         name="x",
         kind=D.DATASET_KIND_RAW_TEXT,
         sources=[D.DatasetSource(python_package=D.PythonPackageSource(packages=["no-such-dist"]))],
     )
     with pytest.raises(SourceError, match="'no-such-dist': not installed"):
-        acquire(missing)
+        acquire_frame(missing)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmft.data.build import acquire
+from llmft.data.build import acquire_frame
 from llmft.data.sources import SourceError
 from llmft.proto.data.v1 import dataset_pb2 as D
 
@@ -52,17 +52,17 @@ def test_git_source_reads_text_files_at_the_pinned_commit(repo: Path) -> None:
     first = git(repo, "rev-parse", "HEAD")
     (repo / "README.md").write_text("# Project\nSecond version.\n")
     git(repo, "commit", "-qam", "two")
-    old = acquire(git_request(repo, first))
-    new = acquire(git_request(repo, "main"))
-    assert sorted(old.frame["text"]) == ["# Project\nFirst version.", "def f():\n    return 1"]
-    assert "# Project\nSecond version." in list(new.frame["text"])
-    assert old.source_fingerprints != new.source_fingerprints
-    assert all(first[:12] in s for s in old.frame["source"])
+    old, old_summary = acquire_frame(git_request(repo, first))
+    new, new_summary = acquire_frame(git_request(repo, "main"))
+    assert sorted(old["text"]) == ["# Project\nFirst version.", "def f():\n    return 1"]
+    assert "# Project\nSecond version." in list(new["text"])
+    assert old_summary.source_fingerprints != new_summary.source_fingerprints
+    assert all(first[:12] in s for s in old["source"])
 
 
 def test_git_ref_that_does_not_exist_fails_naming_it(repo: Path) -> None:
     with pytest.raises(SourceError, match="revision 'v9.9' does not exist"):
-        acquire(git_request(repo, "v9.9"))
+        acquire_frame(git_request(repo, "v9.9"))
 
 
 @pytest.fixture
@@ -85,13 +85,13 @@ def url_request(url: str) -> D.DatasetRequest:
 
 
 def test_url_source_downloads_and_parses_by_extension(server: str) -> None:
-    acquired = acquire(url_request(f"{server}/chat.jsonl"))
-    assert len(acquired.frame) == 1
-    assert acquired.frame["source"].iloc[0] == f"{server}/chat.jsonl:1"
+    frame, _ = acquire_frame(url_request(f"{server}/chat.jsonl"))
+    assert len(frame) == 1
+    assert frame["source"].iloc[0] == f"{server}/chat.jsonl:1"
 
 
 def test_missing_and_unreachable_urls_fail_naming_the_url(server: str) -> None:
     with pytest.raises(SourceError, match=r"missing.jsonl: HTTP 404"):
-        acquire(url_request(f"{server}/missing.jsonl"))
+        acquire_frame(url_request(f"{server}/missing.jsonl"))
     with pytest.raises(SourceError, match=r"http://127.0.0.1:9/x.jsonl: unreachable"):
-        acquire(url_request("http://127.0.0.1:9/x.jsonl"))
+        acquire_frame(url_request("http://127.0.0.1:9/x.jsonl"))

@@ -40,9 +40,11 @@ def skeleton_workflow(
     @workflow
     def skeleton() -> SkeletonOutputs:
         corpus_rows = acquire_raw_text(request=corpus)
-        corpus_data = prepare_raw_text(request=corpus, rows=corpus_rows.rows, acquisition=corpus_rows.acquisition)
+        corpus_data = prepare_raw_text(
+            config=corpus_rows.config, rows=corpus_rows.rows, acquisition=corpus_rows.acquisition
+        )
         chat_rows = acquire_chat(request=chat)
-        chat_data = prepare_chat(request=chat, rows=chat_rows.rows, acquisition=chat_rows.acquisition)
+        chat_data = prepare_chat(config=chat_rows.config, rows=chat_rows.rows, acquisition=chat_rows.acquisition)
         cpt_model = train_cpt(request=cpt, dataset=corpus_data.manifest, data=corpus_data.data)
         sft_model = train_sft(request=sft, dataset=chat_data.manifest, data=chat_data.data, base_model=cpt_model.model)
         return SkeletonOutputs(

@@ -58,21 +58,69 @@ def conversation(messages: str | list[dict[str, str]]) -> list[dict[str, str]]:
     return json.loads(messages) if isinstance(messages, str) else list(messages)
 
 
+class DatasetWriter:
+    """Writes a dataset folder split by split in chunks (Parquet row groups), atomically: rows go to a hidden folder
+    beside `out_dir`, which becomes `out_dir` on `finish(manifest)`; `abort()` (or an exception inside `with`)
+    removes it. Every column is a string column."""
+
+    def __init__(self, out_dir: Path, columns: list[str]) -> None:
+        import pyarrow as pa
+
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise FileExistsError(f"{self.out_dir}: output folder exists and is not empty; nothing was overwritten")
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}-", dir=self.out_dir.parent))
+        self.tmp.chmod(0o755)
+        self.schema = pa.schema([(c, pa.string()) for c in columns])
+        self.writers: dict[str, Any] = {}
+
+    def _writer(self, split: str) -> Any:
+        import pyarrow.parquet as pq
+
+        if split not in self.writers:
+            self.writers[split] = pq.ParquetWriter(self.tmp / f"{split}.parquet", self.schema)
+        return self.writers[split]
+
+    def write(self, split: str, frame: Any) -> None:
+        import pyarrow as pa
+
+        if split not in SPLITS:
+            raise ValueError(f"split: {split!r} is not one of {SPLITS}")
+        if len(frame):
+            table = pa.Table.from_pandas(frame[self.schema.names], schema=self.schema, preserve_index=False)
+            self._writer(split).write_table(table)
+
+    def finish(self, manifest: dataset_pb2.DatasetManifest) -> None:
+        for split in SPLITS:
+            self._writer(split)  # an empty split still gets its (empty) file
+        for writer in self.writers.values():
+            writer.close()
+        (self.tmp / MANIFEST_FILE).write_text(json_format.MessageToJson(manifest, sort_keys=True) + "\n")
+        if self.out_dir.exists():
+            self.out_dir.rmdir()
+        self.tmp.rename(self.out_dir)
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            try:
+                writer.close()
+            except Exception:  # the folder is removed anyway
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is not None or self.tmp.exists():
+            self.abort()
+
+
 def write_dataset(out_dir: Path, splits: dict[str, Any], manifest: dataset_pb2.DatasetManifest) -> None:
-    """Writes the split files and the manifest into a fresh `out_dir`, atomically: a failure leaves nothing behind."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir}: output folder exists and is not empty; nothing was overwritten")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    tmp.chmod(0o755)
-    try:
-        for name, part in splits.items():
-            part.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / MANIFEST_FILE).write_text(json_format.MessageToJson(manifest, sort_keys=True) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Writes whole splits (pandas DataFrames) and the manifest into a fresh `out_dir`, atomically."""
+    columns = list(next(iter(splits.values())).columns)
+    with DatasetWriter(out_dir, columns) as writer:
+        for name, frame in splits.items():
+            writer.write(name, frame)
+        writer.finish(manifest)

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from llmft.proto.common.v1 import provenance_pb2 as llmft_dot_proto_dot_common_dot_v1_dot_provenance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!llmft/proto/data/v1/dataset.proto\x12\x13llmft.proto.data.v1\x1a&llmft/proto/common/v1/provenance.proto\"\x1f\n\x0bLocalSource\x12\x10\n\x08patterns\x18\x01 \x03(\t\"\x19\n\tUrlSource\x12\x0c\n\x04urls\x18\x01 \x03(\t\"B\n\tGitSource\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x0f\n\x07include\x18\x03 \x03(\t\"\\\n\x10HubDatasetSource\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_name\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\"8\n\x13PythonPackageSource\x12\x10\n\x08packages\x18\x01 \x03(\t\x12\x0f\n\x07include\x18\x02 \x03(\t\"\xb4\x02\n\rDatasetSource\x12\x31\n\x05local\x18\x01 \x01(\x0b\x32 .llmft.proto.data.v1.LocalSourceH\x00\x12-\n\x03url\x18\x02 \x01(\x0b\x32\x1e.llmft.proto.data.v1.UrlSourceH\x00\x12-\n\x03git\x18\x03 \x01(\x0b\x32\x1e.llmft.proto.data.v1.GitSourceH\x00\x12\x34\n\x03hub\x18\x04 \x01(\x0b\x32%.llmft.proto.data.v1.HubDatasetSourceH\x00\x12\x42\n\x0epython_package\x18\x05 \x01(\x0b\x32(.llmft.proto.data.v1.PythonPackageSourceH\x00\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\tB\x08\n\x06source\"\x9d\x01\n\x0e\x43leaningConfig\x12\x11\n\tnormalize\x18\x01 \x01(\x08\x12\x19\n\x11\x64\x65\x64uplicate_exact\x18\x02 \x01(\x08\x12 \n\x18near_duplicate_threshold\x18\x03 \x01(\x01\x12\x11\n\tmin_chars\x18\x04 \x01(\r\x12\x11\n\tmax_chars\x18\x05 \x01(\r\x12\x15\n\rdrop_patterns\x18\x06 \x03(\t\"2\n\x0bSplitConfig\x12\x15\n\reval_fraction\x18\x01 \x01(\x01\x12\x0c\n\x04seed\x18\x02 \x01(\x04\"\x92\x02\n\x0e\x44\x61tasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .llmft.proto.data.v1.DatasetKind\x12\x33\n\x07sources\x18\x03 \x03(\x0b\x32\".llmft.proto.data.v1.DatasetSource\x12\x35\n\x08\x63leaning\x18\x04 \x01(\x0b\x32#.llmft.proto.data.v1.CleaningConfig\x12/\n\x05split\x18\x05 \x01(\x0b\x32 .llmft.proto.data.v1.SplitConfig\x12\x11\n\ttokenizer\x18\x06 \x01(\t\x12\x12\n\nmax_tokens\x18\x07 \x01(\r\"j\n\nSplitStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x12\n\ncharacters\x18\x03 \x01(\x04\x12\x0e\n\x06tokens\x18\x04 \x01(\x04\x12\x1c\n\x14rows_over_max_tokens\x18\x05 \x01(\x04\"8\n\x12\x43leaningStepReport\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x14\n\x0crows_removed\x18\x02 \x01(\x04\"\xdb\x02\n\x0f\x44\x61tasetManifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .llmft.proto.data.v1.DatasetKind\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12\x16\n\x0eschema_version\x18\x04 \x01(\t\x12/\n\x06splits\x18\x05 \x03(\x0b\x32\x1f.llmft.proto.data.v1.SplitStats\x12\x39\n\x08\x63leaning\x18\x06 \x03(\x0b\x32\'.llmft.proto.data.v1.CleaningStepReport\x12\x1d\n\x15tokenizer_fingerprint\x18\x07 \x01(\t\x12\x35\n\nprovenance\x18\x08 \x01(\x0b\x32!.llmft.proto.common.v1.Provenance\x12\x1b\n\x13source_fingerprints\x18\t \x03(\t*\x93\x01\n\x0b\x44\x61tasetKind\x12\x1c\n\x18\x44\x41TASET_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41TASET_KIND_RAW_TEXT\x10\x01\x12\x15\n\x11\x44\x41TASET_KIND_CHAT\x10\x02\x12\x1b\n\x17\x44\x41TASET_KIND_PREFERENCE\x10\x03\x12\x17\n\x13\x44\x41TASET_KIND_PROMPT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!llmft/proto/data/v1/dataset.proto\x12\x13llmft.proto.data.v1\x1a&llmft/proto/common/v1/provenance.proto\"\x1f\n\x0bLocalSource\x12\x10\n\x08patterns\x18\x01 \x03(\t\"\x19\n\tUrlSource\x12\x0c\n\x04urls\x18\x01 \x03(\t\"B\n\tGitSource\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x0f\n\x07include\x18\x03 \x03(\t\"\\\n\x10HubDatasetSource\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_name\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\"8\n\x13PythonPackageSource\x12\x10\n\x08packages\x18\x01 \x03(\t\x12\x0f\n\x07include\x18\x02 \x03(\t\"\xb4\x02\n\rDatasetSource\x12\x31\n\x05local\x18\x01 \x01(\x0b\x32 .llmft.proto.data.v1.LocalSourceH\x00\x12-\n\x03url\x18\x02 \x01(\x0b\x32\x1e.llmft.proto.data.v1.UrlSourceH\x00\x12-\n\x03git\x18\x03 \x01(\x0b\x32\x1e.llmft.proto.data.v1.GitSourceH\x00\x12\x34\n\x03hub\x18\x04 \x01(\x0b\x32%.llmft.proto.data.v1.HubDatasetSourceH\x00\x12\x42\n\x0epython_package\x18\x05 \x01(\x0b\x32(.llmft.proto.data.v1.PythonPackageSourceH\x00\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\tB\x08\n\x06source\"\xb0\x01\n\x0e\x43leaningConfig\x12\x11\n\tnormalize\x18\x01 \x01(\x08\x12\x19\n\x11\x64\x65\x64uplicate_exact\x18\x02 \x01(\x08\x12 \n\x18near_duplicate_threshold\x18\x03 \x01(\x01\x12\x11\n\tmin_chars\x18\x04 \x01(\r\x12\x11\n\tmax_chars\x18\x05 \x01(\r\x12\x15\n\rdrop_patterns\x18\x06 \x03(\t\x12\x11\n\tlanguages\x18\x07 \x03(\t\"2\n\x0bSplitConfig\x12\x15\n\reval_fraction\x18\x01 \x01(\x01\x12\x0c\n\x04seed\x18\x02 \x01(\x04\"\x92\x02\n\x0e\x44\x61tasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .llmft.proto.data.v1.DatasetKind\x12\x33\n\x07sources\x18\x03 \x03(\x0b\x32\".llmft.proto.data.v1.DatasetSource\x12\x35\n\x08\x63leaning\x18\x04 \x01(\x0b\x32#.llmft.proto.data.v1.CleaningConfig\x12/\n\x05split\x18\x05 \x01(\x0b\x32 .llmft.proto.data.v1.SplitConfig\x12\x11\n\ttokenizer\x18\x06 \x01(\t\x12\x12\n\nmax_tokens\x18\x07 \x01(\r\"j\n\nSplitStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x12\n\ncharacters\x18\x03 \x01(\x04\x12\x0e\n\x06tokens\x18\x04 \x01(\x04\x12\x1c\n\x14rows_over_max_tokens\x18\x05 \x01(\x04\"8\n\x12\x43leaningStepReport\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x14\n\x0crows_removed\x18\x02 \x01(\x04\"\xdb\x02\n\x0f\x44\x61tasetManifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .llmft.proto.data.v1.DatasetKind\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12\x16\n\x0eschema_version\x18\x04 \x01(\t\x12/\n\x06splits\x18\x05 \x03(\x0b\x32\x1f.llmft.proto.data.v1.SplitStats\x12\x39\n\x08\x63leaning\x18\x06 \x03(\x0b\x32\'.llmft.proto.data.v1.CleaningStepReport\x12\x1d\n\x15tokenizer_fingerprint\x18\x07 \x01(\t\x12\x35\n\nprovenance\x18\x08 \x01(\x0b\x32!.llmft.proto.common.v1.Provenance\x12\x1b\n\x13source_fingerprints\x18\t \x03(\t*\x93\x01\n\x0b\x44\x61tasetKind\x12\x1c\n\x18\x44\x41TASET_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41TASET_KIND_RAW_TEXT\x10\x01\x12\x15\n\x11\x44\x41TASET_KIND_CHAT\x10\x02\x12\x1b\n\x17\x44\x41TASET_KIND_PREFERENCE\x10\x03\x12\x17\n\x13\x44\x41TASET_KIND_PROMPT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmft.proto.data.v1.dataset_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATASETKIND']._serialized_start=1695
-  _globals['_DATASETKIND']._serialized_end=1842
+  _globals['_DATASETKIND']._serialized_start=1714
+  _globals['_DATASETKIND']._serialized_end=1861
   _globals['_LOCALSOURCE']._serialized_start=98
   _globals['_LOCALSOURCE']._serialized_end=129
   _globals['_URLSOURCE']._serialized_start=131
@@ -47,15 +47,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASETSOURCE']._serialized_start=379
   _globals['_DATASETSOURCE']._serialized_end=687
   _globals['_CLEANINGCONFIG']._serialized_start=690
-  _globals['_CLEANINGCONFIG']._serialized_end=847
-  _globals['_SPLITCONFIG']._serialized_start=849
-  _globals['_SPLITCONFIG']._serialized_end=899
-  _globals['_DATASETREQUEST']._serialized_start=902
-  _globals['_DATASETREQUEST']._serialized_end=1176
-  _globals['_SPLITSTATS']._serialized_start=1178
-  _globals['_SPLITSTATS']._serialized_end=1284
-  _globals['_CLEANINGSTEPREPORT']._serialized_start=1286
-  _globals['_CLEANINGSTEPREPORT']._serialized_end=1342
-  _globals['_DATASETMANIFEST']._serialized_start=1345
-  _globals['_DATASETMANIFEST']._serialized_end=1692
+  _globals['_CLEANINGCONFIG']._serialized_end=866
+  _globals['_SPLITCONFIG']._serialized_start=868
+  _globals['_SPLITCONFIG']._serialized_end=918
+  _globals['_DATASETREQUEST']._serialized_start=921
+  _globals['_DATASETREQUEST']._serialized_end=1195
+  _globals['_SPLITSTATS']._serialized_start=1197
+  _globals['_SPLITSTATS']._serialized_end=1303
+  _globals['_CLEANINGSTEPREPORT']._serialized_start=1305
+  _globals['_CLEANINGSTEPREPORT']._serialized_end=1361
+  _globals['_DATASETMANIFEST']._serialized_start=1364
+  _globals['_DATASETMANIFEST']._serialized_end=1711
 # @@protoc_insertion_point(module_scope)

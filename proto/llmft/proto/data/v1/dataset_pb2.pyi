@@ -80,20 +80,22 @@ class DatasetSource(_message.Message):
     def __init__(self, local: _Optional[_Union[LocalSource, _Mapping]] = ..., url: _Optional[_Union[UrlSource, _Mapping]] = ..., git: _Optional[_Union[GitSource, _Mapping]] = ..., hub: _Optional[_Union[HubDatasetSource, _Mapping]] = ..., python_package: _Optional[_Union[PythonPackageSource, _Mapping]] = ..., format: _Optional[str] = ...) -> None: ...
 
 class CleaningConfig(_message.Message):
-    __slots__ = ("normalize", "deduplicate_exact", "near_duplicate_threshold", "min_chars", "max_chars", "drop_patterns")
+    __slots__ = ("normalize", "deduplicate_exact", "near_duplicate_threshold", "min_chars", "max_chars", "drop_patterns", "languages")
     NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     DEDUPLICATE_EXACT_FIELD_NUMBER: _ClassVar[int]
     NEAR_DUPLICATE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MIN_CHARS_FIELD_NUMBER: _ClassVar[int]
     MAX_CHARS_FIELD_NUMBER: _ClassVar[int]
     DROP_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
     normalize: bool
     deduplicate_exact: bool
     near_duplicate_threshold: float
     min_chars: int
     max_chars: int
     drop_patterns: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, normalize: _Optional[bool] = ..., deduplicate_exact: _Optional[bool] = ..., near_duplicate_threshold: _Optional[float] = ..., min_chars: _Optional[int] = ..., max_chars: _Optional[int] = ..., drop_patterns: _Optional[_Iterable[str]] = ...) -> None: ...
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, normalize: _Optional[bool] = ..., deduplicate_exact: _Optional[bool] = ..., near_duplicate_threshold: _Optional[float] = ..., min_chars: _Optional[int] = ..., max_chars: _Optional[int] = ..., drop_patterns: _Optional[_Iterable[str]] = ..., languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SplitConfig(_message.Message):
     __slots__ = ("eval_fraction", "seed")

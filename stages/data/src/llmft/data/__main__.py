@@ -7,6 +7,11 @@ Sources (repeatable, combine freely):
   --git REPO[@REVISION]    a git repository (URL or path) at a branch, tag or commit; the commit is fingerprinted
   --hub DATASET_ID[:SPLIT] a Hugging Face dataset, through the datasets library
   --python-package NAME    the source and docs of an installed Python distribution (e.g. flytekit)
+Cleaning (in order, each step's removals reported): Unicode NFC and whitespace normalisation; blank rows dropped;
+--max-chars fails on longer rows; --min-chars, --drop-pattern, --language filters; exact deduplication (--no-dedup
+to keep repeats); --near-dup MinHash deduplication. Rows are validated against the kind's pandera schema; train/eval
+split by content hash (--eval-fraction, --seed). Everything streams: memory does not grow with the corpus.
+
 Kinds (--kind): raw_text (column text: CPT), chat (messages: SFT; alpaca instruction/input/output and sharegpt
 conversations are converted), preference (prompt/chosen/rejected: reward model, DPO), prompt (prompt: PPO, batch
 inference). Formats (--format): auto, text, jsonl, csv, parquet, alpaca, sharegpt, python_docstrings (chat
@@ -63,6 +68,21 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--min-chars", type=int, default=0)
     g.add_argument("--max-chars", type=int, default=0)
     g.add_argument("--no-dedup", action="store_true", help="keep exact duplicates")
+    g.add_argument(
+        "--near-dup",
+        type=float,
+        default=0.0,
+        metavar="JACCARD",
+        help="drop near duplicates at this MinHash Jaccard similarity (e.g. 0.8); 0 keeps them",
+    )
+    g.add_argument("--drop-pattern", action="append", default=[], metavar="REGEX", help="drop rows matching REGEX")
+    g.add_argument(
+        "--language",
+        action="append",
+        default=[],
+        metavar="ISO639",
+        help="keep only rows detected as this language (e.g. en); repeatable",
+    )
     g.add_argument("--tokenizer", default="", help="preset, local path or Hub id for token statistics")
     g.add_argument("--max-tokens", type=int, default=0)
     return p
@@ -78,7 +98,13 @@ def request_from_args(args: argparse.Namespace) -> dataset_pb2.DatasetRequest:
         name=args.name,
         kind=KINDS[args.kind],
         cleaning=dataset_pb2.CleaningConfig(
-            normalize=True, deduplicate_exact=not args.no_dedup, min_chars=args.min_chars, max_chars=args.max_chars
+            normalize=True,
+            deduplicate_exact=not args.no_dedup,
+            near_duplicate_threshold=args.near_dup,
+            min_chars=args.min_chars,
+            max_chars=args.max_chars,
+            drop_patterns=args.drop_pattern,
+            languages=args.language,
         ),
         split=dataset_pb2.SplitConfig(eval_fraction=args.eval_fraction, seed=args.seed),
         tokenizer=args.tokenizer,

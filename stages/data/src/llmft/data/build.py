@@ -1,10 +1,21 @@
-"""Building a dataset from a DatasetRequest, read top to bottom: acquire (read sources, normalise to the kind's rows,
-clean), then prepare (validate, split, count tokens, write Parquet, fingerprint). The CLI runs both in one process; the
-Flyte tasks run them as two tasks with the validated rows between them, so both give the same manifest."""
+"""Building a dataset from a DatasetRequest, read top to bottom, as a stream of row chunks:
+
+1. acquire: read every source record by record, normalise each into a row of the kind, clean (Cleaner), and hand
+   the surviving rows on in DataFrame chunks;
+2. prepare: validate each chunk against the kind's pandera schema, split each row into train or eval, count
+   characters and tokens, write the chunk to the split's Parquet file, and fingerprint.
+
+Nothing holds the whole dataset: memory is bounded by the chunk size, the exact-duplicate index (16 bytes a row) and
+the per-row length statistics. The CLI streams acquire straight into prepare; the Flyte tasks hand the cleaned rows
+across a task boundary as a pandera-typed DataFrame (or stream in one task, for corpora beyond memory). Every path
+gives the same manifest for the same input."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,108 +23,144 @@ from typing import Any
 import pandas as pd
 
 from llmft.core import fingerprint as fp
-from llmft.core.datasets import SPLITS, write_dataset
+from llmft.core.datasets import SPLITS, DatasetWriter
 from llmft.data import STAGE, __version__
-from llmft.data.clean import clean_rows, split_of
-from llmft.data.normalize import to_row, unique_ids
+from llmft.data.clean import Cleaner, row_text, split_of
+from llmft.data.normalize import to_row
 from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, kind_name, validate_rows
 from llmft.data.sources import SourceError, read_source
 from llmft.proto.data.v1 import dataset_pb2
+
+CHUNK_ROWS = 8192
+SAMPLES_PER_SPLIT = 5
 
 
 class DatasetRequestError(ValueError):
     """A DatasetRequest that cannot run; the message names the field."""
 
 
-@dataclass
-class AcquiredRows:
-    """Cleaned rows, with the fingerprints of the sources they came from and the rows each cleaning step removed."""
-
-    frame: pd.DataFrame
-    source_fingerprints: list[str] = field(default_factory=list)
-    removed: list[tuple[str, int]] = field(default_factory=list)
-
-    def summary(self) -> dataset_pb2.DatasetManifest:
-        """The part of the manifest acquisition knows (sources and cleaning), to hand to `prepare` across a task
-        boundary."""
-        manifest = dataset_pb2.DatasetManifest(source_fingerprints=self.source_fingerprints)
-        for step, removed in self.removed:
-            manifest.cleaning.add(step=step, rows_removed=removed)
-        return manifest
-
-    @classmethod
-    def from_summary(cls, frame: pd.DataFrame, summary: dataset_pb2.DatasetManifest) -> AcquiredRows:
-        return cls(
-            frame=frame,
-            source_fingerprints=list(summary.source_fingerprints),
-            removed=[(c.step, c.rows_removed) for c in summary.cleaning],
-        )
-
-
-def check_request(request: dataset_pb2.DatasetRequest) -> None:
+def check_config(request: dataset_pb2.DatasetRequest) -> None:
+    """Checks everything but the sources (prepare sees the request without them)."""
     if not request.name:
         raise DatasetRequestError("name: empty")
     if request.kind not in CONTENT_COLUMNS:
         raise DatasetRequestError(f"kind: {request.kind} is unset or unknown; one of {list(SCHEMA_VERSIONS)}")
-    if not request.sources:
-        raise DatasetRequestError("sources: empty; give at least one source")
     if not 0 <= request.split.eval_fraction < 1:
         raise DatasetRequestError(f"split.eval_fraction: must be in [0, 1), got {request.split.eval_fraction}")
 
 
-def empty_frame(kind: int) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=str) for c in ("id", "source", *CONTENT_COLUMNS[kind])})
+def check_request(request: dataset_pb2.DatasetRequest) -> None:
+    check_config(request)
+    if not request.sources:
+        raise DatasetRequestError("sources: empty; give at least one source")
 
 
-def acquire(request: dataset_pb2.DatasetRequest) -> AcquiredRows:
-    """Reads every source, normalises its records to rows of the requested kind and cleans them."""
-    check_request(request)
-    rows: list[dict[str, Any]] = []
-    fingerprints: list[str] = []
-    for position, source in enumerate(request.sources):
-        try:
-            data = read_source(source)
-        except SourceError as error:
-            raise SourceError(f"sources[{position}]: {error}") from error
-        fingerprints.extend(data.fingerprints)
-        rows.extend(to_row(record, request.kind, request.cleaning.normalize) for record in data.records)
-    if not rows:
-        raise SourceError(f"{request.name}: the sources hold no rows")
-    unique_ids(rows)
-    columns = CONTENT_COLUMNS[request.kind]
-    cleaned = clean_rows(rows, columns, request.cleaning)
-    if not cleaned.rows:
-        raise SourceError(f"{request.name}: no rows left after cleaning ({dict(cleaned.removed)})")
-    frame = pd.DataFrame(cleaned.rows, columns=["id", "source", *columns])
-    return AcquiredRows(frame=frame, source_fingerprints=fingerprints, removed=cleaned.removed)
+def columns_of(kind: int) -> list[str]:
+    return ["id", "source", *CONTENT_COLUMNS[kind]]
+
+
+def config_of(request: dataset_pb2.DatasetRequest) -> dataset_pb2.DatasetRequest:
+    """The request without its sources: what, besides content, decides the dataset. Sources enter the fingerprint
+    through what was read, never through paths or URLs."""
+    config = dataset_pb2.DatasetRequest()
+    config.CopyFrom(request)
+    del config.sources[:]
+    return config
+
+
+class Acquisition:
+    """The cleaned rows of a request as a stream of DataFrame chunks. `summary()` (source fingerprints, rows removed
+    by each cleaning step) is complete once `chunks()` is exhausted."""
+
+    def __init__(self, request: dataset_pb2.DatasetRequest, chunk_rows: int = CHUNK_ROWS) -> None:
+        check_request(request)
+        self.request = request
+        self.chunk_rows = chunk_rows
+        self.source_fingerprints: list[str] = []
+        self.cleaner = Cleaner(CONTENT_COLUMNS[request.kind], request.cleaning)
+        self.rows_read = 0
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        repeats: dict[str, int] = {}
+        for position, source in enumerate(self.request.sources):
+            try:
+                for record in read_source(source, self.source_fingerprints):
+                    self.rows_read += 1
+                    row = to_row(record, self.request.kind, self.request.cleaning.normalize)
+                    if not self.cleaner.keep(row):
+                        continue
+                    # Kept repeats of the same content (deduplication off) get their own ids: "<hash>~2", ...
+                    seen = repeats.get(row["id"], 0) + 1
+                    repeats[row["id"]] = seen
+                    if seen > 1:
+                        row["id"] = f"{row['id']}~{seen}"
+                    yield row
+            except SourceError as error:
+                raise SourceError(f"sources[{position}]: {error}") from error
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        columns = columns_of(self.request.kind)
+        buffer: list[dict[str, Any]] = []
+        kept = 0
+        for row in self.rows():
+            buffer.append(row)
+            if len(buffer) >= self.chunk_rows:
+                kept += len(buffer)
+                yield pd.DataFrame(buffer, columns=columns)
+                buffer = []
+        kept += len(buffer)
+        if kept == 0:
+            what = "hold no rows" if self.rows_read == 0 else f"left no rows after cleaning ({self.cleaner.removed})"
+            raise SourceError(f"{self.request.name}: the sources {what}")
+        if buffer:
+            yield pd.DataFrame(buffer, columns=columns)
+
+    def summary(self) -> dataset_pb2.DatasetManifest:
+        """The part of the manifest acquisition knows, to hand to `prepare` (across a task boundary if need be)."""
+        manifest = dataset_pb2.DatasetManifest(source_fingerprints=self.source_fingerprints)
+        for step, removed in self.cleaner.removed:
+            manifest.cleaning.add(step=step, rows_removed=removed)
+        return manifest
+
+
+@dataclass
+class SplitAccumulator:
+    """Running statistics and content digest of one split."""
+
+    name: str
+    rows: int = 0
+    characters: int = 0
+    tokens: int = 0
+    over_max: int = 0
+    lengths: array = field(default_factory=lambda: array("L"))
+    token_counts: array = field(default_factory=lambda: array("L"))
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    digest: Any = field(default_factory=hashlib.sha256)
 
 
 def _token_counts(frame: pd.DataFrame, kind: int, tokenizer: Any) -> list[int]:
-    if frame.empty:
-        return []
     if kind == dataset_pb2.DATASET_KIND_CHAT:
         return [
             len(tokenizer.apply_chat_template(json.loads(m), tokenize=True, return_dict=True)["input_ids"])
             for m in frame["messages"]
         ]
     columns = CONTENT_COLUMNS[kind]
-    texts = ["\n".join(str(row[c]) for c in columns) for _, row in frame.iterrows()]
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [len(ids) for ids in encoded]
+    texts = ["\n".join(values) for values in zip(*(frame[c] for c in columns), strict=True)]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def prepare(
-    request: dataset_pb2.DatasetRequest, acquired: AcquiredRows, out_dir: Path
+    request: dataset_pb2.DatasetRequest,
+    chunks: Iterable[pd.DataFrame],
+    summary: Any,
+    out_dir: Path,
 ) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
-    """Validates, splits and writes the rows to `out_dir` (train.parquet, eval.parquet, manifest.json).
-    Returns the manifest and a report (for the Deck). Nothing is written unless every row is valid."""
-    check_request(request)
-    columns = CONTENT_COLUMNS[request.kind]
-    frame = validate_rows(acquired.frame.reset_index(drop=True), request.kind)
-
-    frame["split"] = [split_of(row_id, request.split) for row_id in frame["id"]]
-    splits = {name: frame[frame["split"] == name].drop(columns="split").reset_index(drop=True) for name in SPLITS}
-
+    """Validates, splits, counts and writes the row chunks into `out_dir` (train.parquet, eval.parquet,
+    manifest.json). `summary` is a DatasetManifest, or a callable returning one once `chunks` is exhausted. Returns
+    the manifest and a report (for the Deck). On any error nothing is left at `out_dir`."""
+    check_config(request)
+    kind = request.kind
+    columns = CONTENT_COLUMNS[kind]
     tokenizer = None
     tokenizer_fingerprint = ""
     if request.tokenizer:
@@ -124,46 +171,89 @@ def prepare(
         tokenizer = load_tokenizer(model_dir)
         tokenizer_fingerprint = tok_fp(model_dir)
 
-    manifest = dataset_pb2.DatasetManifest(
-        name=request.name,
-        kind=request.kind,
-        schema_version=SCHEMA_VERSIONS[request.kind],
-        tokenizer_fingerprint=tokenizer_fingerprint,
-        source_fingerprints=acquired.source_fingerprints,
-    )
-    report: dict[str, Any] = {"lengths": {}, "tokens": {}, "samples": {}, "removed": acquired.removed}
-    content_digests = []
-    for name in SPLITS:
-        part = splits[name]
-        lengths = [len("\n".join(str(row[c]) for c in columns)) for _, row in part.iterrows()]
-        tokens = _token_counts(part, request.kind, tokenizer) if tokenizer is not None else []
-        stats = manifest.splits.add(name=name, rows=len(part), characters=sum(lengths), tokens=sum(tokens))
-        if request.max_tokens:
-            stats.rows_over_max_tokens = sum(1 for t in tokens if t > request.max_tokens)
-        report["lengths"][name] = lengths
-        report["tokens"][name] = tokens
-        report["samples"][name] = part.head(5).to_dict("records")
-        content_digests.append(fp.fingerprint_text(name + "\n" + "\n".join(part["id"])))
-    for step, removed in acquired.removed:
-        manifest.cleaning.add(step=step, rows_removed=removed)
-
-    config = dataset_pb2.DatasetRequest()
-    config.CopyFrom(request)
-    del config.sources[:]  # sources enter through their content fingerprints, not their paths
-    config.name = ""
-    manifest.fingerprint = fp.combine(
-        fp.fingerprint_message(config), manifest.schema_version, tokenizer_fingerprint, *content_digests
-    )
-    manifest.provenance.CopyFrom(fp.provenance(STAGE, __version__, config, acquired.source_fingerprints))
-
-    write_dataset(out_dir, splits, manifest)
+    splits = {name: SplitAccumulator(name) for name in SPLITS}
+    offset = 0
+    with DatasetWriter(out_dir, columns_of(kind)) as writer:
+        for chunk in chunks:
+            chunk = chunk.reset_index(drop=True)
+            chunk.index = chunk.index + offset  # row numbers in errors count from the dataset's start
+            offset += len(chunk)
+            chunk = validate_rows(chunk, kind)
+            assignment = [split_of(row_id.split("~", 1)[0], request.split) for row_id in chunk["id"]]
+            for name in SPLITS:
+                part = chunk[[a == name for a in assignment]]
+                if part.empty:
+                    continue
+                acc = splits[name]
+                texts = [row_text(r, columns) for r in part[list(columns)].to_dict("records")]
+                lengths = [len(t) for t in texts]
+                acc.rows += len(part)
+                acc.characters += sum(lengths)
+                acc.lengths.extend(lengths)
+                if tokenizer is not None:
+                    counts = _token_counts(part, kind, tokenizer)
+                    acc.tokens += sum(counts)
+                    acc.token_counts.extend(counts)
+                    if request.max_tokens:
+                        acc.over_max += sum(1 for n in counts if n > request.max_tokens)
+                for row_id in part["id"]:
+                    acc.digest.update(row_id.encode("ascii") + b"\n")
+                if len(acc.samples) < SAMPLES_PER_SPLIT:
+                    acc.samples.extend(part.head(SAMPLES_PER_SPLIT - len(acc.samples)).to_dict("records"))
+                writer.write(name, part)
+        known = summary() if callable(summary) else summary
+        manifest = dataset_pb2.DatasetManifest(
+            name=request.name,
+            kind=kind,
+            schema_version=SCHEMA_VERSIONS[kind],
+            tokenizer_fingerprint=tokenizer_fingerprint,
+            source_fingerprints=known.source_fingerprints,
+            cleaning=known.cleaning,
+        )
+        for acc in splits.values():
+            manifest.splits.add(
+                name=acc.name,
+                rows=acc.rows,
+                characters=acc.characters,
+                tokens=acc.tokens,
+                rows_over_max_tokens=acc.over_max,
+            )
+        config = config_of(request)
+        manifest.fingerprint = fp.combine(
+            fp.fingerprint_message(config),
+            manifest.schema_version,
+            tokenizer_fingerprint,
+            *(f"{acc.name}:{acc.digest.hexdigest()}" for acc in splits.values()),
+        )
+        manifest.provenance.CopyFrom(fp.provenance(STAGE, __version__, config, known.source_fingerprints))
+        writer.finish(manifest)
+    report = {
+        "removed": [(c.step, c.rows_removed) for c in manifest.cleaning],
+        "lengths": {name: list(acc.lengths) for name, acc in splits.items()},
+        "tokens": {name: list(acc.token_counts) for name, acc in splits.items()},
+        "samples": {name: acc.samples for name, acc in splits.items()},
+    }
     return manifest, report
 
 
 def build_dataset(
-    request: dataset_pb2.DatasetRequest, out_dir: Path
+    request: dataset_pb2.DatasetRequest, out_dir: Path, chunk_rows: int = CHUNK_ROWS
 ) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
-    return prepare(request, acquire(request), out_dir)
+    """Acquire streamed straight into prepare: the CLI's path, and the Flyte streaming task's."""
+    acquisition = Acquisition(request, chunk_rows)
+    return prepare(request, acquisition.chunks(), acquisition.summary, out_dir)
+
+
+def acquire_frame(request: dataset_pb2.DatasetRequest) -> tuple[pd.DataFrame, dataset_pb2.DatasetManifest]:
+    """All cleaned rows as one DataFrame with the acquisition summary: what the Flyte acquire tasks hand on."""
+    acquisition = Acquisition(request)
+    frame = pd.concat(list(acquisition.chunks()), ignore_index=True)
+    return frame, acquisition.summary()
+
+
+def frame_chunks(frame: pd.DataFrame, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    for start in range(0, max(len(frame), 1), chunk_rows):
+        yield frame.iloc[start : start + chunk_rows]
 
 
 def describe(manifest: dataset_pb2.DatasetManifest) -> str:

@@ -1,67 +1,117 @@
-"""Cleaning and splitting rows: length and pattern filters, exact deduplication, and a deterministic train/eval split
-by content hash, so adding rows never moves existing rows between splits. Each step reports how many rows it
-removed."""
+"""Cleaning rows as they stream past, and the deterministic train/eval split.
+
+`Cleaner.keep(row)` applies, in this order: drop blank rows; fail on rows over `max_chars`; drop rows under
+`min_chars`; drop rows matching `drop_patterns`; keep only `languages` (langid); drop exact duplicates (by content
+hash); drop near duplicates (MinHash LSH over word shingles, datasketch). It counts the rows each step removed.
+The split assigns a row to eval by a hash of the seed and its content id, so adding rows never moves existing rows."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from llmft.data.sources import SourceError
 from llmft.proto.data.v1 import dataset_pb2
 
-
-@dataclass
-class CleaningResult:
-    rows: list[dict[str, Any]]
-    removed: list[tuple[str, int]] = field(default_factory=list)
+NUM_PERM = 64
+SHINGLE_WORDS = 5
 
 
 def row_text(row: dict[str, Any], columns: tuple[str, ...]) -> str:
     return "\n".join(str(row[c]) for c in columns)
 
 
-def clean_rows(
-    rows: list[dict[str, Any]], columns: tuple[str, ...], config: dataset_pb2.CleaningConfig
-) -> CleaningResult:
-    steps: list[tuple[str, Callable[[dict[str, Any]], bool]]] = []
-    if config.max_chars:
-        for row in rows:
-            length = len(row_text(row, columns))
-            if length > config.max_chars:
+def shingles(text: str, size: int = SHINGLE_WORDS) -> set[bytes]:
+    words = text.split()
+    if len(words) <= size:
+        return {" ".join(words).encode("utf-8")}
+    return {" ".join(words[i : i + size]).encode("utf-8") for i in range(len(words) - size + 1)}
+
+
+class NearDuplicates:
+    """MinHash LSH index: `seen(text)` is True when an earlier text's estimated Jaccard similarity (word shingles) is
+    at least the threshold; otherwise it indexes the text."""
+
+    def __init__(self, threshold: float) -> None:
+        from datasketch import MinHashLSH
+
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self.count = 0
+
+    def seen(self, text: str) -> bool:
+        from datasketch import MinHash
+
+        minhash = MinHash(num_perm=NUM_PERM, seed=1)
+        minhash.update_batch(list(shingles(text)))
+        if self.lsh.query(minhash):
+            return True
+        self.lsh.insert(str(self.count), minhash)
+        self.count += 1
+        return False
+
+
+def detect_language(text: str) -> str:
+    import langid
+
+    return str(langid.classify(text[:2000])[0])
+
+
+class Cleaner:
+    """Decides row by row what stays; `removed` reports each enabled step's count in order."""
+
+    def __init__(self, columns: tuple[str, ...], config: dataset_pb2.CleaningConfig) -> None:
+        self.columns = columns
+        self.config = config
+        self.steps: list[tuple[str, Callable[[dict[str, Any], str], bool]]] = [
+            ("drop_blank", lambda row, text: bool(text.strip()))
+        ]
+        if config.min_chars:
+            self.steps.append(("min_chars", lambda row, text: len(text.strip()) >= config.min_chars))
+        if config.drop_patterns:
+            try:
+                patterns = [re.compile(p) for p in config.drop_patterns]
+            except re.error as error:
+                raise SourceError(f"cleaning.drop_patterns: invalid regular expression: {error}") from error
+            self.steps.append(("drop_patterns", lambda row, text: not any(p.search(text) for p in patterns)))
+        if config.languages:
+            wanted = set(config.languages)
+            self.steps.append(("languages", lambda row, text: detect_language(text) in wanted))
+        if config.deduplicate_exact:
+            self._seen: set[bytes] = set()
+            self.steps.append(("deduplicate_exact", self._first_of_its_content))
+        if config.near_duplicate_threshold:
+            if not 0 < config.near_duplicate_threshold <= 1:
                 raise SourceError(
-                    f"{row['source']}: row is {length} characters, over cleaning.max_chars={config.max_chars}"
+                    f"cleaning.near_duplicate_threshold: must be in (0, 1], got {config.near_duplicate_threshold}"
                 )
-    if config.min_chars:
-        steps.append(("min_chars", lambda row: len(row_text(row, columns).strip()) >= config.min_chars))
-    if config.drop_patterns:
-        try:
-            patterns = [re.compile(p) for p in config.drop_patterns]
-        except re.error as error:
-            raise SourceError(f"cleaning.drop_patterns: invalid regular expression: {error}") from error
-        steps.append(("drop_patterns", lambda row: not any(p.search(row_text(row, columns)) for p in patterns)))
-    # Blank documents (empty files, whitespace-only records) carry nothing to learn: drop them. Chat turns are
-    # checked turn by turn by the schema instead, where an empty turn is an error.
-    steps.insert(0, ("drop_blank", lambda row: bool(row_text(row, columns).strip())))
-    result = CleaningResult(rows=list(rows))
-    for name, keep in steps:
-        before = len(result.rows)
-        result.rows = [row for row in result.rows if keep(row)]
-        result.removed.append((name, before - len(result.rows)))
-    if config.deduplicate_exact:
-        seen: set[str] = set()
-        kept = []
-        for row in result.rows:
-            content = row["id"].split("~", 1)[0]
-            if content not in seen:
-                seen.add(content)
-                kept.append(row)
-        result.removed.append(("deduplicate_exact", len(result.rows) - len(kept)))
-        result.rows = kept
-    return result
+            near = NearDuplicates(config.near_duplicate_threshold)
+            self.steps.append(("deduplicate_near", lambda row, text: not near.seen(text)))
+        self.counts = {name: 0 for name, _ in self.steps}
+
+    def _first_of_its_content(self, row: dict[str, Any], text: str) -> bool:
+        key = bytes.fromhex(row["id"].split("~", 1)[0][:32])
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+    def keep(self, row: dict[str, Any]) -> bool:
+        text = row_text(row, self.columns)
+        if self.config.max_chars and len(text) > self.config.max_chars:
+            raise SourceError(
+                f"{row['source']}: row is {len(text):,} characters, over cleaning.max_chars={self.config.max_chars}"
+            )
+        for name, keep in self.steps:
+            if not keep(row, text):
+                self.counts[name] += 1
+                return False
+        return True
+
+    @property
+    def removed(self) -> list[tuple[str, int]]:
+        return [(name, self.counts[name]) for name, _ in self.steps]
 
 
 def split_of(row_id: str, config: dataset_pb2.SplitConfig) -> str:

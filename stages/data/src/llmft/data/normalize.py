@@ -106,14 +106,5 @@ def to_row(record: Record, kind: int, normalize: bool) -> dict[str, Any]:
 
 
 def content_id(content: dict[str, Any]) -> str:
-    """A row's id: the hash of its content (so equal rows share it until `unique_ids` numbers the repeats)."""
+    """A row's id: the hash of its content (kept repeats get "~2", "~3", ... appended while streaming)."""
     return fingerprint_json(content).removeprefix("sha256:")[:32]
-
-
-def unique_ids(rows: list[dict[str, Any]]) -> None:
-    """Numbers repeated ids in place ("<hash>~2", "<hash>~3", ...) so every row has its own id."""
-    seen: dict[str, int] = {}
-    for row in rows:
-        base = row["id"].split("~", 1)[0]
-        seen[base] = seen.get(base, 0) + 1
-        row["id"] = base if seen[base] == 1 else f"{base}~{seen[base]}"

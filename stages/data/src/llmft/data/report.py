@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmft.core import decks
-from llmft.data.schemas import kind_name
+from llmft.data.schemas import DataValidationError, kind_name
 from llmft.proto.data.v1 import dataset_pb2
 
 
@@ -39,3 +39,10 @@ def report_html(manifest: dataset_pb2.DatasetManifest, report: dict[str, Any]) -
         if samples:
             sections.append(decks.table(samples, title=f"{name}: sample rows"))
     return decks.page(*sections)
+
+
+def failures_html(error: DataValidationError, limit: int = 500) -> str:
+    """The Deck of a dataset that failed validation: every failing row, field and check."""
+    shown = error.failures[:limit]
+    more = f" (first {limit} of {len(error.failures)})" if len(error.failures) > limit else ""
+    return decks.table(shown, columns=["source", "row", "field", "check", "detail"], title=f"Validation failures{more}")

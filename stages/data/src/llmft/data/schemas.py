@@ -173,7 +173,33 @@ def schema_for(kind: int) -> type[_Row]:
 
 
 class DataValidationError(ValueError):
-    """Rows that break their kind's schema; the message names each bad row's source, index and field."""
+    """Rows that break their kind's schema; the message names each bad row's source, index and field, and
+    `failures` holds them as rows (source, row, field, check, detail) for reports."""
+
+    def __init__(self, message: str, failures: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+def failure_rows(frame: pd.DataFrame, error: pa.errors.SchemaErrors) -> list[dict[str, Any]]:
+    rows = []
+    for _, case in error.failure_cases.iterrows():
+        index = case.get("index")
+        known = index is not None and not pd.isna(index) and index in frame.index
+        column = case.get("column") or "<dataframe>"
+        detail = ""
+        if known and column == "messages":
+            detail = conversation_problem(frame.loc[index, "messages"]) or ""
+        rows.append(
+            {
+                "source": frame.loc[index, "source"] if known and "source" in frame.columns else "",
+                "row": int(index) if known else "",
+                "field": column,
+                "check": str(case.get("check")),
+                "detail": detail,
+            }
+        )
+    return rows
 
 
 def describe_failures(frame: pd.DataFrame, error: pa.errors.SchemaErrors, limit: int = 20) -> str:
@@ -205,5 +231,6 @@ def validate_rows(frame: pd.DataFrame, kind: int) -> pd.DataFrame:
         return schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as error:
         raise DataValidationError(
-            f"{len(error.failure_cases)} {kind_name(kind)} schema failure(s):\n{describe_failures(frame, error)}"
+            f"{len(error.failure_cases)} {kind_name(kind)} schema failure(s):\n{describe_failures(frame, error)}",
+            failure_rows(frame, error),
         ) from error

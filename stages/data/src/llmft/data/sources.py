@@ -1,7 +1,11 @@
-"""Reading records from every kind of source: local files and globs, http(s) URLs, git repositories at a pinned
-commit, Hugging Face datasets, and installed Python distributions. A record is a dict of raw fields plus the place it
-came from ("file.jsonl:12"); `normalize.py` turns records into rows of a dataset kind. Every source also yields a
-content fingerprint (file bytes, resolved commit), never a path."""
+"""Reading records from every kind of source, as streams: local files and globs, http(s) URLs, git repositories at
+a pinned commit, Hugging Face datasets, and installed Python distributions. A record is a dict of raw fields plus the
+place it came from ("file.jsonl:12"); `normalize.py` turns records into rows of a dataset kind.
+
+Records are yielded one at a time: JSONL and CSV line by line, Parquet by record batch, a text file as one record;
+nothing holds a whole corpus in memory. Each source appends the content fingerprints of what it read (file bytes,
+resolved commits, dataset fingerprints) to a list the caller owns; the list is complete once the stream is
+exhausted. A record over MAX_RECORD_BYTES (a 10 MB line or text file, say) fails naming its file and row."""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import glob
 import hashlib
 import importlib.metadata
 import inspect
-import io
 import json
 import os
 import shutil
@@ -22,17 +25,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.core.fingerprint import fingerprint_bytes, fingerprint_text
+from llmft.core.fingerprint import PREFIX, fingerprint_text
 from llmft.proto.data.v1 import dataset_pb2
 
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py", ".pyi", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".sh", ".proto"}
 PACKAGE_DEFAULT_INCLUDE = ["*.py", "*.md", "*.rst", "*.txt"]
 FORMATS = {"auto", "text", "jsonl", "csv", "parquet", "alpaca", "sharegpt", "python_docstrings"}
-MAX_FILE_BYTES = 512 * 1024 * 1024
+# One record (a text file, a JSONL line, a CSV or Parquet row) may not be larger than this.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+# A JSON array file is parsed whole (JSONL streams); cap it.
+MAX_JSON_ARRAY_BYTES = 256 * 1024 * 1024
+MAX_DOWNLOAD_BYTES = 16 * 1024 * 1024 * 1024
+_CHUNK = 1 << 20
 
 
 class SourceError(ValueError):
@@ -43,14 +51,6 @@ class SourceError(ValueError):
 class Record:
     fields: dict[str, Any]
     origin: str
-
-
-@dataclass
-class SourceData:
-    """What one source produced: its records and the fingerprints of the content they came from."""
-
-    records: list[Record] = field(default_factory=list)
-    fingerprints: list[str] = field(default_factory=list)
 
 
 def _format_of(path: str, requested: str) -> str:
@@ -66,74 +66,128 @@ def _format_of(path: str, requested: str) -> str:
     return "text"
 
 
-def _decode(data: bytes, origin: str) -> str:
+def _decode(data: bytes, origin: str, first_line: int = 1) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
+        line = first_line + data[: error.start].count(b"\n")
         raise SourceError(f"{origin}:{line}: not valid UTF-8 (byte offset {error.start}: {error.reason})") from error
 
 
-def records_from_bytes(data: bytes, origin: str, fmt: str) -> list[Record]:
-    """Parses one file's bytes in format `fmt` ("text", "jsonl", "csv", "parquet", "alpaca", "sharegpt",
-    "python_docstrings")."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+def _check_size(size: int, origin: str) -> None:
+    if size > MAX_RECORD_BYTES:
+        raise SourceError(
+            f"{origin}: one record of {size:,} bytes is over the {MAX_RECORD_BYTES:,}-byte limit for a row; "
+            "split it or drop it before ingestion"
+        )
 
-        try:
-            table = pq.read_table(io.BytesIO(data))
-        except Exception as error:  # pyarrow raises several unrelated types for corrupt files
-            raise SourceError(f"{origin}: not a readable Parquet file: {error}") from error
-        return [Record(row, f"{origin}:{i + 1}") for i, row in enumerate(table.to_pylist())]
-    text = _decode(data, origin)
-    if fmt == "text":
-        return [Record({"text": text}, origin)]
-    if fmt == "python_docstrings":
-        return docstring_conversations(text, origin)
-    if fmt in {"jsonl", "alpaca", "sharegpt"}:
-        stripped = text.lstrip()
-        if stripped.startswith("["):
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return PREFIX + digest.hexdigest()
+
+
+def _json_object(item: Any, origin: str, unit: str) -> Record:
+    if not isinstance(item, dict):
+        raise SourceError(f"{origin}: {unit} is a JSON {type(item).__name__}, expected an object")
+    return Record(item, origin)
+
+
+def _jsonl_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
+    with open(path, "rb") as handle:
+        head = handle.read(64).lstrip()
+        handle.seek(0)
+        if head.startswith(b"["):
+            data = handle.read(MAX_JSON_ARRAY_BYTES + 1)
+            if len(data) > MAX_JSON_ARRAY_BYTES:
+                raise SourceError(f"{origin}: a JSON array file over {MAX_JSON_ARRAY_BYTES:,} bytes; use JSONL")
+            digest.update(data)
             try:
-                items = json.loads(text)
+                items = json.loads(_decode(data, origin))
             except json.JSONDecodeError as error:
                 raise SourceError(f"{origin}:{error.lineno}: malformed JSON: {error.msg}") from error
-            pairs = [(i + 1, item) for i, item in enumerate(items)]
-            unit = "item"
-        else:
-            pairs = []
-            for number, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    pairs.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    raise SourceError(
-                        f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})"
-                    ) from error
-            unit = "line"
-        records = []
-        for number, item in pairs:
-            if not isinstance(item, dict):
-                raise SourceError(f"{origin}:{number}: {unit} is a JSON {type(item).__name__}, expected an object")
-            records.append(Record(item, f"{origin}:{number}"))
-        return records
-    if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        return [Record(dict(row), f"{origin}:{i + 2}") for i, row in enumerate(reader)]
-    raise SourceError(f"{origin}: unknown format {fmt!r}; one of {', '.join(sorted(FORMATS))}")
+            for number, item in enumerate(items, start=1):
+                yield _json_object(item, f"{origin}:{number}", "item")
+            return
+        for number, line in enumerate(handle, start=1):
+            digest.update(line)
+            if not line.strip():
+                continue
+            _check_size(len(line), f"{origin}:{number}")
+            try:
+                item = json.loads(_decode(line, origin, number))
+            except json.JSONDecodeError as error:
+                raise SourceError(f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})") from error
+            yield _json_object(item, f"{origin}:{number}", "line")
 
 
-def docstring_conversations(code: str, origin: str) -> list[Record]:
+def _csv_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
+    def lines() -> Iterator[str]:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                digest.update(raw)
+                _check_size(len(raw), f"{origin}:{number}")
+                yield _decode(raw, origin, number)
+
+    reader = csv.DictReader(lines())
+    for row in reader:
+        yield Record(dict(row), f"{origin}:{reader.line_num}")
+
+
+def _parquet_records(path: Path, origin: str) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        number = 0
+        for batch in parquet.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                yield Record(row, f"{origin}:{number}")
+    except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise SourceError(f"{origin}: not a readable Parquet file: {error}") from error
+
+
+def file_records(path: Path, origin: str, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
+    """Streams one file's records in format `fmt`; appends the file's content fingerprint once it is read."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as error:
+        raise SourceError(f"{origin}: file not found") from error
+    if fmt == "parquet":
+        yield from _parquet_records(path, origin)
+        fingerprints.append(_hash_file(path))
+        return
+    if fmt in {"jsonl", "alpaca", "sharegpt", "csv"}:
+        digest = hashlib.sha256()
+        yield from (_csv_records if fmt == "csv" else _jsonl_records)(path, origin, digest)
+        fingerprints.append(PREFIX + digest.hexdigest())
+        return
+    if fmt not in {"text", "python_docstrings"}:
+        raise SourceError(f"{origin}: unknown format {fmt!r}; one of {', '.join(sorted(FORMATS))}")
+    _check_size(size, origin)
+    data = path.read_bytes()
+    fingerprints.append(PREFIX + hashlib.sha256(data).hexdigest())
+    text = _decode(data, origin)
+    if fmt == "text":
+        yield Record({"text": text}, origin)
+    else:
+        yield from docstring_conversations(text, origin)
+
+
+def docstring_conversations(code: str, origin: str) -> Iterator[Record]:
     """Derives chat conversations from Python source: for each public, documented function or class, a user asks
     what it does and the assistant answers with its docstring's summary and its signature."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
-        return []
+        return
     module = origin.rsplit(":", 1)[0].removesuffix(".py").replace("/", ".").removesuffix(".__init__")
-    records: list[Record] = []
 
-    def visit(node: ast.AST, prefix: str) -> None:
+    def visit(node: ast.AST, prefix: str) -> Iterator[Record]:
         for child in ast.iter_child_nodes(node):
             if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 continue
@@ -151,32 +205,12 @@ def docstring_conversations(code: str, origin: str) -> list[Record]:
                         signature = f"def {child.name}({ast.unparse(child.args)})"
                     answer = f"`{name}` is a {kind} in `{module}`. {summary}\n\nSignature: `{signature}`"
                     question = f"What does `{name}` in `{module}` do?"
-                    records.append(
-                        Record(
-                            {
-                                "messages": [
-                                    {"role": "user", "content": question},
-                                    {"role": "assistant", "content": answer},
-                                ]
-                            },
-                            f"{origin}:{child.lineno}",
-                        )
-                    )
+                    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+                    yield Record({"messages": messages}, f"{origin}:{child.lineno}")
             if isinstance(child, ast.ClassDef):
-                visit(child, f"{name}.")
+                yield from visit(child, f"{name}.")
 
-    visit(tree, "")
-    return records
-
-
-def _read_file(path: Path, origin: str) -> bytes:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError as error:
-        raise SourceError(f"{origin}: file not found") from error
-    if size > MAX_FILE_BYTES:
-        raise SourceError(f"{origin}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit for one file")
-    return path.read_bytes()
+    yield from visit(tree, "")
 
 
 def _expand_local(pattern: str) -> list[Path]:
@@ -190,42 +224,46 @@ def _expand_local(pattern: str) -> list[Path]:
     raise SourceError(f"{pattern}: file not found")
 
 
-def read_local(source: dataset_pb2.LocalSource, fmt: str) -> SourceData:
+def read_local(source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
     if not source.patterns:
         raise SourceError("local.patterns: empty; name at least one file, folder or glob")
-    out = SourceData()
     for pattern in source.patterns:
         files = _expand_local(pattern)
         if not files:
             raise SourceError(f"{pattern}: the pattern matches no files")
         for path in files:
-            data = _read_file(path, str(path))
-            out.fingerprints.append(fingerprint_bytes(data))
-            out.records.extend(records_from_bytes(data, str(path), _format_of(str(path), fmt)))
-    return out
+            yield from file_records(path, str(path), _format_of(str(path), fmt), fingerprints)
 
 
-def read_urls(source: dataset_pb2.UrlSource, fmt: str, timeout: float = 30.0) -> SourceData:
+def _download(url: str, target: Path, timeout: float) -> None:
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in {"http", "https"}:
+        raise SourceError(f"{url}: only http(s) URLs are read (got scheme {scheme!r})")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
+            written = 0
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                written += len(chunk)
+                if written > MAX_DOWNLOAD_BYTES:
+                    raise SourceError(f"{url}: over the {MAX_DOWNLOAD_BYTES:,}-byte download limit")
+                out.write(chunk)
+    except urllib.error.HTTPError as error:
+        raise SourceError(f"{url}: HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise SourceError(f"{url}: unreachable ({reason})") from error
+
+
+def read_urls(
+    source: dataset_pb2.UrlSource, fmt: str, fingerprints: list[str], timeout: float = 30.0
+) -> Iterator[Record]:
     if not source.urls:
         raise SourceError("url.urls: empty")
-    out = SourceData()
     for url in source.urls:
-        scheme = urllib.parse.urlparse(url).scheme
-        if scheme not in {"http", "https"}:
-            raise SourceError(f"{url}: only http(s) URLs are read (got scheme {scheme!r})")
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                data = response.read(MAX_FILE_BYTES + 1)
-        except urllib.error.HTTPError as error:
-            raise SourceError(f"{url}: HTTP {error.code} {error.reason}") from error
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise SourceError(f"{url}: unreachable ({reason})") from error
-        if len(data) > MAX_FILE_BYTES:
-            raise SourceError(f"{url}: over the {MAX_FILE_BYTES}-byte limit for one file")
-        out.fingerprints.append(fingerprint_bytes(data))
-        out.records.extend(records_from_bytes(data, url, _format_of(url, fmt)))
-    return out
+        with tempfile.TemporaryDirectory(prefix="llmft-url-") as tmp:
+            target = Path(tmp) / "download"
+            _download(url, target, timeout)
+            yield from file_records(target, url, _format_of(url, fmt), fingerprints)
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -235,12 +273,13 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return result.stdout.strip()
 
 
-def read_git(source: dataset_pb2.GitSource, fmt: str) -> SourceData:
+def read_git(source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
     if not source.repository:
         raise SourceError("git.repository: empty")
     if shutil.which("git") is None:
         raise SourceError("git.repository: the git executable is not installed")
     revision = source.revision or "HEAD"
+    include = list(source.include)
     with tempfile.TemporaryDirectory(prefix="llmft-git-") as tmp:
         checkout = Path(tmp) / "repo"
         try:
@@ -252,47 +291,44 @@ def read_git(source: dataset_pb2.GitSource, fmt: str) -> SourceData:
         except SourceError as error:
             raise SourceError(f"{source.repository}: revision {revision!r} does not exist") from error
         _git("-c", "advice.detachedHead=false", "checkout", "--quiet", commit, cwd=checkout)
-        out = SourceData(fingerprints=[fingerprint_text(f"git:{commit}")])
-        include = list(source.include)
-        listed = _git("ls-files", "-z", cwd=checkout).split("\0")
-        for rel in sorted(p for p in listed if p):
+        fingerprints.append(fingerprint_text(f"git:{commit}:{sorted(include)}:{fmt}"))
+        matched = 0
+        for rel in sorted(p for p in _git("ls-files", "-z", cwd=checkout).split("\0") if p):
             if include:
                 if not any(fnmatch.fnmatch(rel, pattern) for pattern in include):
                     continue
             elif Path(rel).suffix.lower() not in TEXT_SUFFIXES:
                 continue
+            matched += 1
             origin = f"{source.repository}@{commit[:12]}:{rel}"
-            data = _read_file(checkout / rel, origin)
-            out.records.extend(records_from_bytes(data, origin, _format_of(rel, fmt)))
-    if not out.records:
-        raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(TEXT_SUFFIXES)}")
-    return out
+            # The commit already fingerprints these files: their own fingerprints are not needed.
+            yield from file_records(checkout / rel, origin, _format_of(rel, fmt), [])
+        if not matched:
+            raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(TEXT_SUFFIXES)}")
 
 
-def read_hub(source: dataset_pb2.HubDatasetSource) -> SourceData:
+def read_hub(source: dataset_pb2.HubDatasetSource, fingerprints: list[str]) -> Iterator[Record]:
     if not source.dataset_id:
         raise SourceError("hub.dataset_id: empty")
     import datasets
 
+    split = source.split or "train"
     try:
         loaded = datasets.load_dataset(
-            source.dataset_id,
-            source.config_name or None,
-            split=source.split or "train",
-            revision=source.revision or None,
+            source.dataset_id, source.config_name or None, split=split, revision=source.revision or None
         )
     except Exception as error:  # datasets raises many types (connection, file not found, config errors)
         raise SourceError(f"hub dataset {source.dataset_id!r}: cannot load: {error}") from error
-    fingerprint = fingerprint_text(f"hf-datasets:{source.dataset_id}:{source.config_name}:{loaded._fingerprint}")
-    records = [Record(dict(row), f"{source.dataset_id}[{source.split or 'train'}]:{i}") for i, row in enumerate(loaded)]
-    return SourceData(records=records, fingerprints=[fingerprint])
+    fingerprints.append(fingerprint_text(f"hf-datasets:{loaded._fingerprint}"))
+    for number, row in enumerate(loaded):
+        yield Record(dict(row), f"{source.dataset_id}[{split}]:{number}")
 
 
-def read_python_package(source: dataset_pb2.PythonPackageSource, fmt: str) -> SourceData:
+def read_python_package(source: dataset_pb2.PythonPackageSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
     if not source.packages:
         raise SourceError("python_package.packages: empty")
     include = list(source.include) or PACKAGE_DEFAULT_INCLUDE
-    out = SourceData()
+    chosen = fmt if fmt and fmt != "auto" else "text"
     for name in source.packages:
         try:
             distribution = importlib.metadata.distribution(name)
@@ -302,39 +338,30 @@ def read_python_package(source: dataset_pb2.PythonPackageSource, fmt: str) -> So
             (f for f in distribution.files or [] if any(fnmatch.fnmatch(f.name, pattern) for pattern in include)),
             key=str,
         )
-        digest = hashlib.sha256(f"{name}=={distribution.version}".encode())
+        read: list[str] = []
         for file in files:
-            if ".dist-info" in str(file) or "__pycache__" in str(file):
+            rel = str(file)
+            if rel.startswith("..") or ".dist-info" in rel or "__pycache__" in rel:
                 continue
             path = Path(str(distribution.locate_file(file)))
-            if not path.is_file():
-                continue
-            data = _read_file(path, str(file))
-            digest.update(fingerprint_bytes(data).encode())
-            chosen = fmt if fmt and fmt != "auto" else "text"
-            out.records.extend(records_from_bytes(data, str(file), chosen))
-        out.fingerprints.append("sha256:" + digest.hexdigest())
-    return out
+            if path.is_file():
+                yield from file_records(path, rel, chosen, read)
+        fingerprints.append(fingerprint_text(f"{name}=={distribution.version}\n" + "\n".join(read)))
 
 
-def read_source(source: dataset_pb2.DatasetSource) -> SourceData:
+def read_source(source: dataset_pb2.DatasetSource, fingerprints: list[str]) -> Iterator[Record]:
     fmt = source.format or "auto"
     if fmt not in FORMATS:
         raise SourceError(f"format: {fmt!r} is not one of {', '.join(sorted(FORMATS))}")
     which = source.WhichOneof("source")
     if which == "local":
-        return read_local(source.local, fmt)
+        return read_local(source.local, fmt, fingerprints)
     if which == "url":
-        return read_urls(source.url, fmt)
+        return read_urls(source.url, fmt, fingerprints)
     if which == "git":
-        return read_git(source.git, fmt)
+        return read_git(source.git, fmt, fingerprints)
     if which == "hub":
-        return read_hub(source.hub)
+        return read_hub(source.hub, fingerprints)
     if which == "python_package":
-        return read_python_package(source.python_package, fmt)
+        return read_python_package(source.python_package, fmt, fingerprints)
     raise SourceError("source: none of local, url, git, hub or python_package is set")
-
-
-def iter_sources(sources: list[dataset_pb2.DatasetSource]) -> Iterator[SourceData]:
-    for source in sources:
-        yield read_source(source)

@@ -1,10 +1,17 @@
-"""The data stage's Flyte face. `acquire_<kind>` reads and normalises the sources into a pandera-typed DataFrame, so
-the flytekit pandera plugin validates the rows as they leave it and again as `prepare_<kind>` receives them;
-`prepare_<kind>` cleans, splits and writes the Parquet folder and the manifest. The bodies only call llmft.data.build.
+"""The data stage's Flyte face.
 
-Caching: acquire always runs (a local file or a git branch can change under the same request); its rows carry a
-content hash, so prepare, and everything downstream, hits the cache whenever the content is unchanged. Acquisition
-hands prepare a partial DatasetManifest (source fingerprints, rows removed by each cleaning step)."""
+Two ways to build a dataset, giving the same manifest:
+- `acquire_<kind>` then `prepare_<kind>`: acquire reads, normalises and cleans the sources and hands the rows on as a
+  `pandera.typing.DataFrame[<Kind>Row]`, so the flytekit pandera plugin validates them as they leave acquire and again
+  as they enter prepare (with a pandera report Deck each time); prepare splits, counts and writes the Parquet folder
+  with a report Deck. For datasets that fit in a task's memory: chat, preference and prompt data, modest corpora.
+- `build`: the same steps streamed in one task (validation by the same pandera models, chunk by chunk), for corpora
+  beyond memory.
+
+Caching: acquire and build always run (a local file or a git branch can change under the same request). Acquire
+hands prepare the request without its sources and rows hashed by content, so prepare, and everything downstream
+(datasets hash by their manifest fingerprint), hits the cache whenever content and configuration are unchanged,
+whatever path they came from. The bodies only call llmft.data.build."""
 
 from __future__ import annotations
 
@@ -22,9 +29,9 @@ from llmft.core import fingerprint as fp
 from llmft.core.flyte import DatasetDir
 from llmft.core.images import image_packages, registry
 from llmft.data import STAGE, __version__
-from llmft.data.build import AcquiredRows, acquire, prepare
-from llmft.data.report import report_html
-from llmft.data.schemas import ChatRow, PreferenceRow, PromptRow, RawTextRow
+from llmft.data.build import acquire_frame, build_dataset, config_of, frame_chunks, prepare
+from llmft.data.report import failures_html, report_html
+from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 
 IMAGE = ImageSpec(
@@ -35,6 +42,8 @@ IMAGE = ImageSpec(
         "pandera",
         "flytekitplugins-pandera",
         "flytekitplugins-deck-standard",
+        "datasketch",
+        "langid",
         "transformers",
         "tokenizers",
         "datasets",
@@ -47,8 +56,8 @@ RESOURCES = Resources(cpu="2", mem="4Gi")
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
-    """Content hash of acquired rows: their ids are content hashes, so this changes exactly when the content does."""
-    return fp.fingerprint_text("\n".join(frame["id"]) + "\n" + "\n".join(frame["source"]))
+    """Content hash of rows: their ids are content hashes (paths in `source` do not count)."""
+    return fp.fingerprint_text("\n".join(frame["id"]))
 
 
 class Prepared(NamedTuple):
@@ -56,16 +65,23 @@ class Prepared(NamedTuple):
     data: DatasetDir
 
 
-def _acquire(request: DatasetRequest) -> tuple[pd.DataFrame, DatasetManifest]:
-    acquired = acquire(request)
-    return acquired.frame, acquired.summary()
+def _out_dir(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix="llmft-data-", dir=current_context().working_directory)) / name
 
 
-def _prepare(request: DatasetRequest, rows: pd.DataFrame, acquisition: DatasetManifest) -> Prepared:
-    out = Path(tempfile.mkdtemp(prefix="llmft-data-", dir=current_context().working_directory)) / request.name
-    manifest, report = prepare(request, AcquiredRows.from_summary(rows, acquisition), out)
-    Deck(f"Dataset {request.name}", report_html(manifest, report))
+def _publish_and_pack(manifest: DatasetManifest, report: dict, out: Path) -> Prepared:
+    Deck(f"Dataset {manifest.name}", report_html(manifest, report))
     return Prepared(manifest=manifest, data=FlyteDirectory(path=str(out)))
+
+
+def _prepare(config: DatasetRequest, rows: pd.DataFrame, acquisition: DatasetManifest) -> Prepared:
+    out = _out_dir(config.name)
+    try:
+        manifest, report = prepare(config, frame_chunks(rows), acquisition, out)
+    except DataValidationError as error:
+        Deck("Validation failures", failures_html(error))
+        raise
+    return _publish_and_pack(manifest, report, out)
 
 
 RawTextRows = Annotated[DataFrame[RawTextRow], HashMethod(frame_hash)]
@@ -75,60 +91,75 @@ PromptRows = Annotated[DataFrame[PromptRow], HashMethod(frame_hash)]
 
 
 class AcquiredRawText(NamedTuple):
+    config: DatasetRequest
     rows: RawTextRows
     acquisition: DatasetManifest
 
 
 class AcquiredChat(NamedTuple):
+    config: DatasetRequest
     rows: ChatRows
     acquisition: DatasetManifest
 
 
 class AcquiredPreference(NamedTuple):
+    config: DatasetRequest
     rows: PreferenceRows
     acquisition: DatasetManifest
 
 
 class AcquiredPrompt(NamedTuple):
+    config: DatasetRequest
     rows: PromptRows
     acquisition: DatasetManifest
 
 
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_raw_text(request: DatasetRequest) -> AcquiredRawText:
-    return AcquiredRawText(*_acquire(request))
+    return AcquiredRawText(config_of(request), *acquire_frame(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_chat(request: DatasetRequest) -> AcquiredChat:
-    return AcquiredChat(*_acquire(request))
+    return AcquiredChat(config_of(request), *acquire_frame(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_preference(request: DatasetRequest) -> AcquiredPreference:
-    return AcquiredPreference(*_acquire(request))
+    return AcquiredPreference(config_of(request), *acquire_frame(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_prompt(request: DatasetRequest) -> AcquiredPrompt:
-    return AcquiredPrompt(*_acquire(request))
+    return AcquiredPrompt(config_of(request), *acquire_frame(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
-def prepare_raw_text(request: DatasetRequest, rows: RawTextRows, acquisition: DatasetManifest) -> Prepared:
-    return _prepare(request, rows, acquisition)
+def prepare_raw_text(config: DatasetRequest, rows: RawTextRows, acquisition: DatasetManifest) -> Prepared:
+    return _prepare(config, rows, acquisition)
 
 
 @task(container_image=IMAGE, requests=RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
-def prepare_chat(request: DatasetRequest, rows: ChatRows, acquisition: DatasetManifest) -> Prepared:
-    return _prepare(request, rows, acquisition)
+def prepare_chat(config: DatasetRequest, rows: ChatRows, acquisition: DatasetManifest) -> Prepared:
+    return _prepare(config, rows, acquisition)
 
 
 @task(container_image=IMAGE, requests=RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
-def prepare_preference(request: DatasetRequest, rows: PreferenceRows, acquisition: DatasetManifest) -> Prepared:
-    return _prepare(request, rows, acquisition)
+def prepare_preference(config: DatasetRequest, rows: PreferenceRows, acquisition: DatasetManifest) -> Prepared:
+    return _prepare(config, rows, acquisition)
 
 
 @task(container_image=IMAGE, requests=RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
-def prepare_prompt(request: DatasetRequest, rows: PromptRows, acquisition: DatasetManifest) -> Prepared:
-    return _prepare(request, rows, acquisition)
+def prepare_prompt(config: DatasetRequest, rows: PromptRows, acquisition: DatasetManifest) -> Prepared:
+    return _prepare(config, rows, acquisition)
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="2", mem="3Gi"), enable_deck=True)
+def build(request: DatasetRequest) -> Prepared:
+    out = _out_dir(request.name)
+    try:
+        manifest, report = build_dataset(request, out)
+    except DataValidationError as error:
+        Deck("Validation failures", failures_html(error))
+        raise
+    return _publish_and_pack(manifest, report, out)
