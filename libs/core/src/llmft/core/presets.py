@@ -1,6 +1,6 @@
 """Built-in base models that need no download: tiny Llama-architecture configurations with a byte-level BPE
 tokenizer trained on local text (the Python standard library's source). The tokenizer ships with this package
-(presets/tokenizer/, rebuilt by `python -m llmft.core.presets build-tokenizer`); the weights are initialised from a
+(assets/tokenizer/, rebuilt by `python -m llmft.core.presets build-tokenizer`); the weights are initialised from a
 fixed seed the first time a preset is used and saved in Hugging Face format under the llmft cache."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TOKENIZER_DIR = Path(__file__).resolve().parent / "presets" / "tokenizer"
+TOKENIZER_DIR = Path(__file__).resolve().parent / "assets" / "tokenizer"
 
 BOS_TOKEN = "<|endoftext|>"
 EOS_TOKEN = "<|endoftext|>"
