@@ -4,11 +4,11 @@ origin (file and row) and the field's name."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
 from typing import Any
 
-from llmft.core.fingerprint import fingerprint_json
 from llmft.data.sources import Record, SourceError
 from llmft.proto.data.v1 import dataset_pb2
 
@@ -82,7 +82,7 @@ def _messages_from_record(record: Record) -> list[dict[str, str]]:
 def normalize_text(text: str) -> str:
     """Unicode NFC, \\r\\n -> \\n, no trailing whitespace on lines, no leading/trailing blank lines."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+    return "\n".join(map(str.rstrip, text.split("\n"))).strip("\n")
 
 
 def to_row(record: Record, kind: int, normalize: bool) -> dict[str, Any]:
@@ -107,4 +107,7 @@ def to_row(record: Record, kind: int, normalize: bool) -> dict[str, Any]:
 
 def content_id(content: dict[str, Any]) -> str:
     """A row's id: the hash of its content (kept repeats get "~2", "~3", ... appended while streaming)."""
-    return fingerprint_json(content).removeprefix("sha256:")[:32]
+    digest = hashlib.sha256()
+    for name in sorted(content):
+        digest.update(name.encode() + b"\x1f" + content[name].encode("utf-8", "surrogatepass") + b"\x1e")
+    return digest.hexdigest()[:32]
