@@ -230,3 +230,14 @@ def test_python_package_source_reads_installed_code_and_derives_docstring_chats(
     )
     with pytest.raises(SourceError, match="'no-such-dist': not installed"):
         acquire_frame(missing)
+
+
+def test_validation_failures_render_for_the_deck(tmp_path: Path) -> None:
+    from llmft.data.report import failures_html
+
+    write_jsonl(tmp_path / "c.jsonl", [chat("ok?", "yes."), {"messages": [{"role": "user", "content": "alone"}]}])
+    with pytest.raises(DataValidationError) as error:
+        build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "c.jsonl")), tmp_path / "out")
+    html = failures_html(error.value)  # type: ignore[arg-type]
+    assert "Validation failures" in html
+    assert "c.jsonl:2" in html and "last turn must be the assistant&#x27;s" in html

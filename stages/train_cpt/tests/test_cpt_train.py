@@ -47,16 +47,28 @@ def test_full_cpt_lowers_held_out_loss_and_writes_a_described_model(tmp_path: Pa
     assert "loss" in result.report_html and "<img" in result.report_html
 
 
-def test_lora_cpt_saves_an_adapter(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("base", "family", "targets"),
+    [
+        ("llmft/tiny-llama", "llama", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+        ("llmft/tiny-neox", "gpt_neox", {"query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"}),
+    ],
+)
+def test_lora_cpt_saves_an_adapter_targeting_the_family_modules(
+    tmp_path: Path, base: str, family: str, targets: set[str]
+) -> None:
+    import json
+
     data = write_text_dataset(tmp_path / "data", train_docs=60)
-    result = train_cpt(
-        request(method=T.TRAINING_METHOD_LORA, lora=T.LoraConfig(rank=4, alpha=8), schedule=T.Schedule(max_steps=3)),
-        data,
-        tmp_path / "model",
-    )
+    lora = request(method=T.TRAINING_METHOD_LORA, lora=T.LoraConfig(rank=4, alpha=8), schedule=T.Schedule(max_steps=3))
+    lora.base_model = base
+    result = train_cpt(lora, data, tmp_path / "model")
     assert result.artifact.format == T.ARTIFACT_FORMAT_ADAPTER
-    assert (tmp_path / "model" / "adapter_config.json").is_file()
+    assert result.artifact.model_family == family
+    adapter = json.loads((tmp_path / "model" / "adapter_config.json").read_text())
+    assert set(adapter["target_modules"]) == targets
     assert result.artifact.trainable_parameters < result.artifact.parameters / 5
+    assert result.artifact.metrics.eval_after.loss < result.artifact.metrics.eval_before.loss
 
 
 def test_wrong_dataset_kind_and_too_long_sequences_fail_before_training(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ stage cores never import it."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
@@ -49,6 +52,60 @@ def download_dataset(manifest: DatasetManifest, data: FlyteDirectory) -> Path:
     return data_dir
 
 
+def node_rank() -> int:
+    return int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0")))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class FlyteCheckpoints:
+    """A transformers TrainerCallback that mirrors every Trainer checkpoint into the task's Flyte checkpoint, so a
+    retried task resumes where the failed attempt stopped. Unlike transformers' FlyteCallback (world rank 0 only), every
+    node uploads its own files (ZeRO shards and RNG states of each rank) under `node-<rank>/`, after all of its ranks
+    finished writing."""
+
+    def __init__(self, checkpoint: Any = None) -> None:
+        self.checkpoint = checkpoint if checkpoint is not None else current_context().checkpoint
+
+    def __getattr__(self, name: str) -> Any:
+        # TrainerCallback's other events: nothing to do.
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        if local_rank() != 0:
+            return
+        from llmft.core.training import latest_checkpoint
+
+        latest = latest_checkpoint(Path(args.output_dir))
+        if latest is None:
+            return
+        with tempfile.TemporaryDirectory(prefix="llmft-flyte-checkpoint-") as staging:
+            target = Path(staging) / f"node-{node_rank()}" / latest.name
+            shutil.copytree(latest, target)
+            self.checkpoint.save(Path(staging))
+
+
+def restore_flyte_checkpoints(checkpoint_dir: Path, checkpoint: Any = None) -> Path | None:
+    """Copies this node's checkpoints from the previous attempt's Flyte checkpoint (if any) into `checkpoint_dir`;
+    returns the latest checkpoint there, which the Trainer resumes from."""
+    from llmft.core.training import copy_checkpoints, latest_checkpoint
+
+    checkpoint = checkpoint if checkpoint is not None else current_context().checkpoint
+    if checkpoint is not None and checkpoint.prev_exists():
+        restored = checkpoint.restore()
+        if restored is not None:
+            return copy_checkpoints(Path(restored) / f"node-{node_rank()}", checkpoint_dir)
+    return latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
+
+
 def train_in_task(
     train: Callable[..., Any],
     request: Any,
@@ -57,13 +114,21 @@ def train_in_task(
     base_model: FlyteDirectory | None,
     deck_title: str,
 ) -> TrainedModel:
-    """The body every training task shares: fetch the inputs, run the stage's `train` core function in the task's
-    working directory (checkpoints beside the model), publish its report as a Deck, hand back artifact and folder."""
+    """The body every training task shares: fetch the inputs, restore checkpoints of a previous attempt, run the
+    stage's `train` core function in the task's working directory (checkpoints mirrored into Flyte's checkpoint
+    store as they are written), publish its report as a Deck, hand back artifact and folder."""
     data_dir = download_dataset(dataset, data)
     base_dir = Path(base_model.download()) if base_model is not None else None
     work = Path(current_context().working_directory)
+    restore_flyte_checkpoints(work / "checkpoints")
     result = train(
-        request, data_dir, work / "model", base_dir, checkpoint_dir=work / "checkpoints", distributed=under_launcher()
+        request,
+        data_dir,
+        work / "model",
+        base_dir,
+        checkpoint_dir=work / "checkpoints",
+        distributed=under_launcher(),
+        callbacks=[FlyteCheckpoints()],
     )
     Deck(deck_title, result.report_html)
     return TrainedModel(artifact=result.artifact, model=FlyteDirectory(path=str(work / "model")))

@@ -44,7 +44,8 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class Preset:
-    """A Llama-architecture configuration small enough to train on a CPU."""
+    """A configuration small enough to train on a CPU, of one of the workshop's families: Llama, or GPT-NeoX (the
+    RedPajama-INCITE architecture)."""
 
     name: str
     hidden_size: int
@@ -55,6 +56,7 @@ class Preset:
     max_position_embeddings: int
     tie_word_embeddings: bool
     seed: int = 0
+    family: str = "llama"
 
 
 PRESETS: dict[str, Preset] = {
@@ -64,6 +66,8 @@ PRESETS: dict[str, Preset] = {
         Preset("llmft/tiny-llama", 128, 4, 4, 2, 352, 1024, True),
         # ~20M parameters: benchmarks and quality checks.
         Preset("llmft/small-llama", 384, 11, 6, 2, 1024, 2048, True),
+        # ~2.4M parameters, GPT-NeoX (RedPajama-INCITE) architecture: fused query_key_value, parallel residual.
+        Preset("llmft/tiny-neox", 128, 4, 4, 4, 512, 1024, False, family="gpt_neox"),
     )
 }
 
@@ -94,8 +98,24 @@ def load_preset_tokenizer() -> Any:
 
 
 def preset_config(preset: Preset, tokenizer: Any) -> Any:
-    from transformers import LlamaConfig
+    from transformers import GPTNeoXConfig, LlamaConfig
 
+    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
+    if preset.family == "gpt_neox":
+        return GPTNeoXConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=preset.hidden_size,
+            intermediate_size=preset.intermediate_size,
+            num_hidden_layers=preset.num_hidden_layers,
+            num_attention_heads=preset.num_attention_heads,
+            max_position_embeddings=preset.max_position_embeddings,
+            tie_word_embeddings=preset.tie_word_embeddings,
+            rotary_pct=1.0,
+            use_parallel_residual=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=preset.hidden_size,
@@ -106,7 +126,7 @@ def preset_config(preset: Preset, tokenizer: Any) -> Any:
         max_position_embeddings=preset.max_position_embeddings,
         tie_word_embeddings=preset.tie_word_embeddings,
         bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)],
+        eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id,
         rms_norm_eps=1e-5,
         attention_bias=False,
@@ -118,7 +138,7 @@ def materialize_preset(name: str, root: Path | None = None) -> Path:
     """Returns the Hugging Face model directory of a preset, creating it (seeded random weights) on first use.
     The folder is written atomically, so concurrent first uses (e.g. two elastic workers) are safe."""
     import torch
-    from transformers import GenerationConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     from llmft.core.fingerprint import fingerprint_directory, short
 
@@ -134,7 +154,7 @@ def materialize_preset(name: str, root: Path | None = None) -> Path:
     config = preset_config(preset, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(preset.seed)
-        model = LlamaForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
@@ -198,10 +218,10 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 8192) -> Path:
 
 
 def count_parameters(name: str) -> int:
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     config = preset_config(PRESETS[name], load_preset_tokenizer())
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +38,24 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
         if suffix.isdigit() and (path / "trainer_state.json").is_file():
             candidates.append((int(suffix), path))
     return max(candidates)[1] if candidates else None
+
+
+def copy_checkpoints(source: Path, checkpoint_dir: Path) -> Path | None:
+    """Copies complete `checkpoint-<step>` folders from `source` (e.g. a restored Flyte checkpoint) into
+    `checkpoint_dir`, each by an atomic rename, so several ranks may do it at once. Returns the latest one there."""
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for folder in sorted(Path(source).glob("checkpoint-*")):
+        target = checkpoint_dir / folder.name
+        if target.exists() or not (folder / "trainer_state.json").is_file():
+            continue
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=checkpoint_dir))
+        shutil.copytree(folder, staging, dirs_exist_ok=True)
+        try:
+            staging.rename(target)
+        except OSError:  # another rank got there first: its copy is complete
+            shutil.rmtree(staging, ignore_errors=True)
+    return latest_checkpoint(checkpoint_dir)
 
 
 def train_and_evaluate(trainer: Any, eval_tokens: int, resume: bool = True) -> T.TrainingMetrics:

@@ -39,10 +39,11 @@ def train_cpt(
     base_model_dir: Path | None = None,
     checkpoint_dir: Path | None = None,
     distributed: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> CptResult:
     """Trains on the raw-text dataset in `data_dir`; writes the model to `out_dir`. `base_model_dir` (an upstream
     stage's model folder) takes precedence over request.base_model. Checkpoints go to `checkpoint_dir`, and a run
-    finding one there resumes from it."""
+    finding one there resumes from it. `callbacks` are transformers TrainerCallbacks (e.g. Flyte checkpointing)."""
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
@@ -72,6 +73,7 @@ def train_cpt(
         eval_dataset=Dataset.from_list(eval_rows),
         data_collator=default_data_collator,
         processing_class=base.tokenizer,
+        callbacks=callbacks,
     )
     metrics = train_and_evaluate(trainer, eval_tokens)
     artifact = save_and_describe(

@@ -56,6 +56,7 @@ def train_sft(
     base_model_dir: Path | None = None,
     checkpoint_dir: Path | None = None,
     distributed: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> SftResult:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -98,6 +99,7 @@ def train_sft(
         train_dataset=Dataset.from_list([{"messages": m} for m in train_conversations]),
         eval_dataset=Dataset.from_list([{"messages": m} for m in eval_conversations]),
         processing_class=tokenizer,
+        callbacks=callbacks,
     )
     metrics = train_and_evaluate(trainer, eval_tokens)
     answers_after = generate_answers(trainer.model, tokenizer, samples_from)

@@ -1,0 +1,115 @@
+"""Stop a run after step k, start it again: it resumes at k and ends where an uninterrupted run ends. Once from a
+plain checkpoint folder (how it works without Flyte), once through Flyte's checkpoint store (how a retried task
+resumes), with flytekit's own SyncCheckpoint on the local filesystem."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import TrainerCallback
+
+from llmft.core.flyte import FlyteCheckpoints, restore_flyte_checkpoints
+from llmft.core.testing import write_text_dataset
+from llmft.core.training import latest_checkpoint
+from llmft.proto.training.v1 import training_pb2 as T
+from llmft.train_cpt.train import train_cpt
+
+STEPS, STOP = 8, 4
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+class StopAfterSaving(TrainerCallback):
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == STOP:
+            raise Interrupted(f"stopped at step {state.global_step}")
+
+
+class FirstStep(TrainerCallback):
+    def __init__(self) -> None:
+        self.started_at: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.started_at = state.global_step
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+
+
+def request() -> T.TrainingRequest:
+    recipe = T.TrainingRecipe(
+        max_length=64,
+        packing=True,
+        seed=3,
+        schedule=T.Schedule(max_steps=STEPS, learning_rate=3e-3, per_device_batch_size=4),
+        checkpoint=T.CheckpointConfig(save_steps=STOP, save_total_limit=3),
+    )
+    return T.TrainingRequest(base_model="llmft/tiny-llama", recipe=recipe)
+
+
+def weights(model_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def assert_same_run(resumed: T.ModelArtifact, full: T.ModelArtifact, resumed_dir: Path, full_dir: Path) -> None:
+    assert resumed.metrics.steps == full.metrics.steps == STEPS
+    assert abs(resumed.metrics.eval_after.loss - full.metrics.eval_after.loss) < 1e-4
+    ours, theirs = weights(resumed_dir), weights(full_dir)
+    assert max(float((ours[k] - theirs[k]).abs().max()) for k in theirs) < 1e-4
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_folder(tmp_path: Path) -> None:
+    data = write_text_dataset(tmp_path / "data", train_docs=120)
+    full = train_cpt(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt").artifact
+    with pytest.raises(Interrupted):
+        train_cpt(
+            request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving()]
+        )
+    latest = latest_checkpoint(tmp_path / "ckpt")
+    assert latest is not None and latest.name == f"checkpoint-{STOP}"
+    first = FirstStep()
+    resumed = train_cpt(
+        request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[first]
+    ).artifact
+    assert first.started_at == STOP
+    assert_same_run(resumed, full, tmp_path / "resumed", tmp_path / "full")
+
+
+def test_a_retried_task_resumes_from_flytes_checkpoint_store(tmp_path: Path) -> None:
+    from flytekit.core.checkpointer import SyncCheckpoint
+
+    data = write_text_dataset(tmp_path / "data", train_docs=120)
+    full = train_cpt(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt").artifact
+
+    first_attempt = SyncCheckpoint(checkpoint_dest=str(tmp_path / "store-1"))
+    with pytest.raises(Interrupted):
+        train_cpt(
+            request(),
+            data,
+            tmp_path / "attempt-1",
+            checkpoint_dir=tmp_path / "pod-1",
+            callbacks=[FlyteCheckpoints(first_attempt), StopAfterSaving()],
+        )
+    assert (tmp_path / "store-1" / "node-0" / f"checkpoint-{STOP}" / "trainer_state.json").is_file()
+
+    # The retry runs in a fresh pod: nothing local survives, only the checkpoint store.
+    retry = SyncCheckpoint(checkpoint_dest=str(tmp_path / "store-2"), checkpoint_src=str(tmp_path / "store-1"))
+    restored = restore_flyte_checkpoints(tmp_path / "pod-2", retry)
+    assert restored is not None and restored.name == f"checkpoint-{STOP}"
+    first = FirstStep()
+    resumed = train_cpt(
+        request(),
+        data,
+        tmp_path / "attempt-2",
+        checkpoint_dir=tmp_path / "pod-2",
+        callbacks=[FlyteCheckpoints(retry), first],
+    ).artifact
+    assert first.started_at == STOP
+    assert_same_run(resumed, full, tmp_path / "attempt-2", tmp_path / "full")
+    assert (tmp_path / "store-2" / "node-0" / f"checkpoint-{STEPS}").is_dir()
