@@ -6,6 +6,7 @@ fixed seed the first time a preset is used and saved in Hugging Face format unde
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -62,8 +63,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        # ~1.9M parameters: the default for tests and the offline pipeline.
-        Preset("llmft/tiny-llama", 128, 4, 4, 2, 352, 1024, True),
+        # ~1.9M parameters: the default for tests and the offline pipeline. Layer widths are multiples of 64, the
+        # bitsandbytes 4-bit block size (its CPU kernels mishandle a partial block).
+
+        Preset("llmft/tiny-llama", 128, 4, 4, 2, 384, 1024, True),
         # ~20M parameters: benchmarks and quality checks.
         Preset("llmft/small-llama", 384, 11, 6, 2, 1024, 2048, True),
         # ~2.4M parameters, GPT-NeoX (RedPajama-INCITE) architecture: fused query_key_value, parallel residual.
@@ -140,13 +143,14 @@ def materialize_preset(name: str, root: Path | None = None) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from llmft.core.fingerprint import fingerprint_directory, short
+    from llmft.core.fingerprint import fingerprint_directory, fingerprint_json, short
 
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
     preset = PRESETS[name]
-    tokenizer_fp = short(fingerprint_directory(TOKENIZER_DIR))
-    target = (root or cache_root() / "presets") / f"{name.replace('/', '--')}-{tokenizer_fp}-s{preset.seed}"
+    # The folder name covers everything that decides the weights: the preset's fields and the tokenizer.
+    key = short(fingerprint_json({"preset": dataclasses.asdict(preset), "tokenizer": fingerprint_directory(TOKENIZER_DIR)}))
+    target = (root or cache_root() / "presets") / f"{name.replace('/', '--')}-{key}"
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

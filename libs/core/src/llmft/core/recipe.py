@@ -135,8 +135,8 @@ def validate_recipe(recipe: T.TrainingRecipe, *, max_positions: int | None = Non
         raise RecipeError("recipe.zero.offload_parameters: needs zero.stage 3")
     if (z.offload_optimizer or z.offload_parameters) and z.stage == 0:
         raise RecipeError("recipe.zero.offload_optimizer: needs zero.stage >= 1")
-    if z.stage > 0 and recipe.method == T.TRAINING_METHOD_QLORA:
-        raise RecipeError("recipe.zero.stage: deepspeed ZeRO does not shard bitsandbytes 4-bit weights; use stage 0")
+    if z.stage == 3 and recipe.method == T.TRAINING_METHOD_QLORA:
+        raise RecipeError("recipe.zero.stage: ZeRO-3 cannot partition bitsandbytes 4-bit weights; use stage 0-2")
     if z.stage > 0 and recipe.optimizer != T.OPTIMIZER_ADAMW:
         raise RecipeError("recipe.optimizer: ZeRO brings its own optimizer; use OPTIMIZER_ADAMW with zero.stage > 0")
     if z.stage > 0 and not distributed and "LOCAL_RANK" not in os.environ:

@@ -60,12 +60,19 @@ def copy_checkpoints(source: Path, checkpoint_dir: Path) -> Path | None:
 
 def train_and_evaluate(trainer: Any, eval_tokens: int, resume: bool = True) -> T.TrainingMetrics:
     """Held-out loss before and after training, and the training run between them. Resumes from the latest
-    checkpoint in the trainer's output_dir when `resume` is set and one exists."""
-    before = eval_metrics(trainer.evaluate(metric_key_prefix="eval"), eval_tokens)
+    checkpoint in the trainer's output_dir when `resume` is set and one exists.
+
+    The "before" evaluation runs inside `train` (eval_on_start), so it uses the same engine as training: deepspeed
+    refuses a ZeRO-1/2 evaluation before its engine exists. A resumed run takes it from the restored log history."""
+    trainer.args.eval_on_start = True
     checkpoint = latest_checkpoint(Path(trainer.args.output_dir)) if resume else None
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - started
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    if not evaluations:
+        raise RuntimeError("training logged no evaluation; eval_on_start did not run")
+    before = eval_metrics(evaluations[0], eval_tokens)
     after = eval_metrics(trainer.evaluate(metric_key_prefix="eval"), eval_tokens)
     tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
     return T.TrainingMetrics(
