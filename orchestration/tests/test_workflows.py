@@ -101,3 +101,77 @@ def test_training_tasks_are_elastic_with_images_resources_and_retries() -> None:
         assert task.metadata.retries >= 1 and task.metadata.cache
         assert task.resources.requests.cpu and task.resources.requests.mem
         assert task.container_image.name.startswith("llmft-")
+
+
+@pytest.fixture
+def restore_task_configs():  # type: ignore[no-untyped-def]
+    """with_overrides(task_config=...) replaces the task's own config (flytekit semantics): put it back."""
+    from llmft.train_cpt.tasks import train as cpt
+    from llmft.train_sft.tasks import train as sft
+
+    saved = {task: task._task_config for task in (cpt, sft)}
+    yield
+    for task, config in saved.items():
+        task._task_config = config
+
+
+def test_requested_resources_and_accelerator_are_compiled(  # type: ignore[no-untyped-def]
+    restore_task_configs,
+) -> None:
+    from collections import OrderedDict
+
+    from flytekit.configuration import ImageConfig, SerializationSettings
+    from flytekit.tools.translator import get_serializable
+    from google.protobuf import json_format
+
+    from llmft.proto.common.v1 import provenance_pb2 as C
+    from llmft.train_cpt.tasks import train
+
+    cpt = T.TrainingRequest()
+    cpt.CopyFrom(CPT)
+    cpt.resources.CopyFrom(C.ComputeResources(cpu="8", memory="64Gi", gpu=4, accelerator="nvidia-h100"))
+    cpt.distributed.CopyFrom(T.DistributedConfig(nnodes=1, nproc_per_node=4))
+    workflow = skeleton_workflow(CORPUS, CHAT, cpt, SFT)
+    settings = SerializationSettings(image_config=ImageConfig.auto_default_image())
+    spec = get_serializable(OrderedDict(), settings, workflow)
+    trained = [n for n in spec.template.nodes if n.task_node and "train_cpt" in n.task_node.reference_id.name]
+    assert len(trained) == 1
+    overrides = json_format.MessageToDict(trained[0].task_node.overrides.to_flyte_idl())
+    requests = {r["name"]: r["value"] for r in overrides["resources"]["requests"]}
+    assert requests == {"CPU": "8", "MEMORY": "64Gi", "GPU": "4"}
+    assert overrides["extendedResources"]["gpuAccelerator"]["device"] == "nvidia-h100"
+    assert train.task_config.nproc_per_node == 4  # the Elastic launch the task will run
+
+    cpt.distributed.nnodes = 2
+    with pytest.raises(ValueError, match="distributed.nnodes: 2 nodes need a training task defined with"):
+        skeleton_workflow(CORPUS, CHAT, cpt, SFT).compile()
+
+
+def test_elastic_training_task_runs_two_local_processes(  # type: ignore[no-untyped-def]
+    tmp_path: Path, restore_task_configs
+) -> None:
+    from flytekit import workflow
+    from flytekit.types.directory import FlyteDirectory
+
+    from llmft.core.datasets import read_manifest
+    from llmft.core.testing import write_text_dataset
+    from llmft.train_cpt.tasks import overrides, train
+
+    data = write_text_dataset(tmp_path / "data", train_docs=80)
+    request = short(CPT, 4)
+    request.distributed.CopyFrom(T.DistributedConfig(nnodes=1, nproc_per_node=2))
+    request.recipe.schedule.per_device_batch_size = 4
+
+    @workflow
+    def elastic() -> T.ModelArtifact:
+        return (
+            train(request=request, dataset=read_manifest(data), data=FlyteDirectory(str(data)))
+            .with_overrides(**overrides(request))
+            .artifact
+        )
+
+    assert train.task_config.nproc_per_node == 1
+    artifact = elastic()
+    assert train.task_config.nproc_per_node == 2
+    assert artifact.metrics.steps == 4
+    assert artifact.metrics.train_tokens == 4 * 2 * 4 * 64  # steps x processes x batch x length

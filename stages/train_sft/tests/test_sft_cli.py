@@ -16,10 +16,11 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.mark.parametrize("name", ["full.yaml", "lora.yaml", "qlora.yaml"])
+@pytest.mark.parametrize("name", ["full.yaml", "lora.yaml", "qlora.yaml", "zero2.yaml"])
 def test_example_recipes_parse_and_open_with_their_command(name: str) -> None:
     path = EXAMPLES / name
-    assert path.read_text().startswith(f"# python -m llmft.train_sft --config stages/train_sft/examples/{name}")
+    launcher = "torchrun --nproc_per_node=2" if name == "zero2.yaml" else "python"
+    assert path.read_text().startswith(f"# {launcher} -m llmft.train_sft --config stages/train_sft/examples/{name}")
     request = load_training_request(path)
     assert request.base_model == "llmft/tiny-llama"
     assert request.recipe.method != T.TRAINING_METHOD_UNSPECIFIED

@@ -4,6 +4,7 @@ functions and classes answered from their docstrings, and the base model is the 
 
 from __future__ import annotations
 
+from llmft.proto.common.v1 import provenance_pb2 as C
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.training.v1 import training_pb2 as T
 
@@ -48,6 +49,7 @@ CPT = T.TrainingRequest(
         eval=T.EvalConfig(max_eval_samples=64),
     ),
     distributed=T.DistributedConfig(nnodes=1, nproc_per_node=1),
+    resources=C.ComputeResources(cpu="2", memory="8Gi"),
 )
 
 SFT = T.TrainingRequest(
@@ -66,4 +68,5 @@ SFT = T.TrainingRequest(
         eval=T.EvalConfig(max_eval_samples=64),
     ),
     distributed=T.DistributedConfig(nnodes=1, nproc_per_node=1),
+    resources=C.ComputeResources(cpu="2", memory="8Gi"),
 )

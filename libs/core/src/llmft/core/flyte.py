@@ -19,8 +19,9 @@ from flytekit.types.directory import FlyteDirectory
 from llmft.core.datasets import read_manifest
 from llmft.core.distributed import under_launcher
 from llmft.core.training import model_fingerprint
+from llmft.proto.common.v1.provenance_pb2 import ComputeResources
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
-from llmft.proto.training.v1.training_pb2 import ModelArtifact
+from llmft.proto.training.v1.training_pb2 import DistributedConfig, ModelArtifact
 
 
 def dataset_hash(directory: FlyteDirectory) -> str:
@@ -104,6 +105,38 @@ def restore_flyte_checkpoints(checkpoint_dir: Path, checkpoint: Any = None) -> P
         if restored is not None:
             return copy_checkpoints(Path(restored) / f"node-{node_rank()}", checkpoint_dir)
     return latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
+
+
+def training_overrides(resources: ComputeResources, distributed: DistributedConfig) -> dict[str, Any]:
+    """`with_overrides` arguments for a training task from its request: CPU, memory and GPU requests and the
+    accelerator (recorded in the compiled workflow), and the Elastic launch's processes per node (read by the task
+    when it runs).
+
+    Only single-node launches can be set this way: flytekit fixes an Elastic task's type (pod or PyTorchJob) and its
+    node counts when the task is defined, and `with_overrides(task_config=...)` changes neither."""
+    from flytekit import Resources
+    from flytekit.extras.accelerators import GPUAccelerator
+    from flytekitplugins.kfpytorch import Elastic
+
+    overrides: dict[str, Any] = {}
+    if resources.cpu or resources.memory or resources.gpu:
+        overrides["requests"] = Resources(
+            cpu=resources.cpu or None, mem=resources.memory or None, gpu=resources.gpu or None
+        )
+    if resources.accelerator:
+        if not resources.gpu:
+            raise ValueError(f"resources.accelerator: {resources.accelerator!r} needs resources.gpu >= 1")
+        overrides["accelerator"] = GPUAccelerator(resources.accelerator)
+    if distributed.nnodes > 1:
+        raise ValueError(
+            f"distributed.nnodes: {distributed.nnodes} nodes need a training task defined with "
+            f"Elastic(nnodes={distributed.nnodes}); these tasks run one node with nproc_per_node processes"
+        )
+    if distributed.nproc_per_node:
+        overrides["task_config"] = Elastic(
+            nnodes=1, nproc_per_node=distributed.nproc_per_node, increase_shared_mem=False
+        )
+    return overrides
 
 
 def train_in_task(

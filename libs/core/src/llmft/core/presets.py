@@ -65,7 +65,6 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         # ~1.9M parameters: the default for tests and the offline pipeline. Layer widths are multiples of 64, the
         # bitsandbytes 4-bit block size (its CPU kernels mishandle a partial block).
-
         Preset("llmft/tiny-llama", 128, 4, 4, 2, 384, 1024, True),
         # ~20M parameters: benchmarks and quality checks.
         Preset("llmft/small-llama", 384, 11, 6, 2, 1024, 2048, True),
@@ -149,7 +148,9 @@ def materialize_preset(name: str, root: Path | None = None) -> Path:
         raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
     preset = PRESETS[name]
     # The folder name covers everything that decides the weights: the preset's fields and the tokenizer.
-    key = short(fingerprint_json({"preset": dataclasses.asdict(preset), "tokenizer": fingerprint_directory(TOKENIZER_DIR)}))
+    key = short(
+        fingerprint_json({"preset": dataclasses.asdict(preset), "tokenizer": fingerprint_directory(TOKENIZER_DIR)})
+    )
     target = (root or cache_root() / "presets") / f"{name.replace('/', '--')}-{key}"
     if (target / "config.json").exists():
         return target

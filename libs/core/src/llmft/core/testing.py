@@ -108,3 +108,32 @@ def write_prompt_dataset(out_dir: Path, rows: int = 10) -> Path:
     frame = pd.DataFrame({"id": ids, "source": [f"synthetic:{i}" for i in range(rows)], "prompt": prompts})
     write_dataset(out_dir, {"train": frame, "eval": frame.iloc[0:0]}, manifest)
     return out_dir
+
+
+def run_distributed(module: str, args: list[str], nproc: int = 2, timeout: float = 300) -> str:
+    """Runs `python -m <module> <args>` under torchrun with `nproc` local processes (gloo on CPU), in this
+    interpreter and with this process's import path. Returns the output; raises with its tail on failure."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    # torch compiles deepspeed's CPU ops with ninja, which sits beside the interpreter in a venv.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "/usr/bin:/bin")])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        module,
+        *args,
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{output[-6000:]}")
+    return output

@@ -3,14 +3,14 @@ when nnodes > 1). The body only unpacks the inputs, calls llmft.train_sft.train 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from flytekit import ImageSpec, Resources, task
 from flytekit.types.directory import FlyteDirectory
 from flytekitplugins.kfpytorch import Elastic
 
 from llmft.core import fingerprint as fp
-from llmft.core.flyte import TrainedModel, train_in_task
+from llmft.core.flyte import TrainedModel, train_in_task, training_overrides
 from llmft.core.images import image_packages, registry
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
@@ -54,3 +54,8 @@ def train(
     base_model: Optional[FlyteDirectory] = None,
 ) -> TrainedModel:
     return train_in_task(train_sft, request, dataset, data, base_model, "SFT")
+
+
+def overrides(request: TrainingRequest) -> dict[str, Any]:
+    """`train(...).with_overrides(**overrides(request))`: the request's resources, accelerator and Elastic launch."""
+    return training_overrides(request.resources, request.distributed)
