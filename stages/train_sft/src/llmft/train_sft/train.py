@@ -49,6 +49,41 @@ def assistant_tokens(tokenizer: Any, conversations: list[list[dict[str, str]]], 
     return total
 
 
+def sft_trainer(
+    recipe: training_pb2.TrainingRecipe,
+    model: Any,
+    tokenizer: Any,
+    train_conversations: list[list[dict[str, str]]],
+    eval_conversations: list[list[dict[str, str]]],
+    work: Path,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """trl's SFTTrainer as the recipe says: chat template, loss on assistant tokens only, and with packing,
+    best-fit-decreasing packing of whole conversations into padding-free rows whose position ids restart per
+    conversation (trl calls the model with use_cache=False, so transformers masks attention per conversation)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        **training_arguments(recipe, work),
+        max_length=recipe.max_length,
+        packing=recipe.packing,
+        packing_strategy="bfd",
+        padding_free=recipe.packing,
+        assistant_only_loss=True,
+        loss_type="nll",
+        dataset_num_proc=None,
+    )
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([{"messages": m} for m in train_conversations]),
+        eval_dataset=Dataset.from_list([{"messages": m} for m in eval_conversations]),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
 def train_sft(
     request: training_pb2.TrainingRequest,
     data_dir: Path,
@@ -58,9 +93,6 @@ def train_sft(
     distributed: bool = False,
     callbacks: list[Any] | None = None,
 ) -> SftResult:
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
     recipe = resolve_recipe(request.recipe)
     manifest = read_manifest(data_dir)
     require_kind(manifest, dataset_pb2.DATASET_KIND_CHAT, STAGE)
@@ -83,24 +115,7 @@ def train_sft(
     answers_before = generate_answers(model, tokenizer, samples_from)
 
     work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-sft-"))
-    args = SFTConfig(
-        **training_arguments(recipe, work),
-        max_length=recipe.max_length,
-        packing=recipe.packing,
-        packing_strategy="bfd",
-        padding_free=recipe.packing,
-        assistant_only_loss=True,
-        loss_type="nll",
-        dataset_num_proc=None,
-    )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list([{"messages": m} for m in train_conversations]),
-        eval_dataset=Dataset.from_list([{"messages": m} for m in eval_conversations]),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
+    trainer = sft_trainer(recipe, model, tokenizer, train_conversations, eval_conversations, work, callbacks)
     metrics = train_and_evaluate(trainer, eval_tokens)
     answers_after = generate_answers(trainer.model, tokenizer, samples_from)
     samples = [
