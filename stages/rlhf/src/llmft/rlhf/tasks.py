@@ -8,11 +8,10 @@ from typing import NamedTuple, Optional
 
 from flytekit import Deck, ImageSpec, Resources, current_context, task
 from flytekit.types.directory import FlyteDirectory
-from flytekitplugins.kfpytorch import Elastic
 
 from llmft.core import fingerprint as fp
 from llmft.core.distributed import under_launcher
-from llmft.core.flyte import ModelDir, download_dataset
+from llmft.core.flyte import ModelDir, download_dataset, elastic
 from llmft.core.images import image_packages, registry
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.rlhf.v1.rlhf_pb2 import DpoReport, DpoRequest, RewardModelReport, RewardModelRequest
@@ -53,7 +52,7 @@ class DpoPolicy(NamedTuple):
 
 @task(
     container_image=IMAGE,
-    task_config=Elastic(nnodes=1, nproc_per_node=1, increase_shared_mem=False),
+    task_config=elastic(),
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,
@@ -76,7 +75,7 @@ def reward_model(
 
 @task(
     container_image=IMAGE,
-    task_config=Elastic(nnodes=1, nproc_per_node=1, increase_shared_mem=False),
+    task_config=elastic(),
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,

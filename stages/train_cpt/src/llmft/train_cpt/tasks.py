@@ -7,10 +7,9 @@ from typing import Any, Optional
 
 from flytekit import ImageSpec, Resources, task
 from flytekit.types.directory import FlyteDirectory
-from flytekitplugins.kfpytorch import Elastic
 
 from llmft.core import fingerprint as fp
-from llmft.core.flyte import TrainedModel, train_in_task, training_overrides
+from llmft.core.flyte import TrainedModel, elastic, train_in_task, training_overrides
 from llmft.core.images import image_packages, registry
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
@@ -39,7 +38,7 @@ CACHE_VERSION = fp.cache_version(STAGE, __version__)
 
 @task(
     container_image=IMAGE,
-    task_config=Elastic(nnodes=1, nproc_per_node=1, increase_shared_mem=False),
+    task_config=elastic(),
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,
