@@ -1,7 +1,7 @@
 """Training speed, each figure against its baseline measured in the same run:
 
-1. tokens/s and MFU of the ~20M preset (llmft/small-llama, seq 256, batch 8) trained by the CPT stage in fp32, bf16
-   autocast, and bf16 with torch.compile, against a plain Hugging Face Trainer with bf16 autocast. MFU = 6 x parameters
+1. tokens/s and MFU of the ~20M preset (llmft/small-llama, seq 256, batch 8) trained by the CPT stage in fp32 and bf16
+   autocast, against a plain Hugging Face Trainer with bf16 autocast. MFU = 6 x parameters
    x tokens/s over the peak: the fastest bf16 matmul at the model's own layer shapes (forward, input-gradient and
    weight-gradient products), measured in this run.
 2. Packing vs padding: SFT of the tiny preset on flytekit's docstring conversations (lengths vary), assistant tokens
@@ -11,7 +11,7 @@
 
     .venv/bin/python bench/train_throughput.py            # a few minutes on 2 cores; run on a quiet machine
 
-Every variant runs in its own process. Steady-state tokens/s excludes the first steps (warm-up, compilation).
+Every variant runs in its own process. Steady-state tokens/s excludes the first steps (warm-up).
 Prints tables and writes bench/train_throughput.json (keys: mfu, packing_speedup, flyte_overhead_ratio).
 """
 
@@ -140,7 +140,7 @@ def child_hf_trainer(tmp: Path, steps: int, warmup: int) -> dict[str, Any]:
     }
 
 
-def child_llmft_cpt(tmp: Path, steps: int, warmup: int, precision: str, compile_: bool) -> dict[str, Any]:
+def child_llmft_cpt(tmp: Path, steps: int, warmup: int, precision: str) -> dict[str, Any]:
     from llmft.proto.training.v1 import training_pb2 as T
     from llmft.train_cpt.train import train_cpt
 
@@ -148,7 +148,6 @@ def child_llmft_cpt(tmp: Path, steps: int, warmup: int, precision: str, compile_
     recipe = T.TrainingRecipe(
         method=T.TRAINING_METHOD_FULL,
         precision=T.PRECISION_BF16 if precision == "bf16" else T.PRECISION_FP32,
-        compile=compile_,
         max_length=SEQ,
         packing=True,
         schedule=T.Schedule(max_steps=steps, learning_rate=1e-3, per_device_batch_size=BATCH),
@@ -250,9 +249,8 @@ def child_flyte(tmp: Path, steps: int) -> dict[str, Any]:
 CHILDREN = {
     "peak": lambda tmp, a: child_peak(tmp),
     "hf_trainer_bf16": lambda tmp, a: child_hf_trainer(tmp, a.steps, a.warmup),
-    "llmft_fp32": lambda tmp, a: child_llmft_cpt(tmp, a.steps, a.warmup, "fp32", False),
-    "llmft_bf16": lambda tmp, a: child_llmft_cpt(tmp, a.steps, a.warmup, "bf16", False),
-    "llmft_bf16_compiled": lambda tmp, a: child_llmft_cpt(tmp, a.steps, a.compile_warmup, "bf16", True),
+    "llmft_fp32": lambda tmp, a: child_llmft_cpt(tmp, a.steps, a.warmup, "fp32"),
+    "llmft_bf16": lambda tmp, a: child_llmft_cpt(tmp, a.steps, a.warmup, "bf16"),
     "sft_padding": lambda tmp, a: child_sft(tmp, a.sft_steps, a.warmup, False),
     "sft_packing": lambda tmp, a: child_sft(tmp, a.sft_steps, a.warmup, True),
     "cpt_bare_script": lambda tmp, a: child_bare(tmp, a.overhead_steps),
@@ -280,7 +278,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=4)
-    parser.add_argument("--compile-warmup", type=int, default=6)
     parser.add_argument("--sft-steps", type=int, default=40)
     parser.add_argument("--overhead-steps", type=int, default=200)
     parser.add_argument("--json", type=Path, default=HERE / "train_throughput.json")

@@ -63,8 +63,8 @@ def test_packed_training_batches_restart_positions_and_label_only_assistant_toke
     lengths = [
         len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in conversations
     ]
-    assert batch["input_ids"].shape == (1, sum(lengths))  # two conversations, one padding-free row
-    assert "attention_mask" not in batch
+    assert batch["input_ids"].shape == (1, sum(lengths))  # both conversations packed into one row
+    assert "attention_mask" not in batch  # so transformers masks attention per conversation
     positions = batch["position_ids"][0].tolist()
     starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
     runs = [positions[start:end] for start, end in zip(starts, starts[1:], strict=False)]
@@ -73,3 +73,25 @@ def test_packed_training_batches_restart_positions_and_label_only_assistant_toke
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     trained = tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label != -100])
     assert sorted(trained.split("<|im_end|>")[:-1]) == ["4.", "Blue."]
+
+
+def test_without_flash_attention_packed_rows_stay_separate_rows(model_dir: Path, tmp_path: Path) -> None:
+    """sdpa would compute a flattened batch as one long row (quadratic in the whole batch): rows stay rows."""
+    from llmft.core.recipe import load_model_for_training, resolve_recipe
+    from llmft.proto.training.v1 import training_pb2 as T
+    from llmft.train_sft.train import RowPackedCollator, sft_trainer
+
+    tokenizer = load_tokenizer(model_dir)
+    recipe = resolve_recipe(T.TrainingRecipe(max_length=48, packing=True, schedule=T.Schedule(per_device_batch_size=2)))
+    long_answer = "word " * 20
+    conversations = [
+        [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": long_answer}] for i in range(2)
+    ]
+    trainer = sft_trainer(
+        recipe, load_model_for_training(model_dir, recipe), tokenizer, conversations, conversations, tmp_path
+    )
+    assert isinstance(trainer.data_collator, RowPackedCollator)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 2 and batch["input_ids"].shape[1] <= 48  # two rows, not one of 2 x 48
+    for row in batch["position_ids"].tolist():
+        assert row[0] == 0 and all(b == a + 1 for a, b in zip(row, row[1:], strict=False) if b != 0)

@@ -187,7 +187,6 @@ def training_arguments(recipe: T.TrainingRecipe, output_dir: Path, *, report_to:
         ddp_find_unused_parameters=False,
         activation_checkpointing=False,
         include_num_input_tokens_seen="non_padding",
-        torch_compile=recipe.compile,
     )
     ds = deepspeed_config(recipe)
     if ds is not None:

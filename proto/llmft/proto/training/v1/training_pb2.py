@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from llmft.proto.common.v1 import provenance_pb2 as llmft_dot_proto_dot_common_dot_v1_dot_provenance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&llmft/proto/training/v1/training.proto\x12\x17llmft.proto.training.v1\x1a&llmft/proto/common/v1/provenance.proto\"a\n\nLoraConfig\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\x12\r\n\x05merge\x18\x05 \x01(\x08\"R\n\nZeroConfig\x12\r\n\x05stage\x18\x01 \x01(\r\x12\x19\n\x11offload_optimizer\x18\x02 \x01(\x08\x12\x1a\n\x12offload_parameters\x18\x03 \x01(\x08\"\xe1\x01\n\x08Schedule\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\x14\n\x0clr_scheduler\x18\x02 \x01(\t\x12\x14\n\x0cwarmup_ratio\x18\x03 \x01(\x01\x12\x14\n\x0cweight_decay\x18\x04 \x01(\x01\x12\x11\n\tmax_steps\x18\x05 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x01\x12\x1d\n\x15per_device_batch_size\x18\x07 \x01(\r\x12#\n\x1bgradient_accumulation_steps\x18\x08 \x01(\r\x12\x15\n\rmax_grad_norm\x18\t \x01(\x01\"@\n\x10\x43heckpointConfig\x12\x12\n\nsave_steps\x18\x01 \x01(\r\x12\x18\n\x10save_total_limit\x18\x02 \x01(\r\":\n\nEvalConfig\x12\x12\n\neval_steps\x18\x01 \x01(\r\x12\x18\n\x10max_eval_samples\x18\x02 \x01(\r\"\x88\x04\n\x0eTrainingRecipe\x12\x37\n\x06method\x18\x01 \x01(\x0e\x32\'.llmft.proto.training.v1.TrainingMethod\x12\x31\n\x04lora\x18\x02 \x01(\x0b\x32#.llmft.proto.training.v1.LoraConfig\x12\x35\n\tprecision\x18\x03 \x01(\x0e\x32\".llmft.proto.training.v1.Precision\x12\x35\n\toptimizer\x18\x04 \x01(\x0e\x32\".llmft.proto.training.v1.Optimizer\x12\x31\n\x04zero\x18\x05 \x01(\x0b\x32#.llmft.proto.training.v1.ZeroConfig\x12\x33\n\x08schedule\x18\x06 \x01(\x0b\x32!.llmft.proto.training.v1.Schedule\x12\x12\n\nmax_length\x18\x07 \x01(\r\x12\x0f\n\x07packing\x18\x08 \x01(\x08\x12\x0c\n\x04seed\x18\t \x01(\x04\x12=\n\ncheckpoint\x18\n \x01(\x0b\x32).llmft.proto.training.v1.CheckpointConfig\x12\x31\n\x04\x65val\x18\x0b \x01(\x0b\x32#.llmft.proto.training.v1.EvalConfig\x12\x0f\n\x07\x63ompile\x18\x0c \x01(\x08\";\n\x11\x44istributedConfig\x12\x0e\n\x06nnodes\x18\x01 \x01(\r\x12\x16\n\x0enproc_per_node\x18\x02 \x01(\r\"\x8a\x02\n\x0fTrainingRequest\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x1b\n\x13\x62\x61se_model_revision\x18\x02 \x01(\t\x12\x37\n\x06recipe\x18\x03 \x01(\x0b\x32\'.llmft.proto.training.v1.TrainingRecipe\x12?\n\x0b\x64istributed\x18\x04 \x01(\x0b\x32*.llmft.proto.training.v1.DistributedConfig\x12:\n\tresources\x18\x05 \x01(\x0b\x32\'.llmft.proto.common.v1.ComputeResources\x12\x10\n\x08run_name\x18\x06 \x01(\t\"?\n\x0b\x45valMetrics\x12\x0c\n\x04loss\x18\x01 \x01(\x01\x12\x12\n\nperplexity\x18\x02 \x01(\x01\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\"\xf1\x01\n\x0fTrainingMetrics\x12\x39\n\x0b\x65val_before\x18\x01 \x01(\x0b\x32$.llmft.proto.training.v1.EvalMetrics\x12\x38\n\neval_after\x18\x02 \x01(\x0b\x32$.llmft.proto.training.v1.EvalMetrics\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\r\n\x05steps\x18\x04 \x01(\r\x12\x14\n\x0ctrain_tokens\x18\x05 \x01(\x04\x12\x19\n\x11tokens_per_second\x18\x06 \x01(\x01\x12\x15\n\rtrain_seconds\x18\x07 \x01(\x01\"\xf7\x02\n\rModelArtifact\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x1e\n\x16\x62\x61se_model_fingerprint\x18\x03 \x01(\t\x12\x37\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\'.llmft.proto.training.v1.ArtifactFormat\x12\x14\n\x0cmodel_family\x18\x05 \x01(\t\x12\x1d\n\x15tokenizer_fingerprint\x18\x06 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x07 \x01(\t\x12\x39\n\x07metrics\x18\x08 \x01(\x0b\x32(.llmft.proto.training.v1.TrainingMetrics\x12\x12\n\nparameters\x18\t \x01(\x04\x12\x1c\n\x14trainable_parameters\x18\n \x01(\x04\x12\x35\n\nprovenance\x18\x0b \x01(\x0b\x32!.llmft.proto.common.v1.Provenance*\x80\x01\n\x0eTrainingMethod\x12\x1f\n\x1bTRAINING_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14TRAINING_METHOD_FULL\x10\x01\x12\x18\n\x14TRAINING_METHOD_LORA\x10\x02\x12\x19\n\x15TRAINING_METHOD_QLORA\x10\x03*N\n\tPrecision\x12\x19\n\x15PRECISION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRECISION_FP32\x10\x01\x12\x12\n\x0ePRECISION_BF16\x10\x02*u\n\tOptimizer\x12\x19\n\x15OPTIMIZER_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPTIMIZER_ADAMW\x10\x01\x12\x18\n\x14OPTIMIZER_ADAMW_8BIT\x10\x02\x12\x1e\n\x1aOPTIMIZER_PAGED_ADAMW_8BIT\x10\x03*j\n\x0e\x41rtifactFormat\x12\x1f\n\x1b\x41RTIFACT_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41RTIFACT_FORMAT_MERGED\x10\x01\x12\x1b\n\x17\x41RTIFACT_FORMAT_ADAPTER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&llmft/proto/training/v1/training.proto\x12\x17llmft.proto.training.v1\x1a&llmft/proto/common/v1/provenance.proto\"a\n\nLoraConfig\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\x12\r\n\x05merge\x18\x05 \x01(\x08\"R\n\nZeroConfig\x12\r\n\x05stage\x18\x01 \x01(\r\x12\x19\n\x11offload_optimizer\x18\x02 \x01(\x08\x12\x1a\n\x12offload_parameters\x18\x03 \x01(\x08\"\xe1\x01\n\x08Schedule\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\x14\n\x0clr_scheduler\x18\x02 \x01(\t\x12\x14\n\x0cwarmup_ratio\x18\x03 \x01(\x01\x12\x14\n\x0cweight_decay\x18\x04 \x01(\x01\x12\x11\n\tmax_steps\x18\x05 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x01\x12\x1d\n\x15per_device_batch_size\x18\x07 \x01(\r\x12#\n\x1bgradient_accumulation_steps\x18\x08 \x01(\r\x12\x15\n\rmax_grad_norm\x18\t \x01(\x01\"@\n\x10\x43heckpointConfig\x12\x12\n\nsave_steps\x18\x01 \x01(\r\x12\x18\n\x10save_total_limit\x18\x02 \x01(\r\":\n\nEvalConfig\x12\x12\n\neval_steps\x18\x01 \x01(\r\x12\x18\n\x10max_eval_samples\x18\x02 \x01(\r\"\xf7\x03\n\x0eTrainingRecipe\x12\x37\n\x06method\x18\x01 \x01(\x0e\x32\'.llmft.proto.training.v1.TrainingMethod\x12\x31\n\x04lora\x18\x02 \x01(\x0b\x32#.llmft.proto.training.v1.LoraConfig\x12\x35\n\tprecision\x18\x03 \x01(\x0e\x32\".llmft.proto.training.v1.Precision\x12\x35\n\toptimizer\x18\x04 \x01(\x0e\x32\".llmft.proto.training.v1.Optimizer\x12\x31\n\x04zero\x18\x05 \x01(\x0b\x32#.llmft.proto.training.v1.ZeroConfig\x12\x33\n\x08schedule\x18\x06 \x01(\x0b\x32!.llmft.proto.training.v1.Schedule\x12\x12\n\nmax_length\x18\x07 \x01(\r\x12\x0f\n\x07packing\x18\x08 \x01(\x08\x12\x0c\n\x04seed\x18\t \x01(\x04\x12=\n\ncheckpoint\x18\n \x01(\x0b\x32).llmft.proto.training.v1.CheckpointConfig\x12\x31\n\x04\x65val\x18\x0b \x01(\x0b\x32#.llmft.proto.training.v1.EvalConfig\";\n\x11\x44istributedConfig\x12\x0e\n\x06nnodes\x18\x01 \x01(\r\x12\x16\n\x0enproc_per_node\x18\x02 \x01(\r\"\x8a\x02\n\x0fTrainingRequest\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x1b\n\x13\x62\x61se_model_revision\x18\x02 \x01(\t\x12\x37\n\x06recipe\x18\x03 \x01(\x0b\x32\'.llmft.proto.training.v1.TrainingRecipe\x12?\n\x0b\x64istributed\x18\x04 \x01(\x0b\x32*.llmft.proto.training.v1.DistributedConfig\x12:\n\tresources\x18\x05 \x01(\x0b\x32\'.llmft.proto.common.v1.ComputeResources\x12\x10\n\x08run_name\x18\x06 \x01(\t\"?\n\x0b\x45valMetrics\x12\x0c\n\x04loss\x18\x01 \x01(\x01\x12\x12\n\nperplexity\x18\x02 \x01(\x01\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\"\xf1\x01\n\x0fTrainingMetrics\x12\x39\n\x0b\x65val_before\x18\x01 \x01(\x0b\x32$.llmft.proto.training.v1.EvalMetrics\x12\x38\n\neval_after\x18\x02 \x01(\x0b\x32$.llmft.proto.training.v1.EvalMetrics\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\r\n\x05steps\x18\x04 \x01(\r\x12\x14\n\x0ctrain_tokens\x18\x05 \x01(\x04\x12\x19\n\x11tokens_per_second\x18\x06 \x01(\x01\x12\x15\n\rtrain_seconds\x18\x07 \x01(\x01\"\xf7\x02\n\rModelArtifact\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x1e\n\x16\x62\x61se_model_fingerprint\x18\x03 \x01(\t\x12\x37\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\'.llmft.proto.training.v1.ArtifactFormat\x12\x14\n\x0cmodel_family\x18\x05 \x01(\t\x12\x1d\n\x15tokenizer_fingerprint\x18\x06 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x07 \x01(\t\x12\x39\n\x07metrics\x18\x08 \x01(\x0b\x32(.llmft.proto.training.v1.TrainingMetrics\x12\x12\n\nparameters\x18\t \x01(\x04\x12\x1c\n\x14trainable_parameters\x18\n \x01(\x04\x12\x35\n\nprovenance\x18\x0b \x01(\x0b\x32!.llmft.proto.common.v1.Provenance*\x80\x01\n\x0eTrainingMethod\x12\x1f\n\x1bTRAINING_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14TRAINING_METHOD_FULL\x10\x01\x12\x18\n\x14TRAINING_METHOD_LORA\x10\x02\x12\x19\n\x15TRAINING_METHOD_QLORA\x10\x03*N\n\tPrecision\x12\x19\n\x15PRECISION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRECISION_FP32\x10\x01\x12\x12\n\x0ePRECISION_BF16\x10\x02*u\n\tOptimizer\x12\x19\n\x15OPTIMIZER_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPTIMIZER_ADAMW\x10\x01\x12\x18\n\x14OPTIMIZER_ADAMW_8BIT\x10\x02\x12\x1e\n\x1aOPTIMIZER_PAGED_ADAMW_8BIT\x10\x03*j\n\x0e\x41rtifactFormat\x12\x1f\n\x1b\x41RTIFACT_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41RTIFACT_FORMAT_MERGED\x10\x01\x12\x1b\n\x17\x41RTIFACT_FORMAT_ADAPTER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmft.proto.training.v1.training_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAININGMETHOD']._serialized_start=2185
-  _globals['_TRAININGMETHOD']._serialized_end=2313
-  _globals['_PRECISION']._serialized_start=2315
-  _globals['_PRECISION']._serialized_end=2393
-  _globals['_OPTIMIZER']._serialized_start=2395
-  _globals['_OPTIMIZER']._serialized_end=2512
-  _globals['_ARTIFACTFORMAT']._serialized_start=2514
-  _globals['_ARTIFACTFORMAT']._serialized_end=2620
+  _globals['_TRAININGMETHOD']._serialized_start=2168
+  _globals['_TRAININGMETHOD']._serialized_end=2296
+  _globals['_PRECISION']._serialized_start=2298
+  _globals['_PRECISION']._serialized_end=2376
+  _globals['_OPTIMIZER']._serialized_start=2378
+  _globals['_OPTIMIZER']._serialized_end=2495
+  _globals['_ARTIFACTFORMAT']._serialized_start=2497
+  _globals['_ARTIFACTFORMAT']._serialized_end=2603
   _globals['_LORACONFIG']._serialized_start=107
   _globals['_LORACONFIG']._serialized_end=204
   _globals['_ZEROCONFIG']._serialized_start=206
@@ -51,15 +51,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALCONFIG']._serialized_start=584
   _globals['_EVALCONFIG']._serialized_end=642
   _globals['_TRAININGRECIPE']._serialized_start=645
-  _globals['_TRAININGRECIPE']._serialized_end=1165
-  _globals['_DISTRIBUTEDCONFIG']._serialized_start=1167
-  _globals['_DISTRIBUTEDCONFIG']._serialized_end=1226
-  _globals['_TRAININGREQUEST']._serialized_start=1229
-  _globals['_TRAININGREQUEST']._serialized_end=1495
-  _globals['_EVALMETRICS']._serialized_start=1497
-  _globals['_EVALMETRICS']._serialized_end=1560
-  _globals['_TRAININGMETRICS']._serialized_start=1563
-  _globals['_TRAININGMETRICS']._serialized_end=1804
-  _globals['_MODELARTIFACT']._serialized_start=1807
-  _globals['_MODELARTIFACT']._serialized_end=2182
+  _globals['_TRAININGRECIPE']._serialized_end=1148
+  _globals['_DISTRIBUTEDCONFIG']._serialized_start=1150
+  _globals['_DISTRIBUTEDCONFIG']._serialized_end=1209
+  _globals['_TRAININGREQUEST']._serialized_start=1212
+  _globals['_TRAININGREQUEST']._serialized_end=1478
+  _globals['_EVALMETRICS']._serialized_start=1480
+  _globals['_EVALMETRICS']._serialized_end=1543
+  _globals['_TRAININGMETRICS']._serialized_start=1546
+  _globals['_TRAININGMETRICS']._serialized_end=1787
+  _globals['_MODELARTIFACT']._serialized_start=1790
+  _globals['_MODELARTIFACT']._serialized_end=2165
 # @@protoc_insertion_point(module_scope)

@@ -111,7 +111,7 @@ class EvalConfig(_message.Message):
     def __init__(self, eval_steps: _Optional[int] = ..., max_eval_samples: _Optional[int] = ...) -> None: ...
 
 class TrainingRecipe(_message.Message):
-    __slots__ = ("method", "lora", "precision", "optimizer", "zero", "schedule", "max_length", "packing", "seed", "checkpoint", "eval", "compile")
+    __slots__ = ("method", "lora", "precision", "optimizer", "zero", "schedule", "max_length", "packing", "seed", "checkpoint", "eval")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     LORA_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -123,7 +123,6 @@ class TrainingRecipe(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     EVAL_FIELD_NUMBER: _ClassVar[int]
-    COMPILE_FIELD_NUMBER: _ClassVar[int]
     method: TrainingMethod
     lora: LoraConfig
     precision: Precision
@@ -135,8 +134,7 @@ class TrainingRecipe(_message.Message):
     seed: int
     checkpoint: CheckpointConfig
     eval: EvalConfig
-    compile: bool
-    def __init__(self, method: _Optional[_Union[TrainingMethod, str]] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., precision: _Optional[_Union[Precision, str]] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., zero: _Optional[_Union[ZeroConfig, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., max_length: _Optional[int] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., checkpoint: _Optional[_Union[CheckpointConfig, _Mapping]] = ..., eval: _Optional[_Union[EvalConfig, _Mapping]] = ..., compile: _Optional[bool] = ...) -> None: ...
+    def __init__(self, method: _Optional[_Union[TrainingMethod, str]] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., precision: _Optional[_Union[Precision, str]] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., zero: _Optional[_Union[ZeroConfig, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., max_length: _Optional[int] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., checkpoint: _Optional[_Union[CheckpointConfig, _Mapping]] = ..., eval: _Optional[_Union[EvalConfig, _Mapping]] = ...) -> None: ...
 
 class DistributedConfig(_message.Message):
     __slots__ = ("nnodes", "nproc_per_node")

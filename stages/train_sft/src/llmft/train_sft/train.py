@@ -59,8 +59,9 @@ def sft_trainer(
     callbacks: list[Any] | None = None,
 ) -> Any:
     """trl's SFTTrainer as the recipe says: chat template, loss on assistant tokens only, and with packing,
-    best-fit-decreasing packing of whole conversations into padding-free rows whose position ids restart per
-    conversation (trl calls the model with use_cache=False, so transformers masks attention per conversation)."""
+    best-fit-decreasing packing of whole conversations into rows whose position ids restart per conversation (trl
+    calls the model with use_cache=False, so transformers masks attention per conversation). With flash-attention the
+    rows are flattened padding-free (trl's default); otherwise they stay rows (RowPackedCollator)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -74,7 +75,7 @@ def sft_trainer(
         loss_type="nll",
         dataset_num_proc=None,
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list([{"messages": m} for m in train_conversations]),
@@ -82,6 +83,34 @@ def sft_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    if recipe.packing and not is_flash_attention(model):
+        trainer.data_collator = RowPackedCollator(pad_token_id=tokenizer.pad_token_id)
+    return trainer
+
+
+def is_flash_attention(model: Any) -> bool:
+    return "flash" in str(getattr(model.config, "_attn_implementation", ""))
+
+
+class RowPackedCollator:
+    """Batches of packed rows for attention without variable-length kernels (sdpa, eager: CPUs, most GPUs without
+    flash-attention). trl's padding-free collator flattens the whole batch into one row, which flash-attention splits
+    by sequence but sdpa computes as one (batch x length)^2 block-masked attention: 8x the work at batch 8. This keeps
+    the rows (each one max_length of packed conversations), restarts position ids per conversation and leaves out the
+    attention mask, so transformers masks attention per conversation within each row."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        self.collate = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, return_position_ids=True)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collate(examples)
+        del batch["attention_mask"]
+        # As trl's padding-free batches: the first token of each conversation (position 0) predicts nothing, and
+        # row padding (position 0 as well) carries no loss.
+        batch["labels"][batch["position_ids"] == 0] = -100
+        return dict(batch)
 
 
 def train_sft(
