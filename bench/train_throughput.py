@@ -201,9 +201,12 @@ def child_sft(tmp: Path, steps: int, warmup: int, packing: bool) -> dict[str, An
         callbacks=[clock],
     )
     metrics = result.artifact.metrics
-    # Tokens the model learns from per second (non-padding), over the whole run.
+    # Steady state: from the end of the first step to the end of the last (no evaluation, no first-step warm-up);
+    # tokens the model learns from (not padding), spread evenly over the steps.
+    steady = clock.times[-1] - clock.times[1]
+    tokens = metrics.train_tokens * (metrics.steps - 1) / metrics.steps
     return {
-        "tokens_per_s": metrics.train_tokens / metrics.train_seconds,
+        "tokens_per_s": tokens / steady,
         "train_tokens": metrics.train_tokens,
         "eval_loss_after": metrics.eval_after.loss,
         "seconds": metrics.train_seconds,

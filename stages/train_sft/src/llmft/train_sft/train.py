@@ -72,7 +72,7 @@ def sft_trainer(
         packing_strategy="bfd",
         padding_free=recipe.packing,
         assistant_only_loss=True,
-        loss_type="nll",
+        loss_type="chunked_nll",
         dataset_num_proc=None,
     )
     trainer = SFTTrainer(
