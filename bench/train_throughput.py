@@ -319,7 +319,7 @@ def main() -> int:
     mfu = results[best]["mfu"]
     print(
         f"   llmft bf16 MFU {mfu:.1%}: {'meets' if mfu >= 0.4 else 'misses'} the 40% goal, "
-        f"{(0.5 - mfu) * 100:.1f} points short of 50%"
+        f"{(mfu - 0.5) * 100:+.1f} points from 50%"
     )
 
     pad, pack = results["sft_padding"], results["sft_packing"]
