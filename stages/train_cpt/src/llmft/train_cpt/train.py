@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core.datasets import read_manifest, read_split, require_kind
+from llmft.core.lm_loss import install_for_recipe
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
 from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.data.v1 import dataset_pb2
@@ -68,13 +69,14 @@ def train_cpt(
     work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-cpt-"))
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(**training_arguments(recipe, work)),
+        args=TrainingArguments(**training_arguments(recipe, work), prediction_loss_only=True),
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows),
         data_collator=default_data_collator,
         processing_class=base.tokenizer,
         callbacks=callbacks,
     )
+    install_for_recipe(trainer.model, recipe.zero.stage)
     metrics = train_and_evaluate(trainer, eval_tokens)
     artifact = save_and_describe(
         trainer,

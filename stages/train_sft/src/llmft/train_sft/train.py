@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core.datasets import conversation, read_manifest, read_split, require_kind
+from llmft.core.lm_loss import install_for_recipe
+from llmft.core.attention import restore_sdpa, use_packed_attention
 from llmft.core.generation import generate_answers
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
 from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
@@ -61,7 +63,8 @@ def sft_trainer(
     """trl's SFTTrainer as the recipe says: chat template, loss on assistant tokens only, and with packing,
     best-fit-decreasing packing of whole conversations into rows whose position ids restart per conversation (trl
     calls the model with use_cache=False, so transformers masks attention per conversation). With flash-attention the
-    rows are flattened padding-free (trl's default); otherwise they stay rows (RowPackedCollator)."""
+    rows are flattened padding-free (trl's default); otherwise they stay rows (RowPackedCollator) and sdpa runs per
+    conversation (llmft.core.attention)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -83,8 +86,12 @@ def sft_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    # trl has patched the model for its chunked loss; llmft's fused one replaces it (no recomputation, matmuls in the
+    # autocast dtype) and reports the same token statistics. Under ZeRO-3 trl's stays: it gathers the head's weight.
+    install_for_recipe(trainer.model, recipe.zero.stage)
     if recipe.packing and not is_flash_attention(model):
         trainer.data_collator = RowPackedCollator(pad_token_id=tokenizer.pad_token_id)
+        use_packed_attention(trainer.model)
     return trainer
 
 
@@ -97,7 +104,8 @@ class RowPackedCollator:
     flash-attention). trl's padding-free collator flattens the whole batch into one row, which flash-attention splits
     by sequence but sdpa computes as one (batch x length)^2 block-masked attention: 8x the work at batch 8. This keeps
     the rows (each one max_length of packed conversations), restarts position ids per conversation and leaves out the
-    attention mask, so transformers masks attention per conversation within each row."""
+    attention mask, so transformers masks attention per conversation within each row (and llmft's packed sdpa
+    attends within each conversation only, skipping the masked blocks)."""
 
     def __init__(self, pad_token_id: int) -> None:
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -146,6 +154,7 @@ def train_sft(
     work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-sft-"))
     trainer = sft_trainer(recipe, model, tokenizer, train_conversations, eval_conversations, work, callbacks)
     metrics = train_and_evaluate(trainer, eval_tokens)
+    restore_sdpa(trainer.model)
     answers_after = generate_answers(trainer.model, tokenizer, samples_from)
     samples = [
         {"prompt": m[-2]["content"] if len(m) > 1 else "", "reference": m[-1]["content"], "before": b, "after": a}
