@@ -47,13 +47,16 @@ def test_packed_attention_matches_masked_sdpa_in_outputs_and_gradients(preset: s
     assert use_packed_attention(packed)
     assert packed.config._attn_implementation == PACKED_SDPA
     ids, positions, labels = packed_batch()
-    calls = []
-    handle = torch.nn.functional.scaled_dot_product_attention
-    try:
-        torch.nn.functional.scaled_dot_product_attention = lambda *a, **k: calls.append(k) or handle(*a, **k)
+    calls: list[dict[str, object]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counting_sdpa(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(kwargs)
+        return sdpa(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting_sdpa)
         got = packed(input_ids=ids, position_ids=positions, labels=labels, use_cache=False)
-    finally:
-        torch.nn.functional.scaled_dot_product_attention = handle
     expected = masked(input_ids=ids, position_ids=positions, labels=labels, use_cache=False)
     real = labels != -100
     assert torch.allclose(got.logits[real], expected.logits[real], atol=1e-4)
@@ -81,7 +84,9 @@ def test_unpacked_batches_and_generation_take_the_sdpa_path() -> None:
     mask = torch.ones_like(ids)
     mask[1, 8:] = 0
     with torch.no_grad():
-        assert torch.equal(plain(input_ids=ids, attention_mask=mask).logits, packed(input_ids=ids, attention_mask=mask).logits)
+        assert torch.equal(
+            plain(input_ids=ids, attention_mask=mask).logits, packed(input_ids=ids, attention_mask=mask).logits
+        )
     assert torch.equal(
         plain.generate(ids[:1, :4], max_new_tokens=5, do_sample=False),
         packed.generate(ids[:1, :4], max_new_tokens=5, do_sample=False),

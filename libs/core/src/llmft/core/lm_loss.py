@@ -67,7 +67,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         w = weight.to(compute_dtype)
         h_all = hidden.to(compute_dtype)
         grad_hidden = torch.empty_like(hidden) if needs_hidden_grad else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if needs_weight_grad else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if needs_weight_grad else None
+        )
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
         correct = torch.zeros((), dtype=torch.float32, device=hidden.device)
         entropy = torch.zeros((), dtype=torch.float32, device=hidden.device)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.core.datasets import conversation, read_manifest, read_split, require_kind
-from llmft.core.lm_loss import install_for_recipe
 from llmft.core.attention import restore_sdpa, use_packed_attention
+from llmft.core.datasets import conversation, read_manifest, read_split, require_kind
 from llmft.core.generation import generate_answers
+from llmft.core.lm_loss import install_for_recipe
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
 from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.data.v1 import dataset_pb2
