@@ -77,6 +77,8 @@ def test_packed_training_batches_restart_positions_and_label_only_assistant_toke
 
 def test_without_flash_attention_packed_rows_stay_separate_rows(model_dir: Path, tmp_path: Path) -> None:
     """sdpa would compute a flattened batch as one long row (quadratic in the whole batch): rows stay rows."""
+    from llmft.core.attention import PACKED_SDPA
+    from llmft.core.lm_loss import FusedLMOutput
     from llmft.core.recipe import load_model_for_training, resolve_recipe
     from llmft.proto.training.v1 import training_pb2 as T
     from llmft.train_sft.train import RowPackedCollator, sft_trainer
@@ -91,7 +93,12 @@ def test_without_flash_attention_packed_rows_stay_separate_rows(model_dir: Path,
         recipe, load_model_for_training(model_dir, recipe), tokenizer, conversations, conversations, tmp_path
     )
     assert isinstance(trainer.data_collator, RowPackedCollator)
+    assert trainer.model.config._attn_implementation == PACKED_SDPA  # each conversation attends to itself only
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape[0] == 2 and batch["input_ids"].shape[1] <= 48  # two rows, not one of 2 x 48
     for row in batch["position_ids"].tolist():
         assert row[0] == 0 and all(b == a + 1 for a, b in zip(row, row[1:], strict=False) if b != 0)
+    # The loss is llmft's fused one: no logits, and trl's token statistics over the assistant tokens.
+    outputs = trainer.model(**batch)
+    assert isinstance(outputs, FusedLMOutput) and outputs.logits is None
+    assert int(outputs.num_valid_tokens) == int((batch["labels"][:, 1:] != -100).sum()) > 0
