@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmft.core import attention
 from llmft.core.attention import PACKED_SDPA, restore_sdpa, sequence_spans, use_packed_attention
 
 
@@ -35,8 +36,10 @@ def packed_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.stack(ids), torch.stack(positions), torch.stack(labels)
 
 
+@pytest.mark.parametrize("kernel", ["matmul", "sdpa"])
 @pytest.mark.parametrize("preset", ["llmft/tiny-llama", "llmft/tiny-neox"])
-def test_packed_attention_matches_masked_sdpa_in_outputs_and_gradients(preset: str) -> None:
+def test_packed_attention_matches_masked_sdpa_in_outputs_and_gradients(preset: str, kernel: str) -> None:
+    """Both ways a sequence attends: explicit matmuls (short sequences on CPU) and sdpa's causal kernel."""
     from transformers import AutoModelForCausalLM
 
     from llmft.core.models import resolve_model_dir
@@ -56,13 +59,14 @@ def test_packed_attention_matches_masked_sdpa_in_outputs_and_gradients(preset: s
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting_sdpa)
+        patch.setattr(attention, "MATH_BELOW", 64 if kernel == "matmul" else 0)
         got = packed(input_ids=ids, position_ids=positions, labels=labels, use_cache=False)
     expected = masked(input_ids=ids, position_ids=positions, labels=labels, use_cache=False)
     real = labels != -100
     assert torch.allclose(got.logits[real], expected.logits[real], atol=1e-4)
-    # One causal call per sequence of two or more tokens (6 of them) per layer, no mask.
+    # sdpa: one causal call per sequence of two or more tokens (6 of them) per layer, no mask; matmul: none.
     layers = masked.config.num_hidden_layers
-    assert len(calls) == 6 * layers and all(k["is_causal"] for k in calls)
+    assert len(calls) == (6 * layers if kernel == "sdpa" else 0) and all(k["is_causal"] for k in calls)
     got.loss.backward()
     expected.loss.backward()
     for (name, a), b in zip(masked.named_parameters(), packed.parameters(), strict=True):
