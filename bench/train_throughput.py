@@ -8,7 +8,7 @@
    non-padding tokens per second and held-out loss after the same number of steps, at max length 1024 (trl's
    default, the headline figure) and 256. Padding pads each batch to its longest conversation.
 3. Flyte overhead: the CPT stage run as its Flyte task (local executor, Elastic worker) against the same training in a
-   bare script, wall-clock seconds.
+   bare script, wall-clock seconds, the fastest of --overhead-repeats alternating runs of each.
 
     .venv/bin/python bench/train_throughput.py            # a few minutes on 2 cores; run on a quiet machine
 
@@ -288,6 +288,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--sft-steps", type=int, default=40)
     parser.add_argument("--overhead-steps", type=int, default=200)
+    parser.add_argument("--overhead-repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=HERE / "train_throughput.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,9 +303,20 @@ def main() -> int:
         f"--sft-steps={args.sft_steps}",
         f"--overhead-steps={args.overhead_steps}",
     ]
-    results = {name: run_child(name, argv) for name in CHILDREN}
+    command_argv = [*argv, f"--overhead-repeats={args.overhead_repeats}"]
+    overhead_pair = ("cpt_bare_script", "cpt_flyte_task")
+    results = {name: run_child(name, argv) for name in CHILDREN if name not in overhead_pair}
+    # Wall-clock seconds of a minute-long run wander by a few percent on a shared machine: the pair runs
+    # --overhead-repeats times, alternating, and each side keeps its fastest run (its runs are listed too).
+    for name in overhead_pair:
+        results[name] = {"seconds": float("inf"), "runs": []}
+    for _ in range(args.overhead_repeats):
+        for name in overhead_pair:
+            seconds = run_child(name, argv)["seconds"]
+            results[name]["runs"].append(seconds)
+            results[name]["seconds"] = min(results[name]["seconds"], seconds)
     peak = results["peak"]["bf16"]
-    command = ".venv/bin/python bench/train_throughput.py " + " ".join(argv)
+    command = ".venv/bin/python bench/train_throughput.py " + " ".join(command_argv)
 
     print(f"\n1. llmft/small-llama, seq {SEQ}, batch {BATCH}: tokens/s and MFU ({command})")
     print(
@@ -349,7 +361,10 @@ def main() -> int:
 
     bare, flyte = results["cpt_bare_script"], results["cpt_flyte_task"]
     overhead = flyte["seconds"] / bare["seconds"]
-    print(f"\n3. CPT, llmft/tiny-llama, {args.overhead_steps} steps: Flyte task vs bare script (wall seconds)")
+    print(
+        f"\n3. CPT, llmft/tiny-llama, {args.overhead_steps} steps: Flyte task vs bare script (wall seconds, fastest of "
+        f"{args.overhead_repeats})"
+    )
     print(
         f"   baseline: bare script {bare['seconds']:.1f} s; Flyte task (local, Elastic worker) "
         f"{flyte['seconds']:.1f} s; ratio {overhead:.3f} (goal <= 1.03)"
