@@ -17,7 +17,7 @@ from flytekit.core.hash import HashMethod
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core.datasets import read_manifest
-from llmft.core.distributed import under_launcher
+from llmft.core.distributed import leave_single_worker_launch, under_launcher
 from llmft.core.training import model_fingerprint
 from llmft.proto.common.v1.provenance_pb2 import ComputeResources
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
@@ -107,6 +107,14 @@ def restore_flyte_checkpoints(checkpoint_dir: Path, checkpoint: Any = None) -> P
     return latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
 
 
+def training_deck_fields() -> tuple[Any, ...]:
+    """flytekit's default Decks less "Dependencies", which runs `pip list` and `pip freeze` in subprocesses after the
+    task (~1 s each time); a training task's packages are pinned by its ImageSpec (llmft.core.images)."""
+    from flytekit.deck import DeckField
+
+    return (DeckField.SOURCE_CODE, DeckField.TIMELINE, DeckField.INPUT, DeckField.OUTPUT)
+
+
 def elastic(nproc_per_node: int = 1) -> Any:
     """The Elastic launch of llmft's training tasks: one node, `nproc_per_node` torch elastic workers. A single
     worker is forked from the task's process, which skips re-importing torch and transformers: on a 1-minute CPU run
@@ -172,6 +180,7 @@ def train_in_task(
     base_dir = Path(base_model.download()) if base_model is not None else None
     work = Path(current_context().working_directory)
     restore_flyte_checkpoints(work / "checkpoints")
+    leave_single_worker_launch(request.recipe.zero.stage)
     result = train(
         request,
         data_dir,

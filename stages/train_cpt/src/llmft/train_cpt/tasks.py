@@ -9,7 +9,7 @@ from flytekit import ImageSpec, Resources, task
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
-from llmft.core.flyte import TrainedModel, elastic, train_in_task, training_overrides
+from llmft.core.flyte import TrainedModel, elastic, train_in_task, training_deck_fields, training_overrides
 from llmft.core.images import image_packages, registry
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
@@ -44,6 +44,7 @@ CACHE_VERSION = fp.cache_version(STAGE, __version__)
     cache_version=CACHE_VERSION,
     retries=2,
     enable_deck=True,
+    deck_fields=training_deck_fields(),
 )
 def train(
     request: TrainingRequest,
