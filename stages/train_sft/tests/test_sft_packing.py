@@ -100,5 +100,5 @@ def test_without_flash_attention_packed_rows_stay_separate_rows(model_dir: Path,
         assert row[0] == 0 and all(b == a + 1 for a, b in zip(row, row[1:], strict=False) if b != 0)
     # The loss is llmft's fused one: no logits, and trl's token statistics over the assistant tokens.
     outputs = trainer.model(**batch)
-    assert isinstance(outputs, FusedLMOutput) and outputs.logits is None
+    assert isinstance(outputs, FusedLMOutput) and outputs.logits is None and outputs.num_valid_tokens is not None
     assert int(outputs.num_valid_tokens) == int((batch["labels"][:, 1:] != -100).sum()) > 0
