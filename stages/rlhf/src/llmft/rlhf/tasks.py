@@ -10,8 +10,8 @@ from flytekit import Deck, ImageSpec, Resources, current_context, task
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
-from llmft.core.distributed import under_launcher
-from llmft.core.flyte import ModelDir, download_dataset, elastic
+from llmft.core.distributed import leave_single_worker_launch, under_launcher
+from llmft.core.flyte import ModelDir, download_dataset, elastic, training_deck_fields
 from llmft.core.images import image_packages, registry
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.rlhf.v1.rlhf_pb2 import DpoReport, DpoRequest, RewardModelReport, RewardModelRequest
@@ -58,6 +58,7 @@ class DpoPolicy(NamedTuple):
     cache_version=CACHE_VERSION,
     retries=2,
     enable_deck=True,
+    deck_fields=training_deck_fields(),
 )
 def reward_model(
     request: RewardModelRequest,
@@ -68,6 +69,7 @@ def reward_model(
     data_dir = download_dataset(dataset, data)
     base_dir = Path(base_model.download()) if base_model is not None else None
     out = Path(current_context().working_directory) / "reward-model"
+    leave_single_worker_launch(request.recipe.zero.stage)
     result = train_reward_model(request, data_dir, out, base_dir, distributed=under_launcher())
     Deck("Reward model", result.report_html)
     return RewardModel(report=result.report, model=FlyteDirectory(path=str(out)))
@@ -81,10 +83,12 @@ def reward_model(
     cache_version=CACHE_VERSION,
     retries=2,
     enable_deck=True,
+    deck_fields=training_deck_fields(),
 )
 def dpo(request: DpoRequest, dataset: DatasetManifest, data: FlyteDirectory, policy: FlyteDirectory) -> DpoPolicy:
     data_dir = download_dataset(dataset, data)
     out = Path(current_context().working_directory) / "dpo-policy"
+    leave_single_worker_launch(request.recipe.zero.stage)
     result = train_dpo(request, data_dir, out, Path(policy.download()), distributed=under_launcher())
     Deck("DPO", result.report_html)
     return DpoPolicy(report=result.report, model=FlyteDirectory(path=str(out)))
