@@ -104,7 +104,7 @@ def child_peak(_: Path) -> dict[str, Any]:
 
 
 def blocks_dataset(tmp: Path, rows: int) -> Path:
-    from llmft.core.testing import write_text_dataset
+    from llmft.testing import write_text_dataset
 
     return write_text_dataset(tmp / "corpus", train_docs=rows, eval_docs=40)
 

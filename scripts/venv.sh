@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.11) with exactly the lockfile's versions and every llmft package's source root on its path,
-# for running the pipeline, the CLIs and pyflyte. Idempotent: does nothing when the venv matches the lockfile.
+# Creates .venv (Python 3.11) with exactly the lockfile's versions and every llmft package installed from its source
+# root (scripts/dev_install.py), for running the pipeline, the CLIs (`llmft <stage>`) and pyflyte. Idempotent: installs
+# the requirements only when the venv does not match the lockfile.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python="${LLMFT_PYTHON:-python3.11}"
@@ -18,9 +19,6 @@ if [[ ! -f "$stamp" ]]; then
   touch "$stamp"
 fi
 site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-{
-  echo "$PWD/proto"
-  echo "$PWD/libs/core/src"
-  for stage in stages/*/src; do echo "$PWD/$stage"; done
-  echo "$PWD/orchestration/src"
-} > "$site/llmft-sources.pth"
+# Every llmft package from its source root, with the names, versions and entry points (the `llmft` command) its
+# BUILD file declares.
+.venv/bin/python scripts/dev_install.py "$site" .venv/bin

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from llmft.core.datasets import read_manifest
-from llmft.core.testing import arithmetic_conversation, synthetic_code
+from llmft.testing import arithmetic_conversation, synthetic_code
 from llmft.orchestration.defaults import CHAT, CORPUS, CPT, SFT
 from llmft.orchestration.skeleton import skeleton_workflow
 from llmft.proto.data.v1 import dataset_pb2 as D
@@ -74,7 +74,7 @@ def test_batch_inference_maps_over_shards(tmp_path: Path) -> None:
     from flytekit.types.directory import FlyteDirectory
 
     from llmft.core.models import resolve_model_dir
-    from llmft.core.testing import write_prompt_dataset
+    from llmft.testing import write_prompt_dataset
     from llmft.orchestration.batch import batch_inference
 
     data = write_prompt_dataset(tmp_path / "prompts", rows=5)
@@ -154,7 +154,7 @@ def test_elastic_training_task_runs_two_local_processes(  # type: ignore[no-unty
     from flytekit.types.directory import FlyteDirectory
 
     from llmft.core.datasets import read_manifest
-    from llmft.core.testing import write_text_dataset
+    from llmft.testing import write_text_dataset
     from llmft.train_cpt.tasks import overrides, train
 
     data = write_text_dataset(tmp_path / "data", train_docs=80)

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from llmft.core import recipe as R
+from llmft.core.cli import load_training_request
 from llmft.core.models import resolve_model_dir
 from llmft.proto.training.v1 import training_pb2 as T
 
@@ -20,19 +21,19 @@ def test_unset_fields_take_the_defaults_and_set_fields_stay() -> None:
     assert recipe.optimizer == T.OPTIMIZER_ADAMW
 
 
-def test_yaml_recipe_loads_with_field_names_and_enum_names(tmp_path: Path) -> None:
+def test_a_recipe_file_loads_with_field_names_and_enum_names(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(
         "method: TRAINING_METHOD_LORA\nlora: {rank: 4, alpha: 8}\nprecision: PRECISION_BF16\n"
         "schedule: {max_steps: 5}\n"
     )
-    recipe = R.load_recipe(path)
+    recipe = R.resolve_recipe(load_training_request(path).recipe)
     assert recipe.method == T.TRAINING_METHOD_LORA
     assert recipe.lora.rank == 4
     assert recipe.packing is True
     path.write_text("method: TRAINING_METHOD_LORA\nlora: {rnak: 4}\n")
     with pytest.raises(R.RecipeError, match="rnak"):
-        R.load_recipe(path)
+        load_training_request(path)
 
 
 @pytest.mark.parametrize(

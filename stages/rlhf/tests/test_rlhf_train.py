@@ -4,7 +4,7 @@ import pytest
 
 from llmft.core.datasets import DatasetKindError
 from llmft.core.recipe import RecipeError
-from llmft.core.testing import write_chat_dataset, write_preference_dataset
+from llmft.testing import write_chat_dataset, write_preference_dataset
 from llmft.core.training import read_artifact
 from llmft.proto.rlhf.v1 import rlhf_pb2 as R
 from llmft.proto.training.v1 import training_pb2 as T
@@ -65,7 +65,7 @@ def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
 
 def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:
     data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
-    assert EXAMPLES.joinpath("dpo.yaml").read_text().startswith("# python -m llmft.rlhf dpo --config")
+    assert EXAMPLES.joinpath("dpo.yaml").read_text().startswith("# llmft rlhf dpo --config")
     code = main(
         [
             "dpo",

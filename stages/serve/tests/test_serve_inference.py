@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llmft.core.models import resolve_model_dir
-from llmft.core.testing import write_prompt_dataset
+from llmft.testing import write_prompt_dataset
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.proto.serve.v1 import serve_pb2_grpc
 from llmft.serve.__main__ import main

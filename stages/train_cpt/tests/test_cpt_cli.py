@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from llmft.core.cli import load_training_request
-from llmft.core.testing import write_chat_dataset, write_text_dataset
+from llmft.testing import write_chat_dataset, write_text_dataset
 from llmft.core.training import read_artifact
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.train_cpt.__main__ import main
@@ -19,8 +19,8 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("name", ["full.yaml", "lora.yaml", "qlora.yaml", "zero2.yaml"])
 def test_example_recipes_parse_and_open_with_their_command(name: str) -> None:
     path = EXAMPLES / name
-    launcher = "torchrun --nproc_per_node=2" if name == "zero2.yaml" else "python"
-    assert path.read_text().startswith(f"# {launcher} -m llmft.train_cpt --config stages/train_cpt/examples/{name}")
+    command = "torchrun --nproc_per_node=2 -m llmft.train_cpt" if name == "zero2.yaml" else "llmft train-cpt"
+    assert path.read_text().startswith(f"# {command} --config stages/train_cpt/examples/{name}")
     request = load_training_request(path)
     assert request.base_model == "llmft/tiny-llama"
     assert request.recipe.method != T.TRAINING_METHOD_UNSPECIFIED

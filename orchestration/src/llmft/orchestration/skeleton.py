@@ -14,8 +14,8 @@ from flytekit.core.workflow import WorkflowBase
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.data.tasks import acquire_chat, acquire_raw_text, prepare_chat, prepare_raw_text
+from llmft.flyte.summary import loss_summary
 from llmft.orchestration.defaults import CHAT, CORPUS, CPT, SFT
-from llmft.orchestration.report import loss_summary
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 from llmft.proto.training.v1.training_pb2 import ModelArtifact, TrainingRequest
 from llmft.train_cpt.tasks import overrides as cpt_overrides
@@ -59,7 +59,7 @@ def skeleton_workflow(
             cpt=cpt_model.artifact,
             sft=sft_model.artifact,
             model=sft_model.model,
-            summary=loss_summary(cpt=cpt_model.artifact, sft=sft_model.artifact),
+            summary=loss_summary(names=["CPT", "SFT"], artifacts=[cpt_model.artifact, sft_model.artifact]),
         )
 
     return skeleton

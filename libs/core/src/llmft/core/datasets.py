@@ -4,7 +4,6 @@ functions."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,11 +50,6 @@ def require_kind(manifest: dataset_pb2.DatasetManifest, kind: int, stage: str) -
             f"dataset {manifest.name!r} is {dataset_pb2.DatasetKind.Name(manifest.kind)}, but {stage} trains on "
             f"{dataset_pb2.DatasetKind.Name(kind)}"
         )
-
-
-def conversation(messages: str | list[dict[str, str]]) -> list[dict[str, str]]:
-    """A chat row's `messages` (JSON text in Parquet) as a list of {role, content}."""
-    return json.loads(messages) if isinstance(messages, str) else list(messages)
 
 
 class DatasetWriter:

@@ -222,12 +222,11 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 8192) -> Path:
     return out_dir / "tokenizer.json"
 
 
-def count_parameters(name: str) -> int:
+def preset_model(name: str) -> Any:
+    """A preset's model with random weights, built in memory (nothing is written)."""
     from transformers import AutoModelForCausalLM
 
-    config = preset_config(PRESETS[name], load_preset_tokenizer())
-    model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+    return AutoModelForCausalLM.from_config(preset_config(PRESETS[name], load_preset_tokenizer()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,8 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "materialize":
         print(materialize_preset(args.name))
     else:
+        from llmft.core.models import count_parameters
+
         for name in sorted(PRESETS):
-            print(f"{name}\t{count_parameters(name):,} parameters")
+            print(f"{name}\t{count_parameters(preset_model(name))[0]:,} parameters")
     return 0
 
 

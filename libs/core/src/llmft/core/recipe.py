@@ -9,9 +9,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from google.protobuf import json_format
-
 from llmft.proto.training.v1 import training_pb2
 
 T = training_pb2
@@ -66,34 +63,14 @@ def _fill(target: Any, defaults: Any) -> None:
 
 def resolve_recipe(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
     """A copy of `recipe` with every unset (zero) scalar set to its default. Booleans keep their value: proto3 cannot
-    tell an unset bool from false, so `packing` defaults to true only where a recipe is read from a file
-    (`load_recipe`, the CLIs) and stays as given in a message built in code."""
+    tell an unset bool from false, so `packing` defaults to true only where a request is read from a file
+    (`llmft.core.cli.load_training_request`) and stays as given in a message built in code."""
     resolved = T.TrainingRecipe()
     resolved.CopyFrom(recipe)
     packing = recipe.packing
     _fill(resolved, DEFAULTS)
     resolved.packing = packing
     return resolved
-
-
-def load_recipe(path: Path) -> T.TrainingRecipe:
-    """Reads a recipe from YAML or JSON (proto field names), fills defaults. `packing` defaults to true when absent."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
-    if "recipe" in data and isinstance(data["recipe"], dict):
-        data = data["recipe"]
-    data.setdefault("packing", True)
-    recipe = T.TrainingRecipe()
-    try:
-        json_format.ParseDict(data, recipe)
-    except json_format.ParseError as error:
-        raise RecipeError(f"{path}: {error}") from error
-    return resolve_recipe(recipe)
 
 
 def validate_recipe(recipe: T.TrainingRecipe, *, max_positions: int | None = None, distributed: bool = False) -> None:

@@ -4,7 +4,6 @@ with the tokenizer and chat template), and describe it as a ModelArtifact with f
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -275,6 +274,3 @@ def replace_dir(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(src), str(dst))
 
-
-def dump_json(path: Path, value: Any) -> None:
-    Path(path).write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")

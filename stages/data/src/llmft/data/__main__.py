@@ -18,8 +18,8 @@ inference). Formats (--format): auto, text, jsonl, csv, parquet, alpaca, sharegp
 conversations derived from documented functions and classes).
 
 Examples:
-  python -m llmft.data --name corpus --kind raw_text --python-package flytekit --out runs/corpus
-  python -m llmft.data --request stages/data/examples/chat.yaml --out runs/chat
+  llmft data --name corpus --kind raw_text --python-package flytekit --out runs/corpus
+  llmft data --request stages/data/examples/chat.yaml --out runs/chat
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ KINDS = {
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m llmft.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="llmft data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--version", action="version", version=f"llmft.data {__version__}")
     p.add_argument("--request", type=Path, help="a DatasetRequest as YAML or JSON (proto field names)")

@@ -20,36 +20,23 @@ from pathlib import Path
 from typing import Annotated, NamedTuple
 
 import pandas as pd
-from flytekit import Deck, ImageSpec, Resources, current_context, task
+from flytekit import Resources, current_context, task
 from flytekit.core.hash import HashMethod
 from flytekit.types.directory import FlyteDirectory
 from pandera.typing import DataFrame
 
 from llmft.core import fingerprint as fp
-from llmft.core.flyte import DatasetDir
-from llmft.core.images import image_packages, registry
+from llmft.flyte.decks import publish
+from llmft.flyte.images import stage_image
+from llmft.flyte.types import DatasetDir
 from llmft.data import STAGE, __version__
 from llmft.data.build import acquire_frame, build_dataset, config_of, frame_chunks, prepare
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 
-IMAGE = ImageSpec(
-    name="llmft-data",
-    registry=registry(),
-    python_version="3.11",
-    packages=image_packages(
-        "pandera",
-        "flytekitplugins-pandera",
-        "flytekitplugins-deck-standard",
-        "datasketch",
-        "langid",
-        "transformers",
-        "tokenizers",
-        "datasets",
-        "huggingface_hub",
-    ),
-    apt_packages=["git"],
+IMAGE = stage_image(
+    "llmft-data", __version__, ["datasets", "datasketch", "flytekitplugins-pandera", "langid", "pandera"], ["git"]
 )
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
 RESOURCES = Resources(cpu="2", mem="4Gi")
@@ -70,7 +57,7 @@ def _out_dir(name: str) -> Path:
 
 
 def _publish_and_pack(manifest: DatasetManifest, report: dict, out: Path) -> Prepared:
-    Deck(f"Dataset {manifest.name}", report_html(manifest, report))
+    publish(f"Dataset {manifest.name}", report_html(manifest, report))
     return Prepared(manifest=manifest, data=FlyteDirectory(path=str(out)))
 
 
@@ -79,7 +66,7 @@ def _prepare(config: DatasetRequest, rows: pd.DataFrame, acquisition: DatasetMan
     try:
         manifest, report = prepare(config, frame_chunks(rows), acquisition, out)
     except DataValidationError as error:
-        Deck("Validation failures", failures_html(error))
+        publish("Validation failures", failures_html(error))
         raise
     return _publish_and_pack(manifest, report, out)
 
@@ -160,6 +147,6 @@ def build(request: DatasetRequest) -> Prepared:
     try:
         manifest, report = build_dataset(request, out)
     except DataValidationError as error:
-        Deck("Validation failures", failures_html(error))
+        publish("Validation failures", failures_html(error))
         raise
     return _publish_and_pack(manifest, report, out)

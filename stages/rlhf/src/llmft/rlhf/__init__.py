@@ -3,5 +3,5 @@ preference optimisation of the policy) with trl, on preference-pair datasets. In
 DpoRequest, a preference dataset folder and a base or upstream model folder; outputs: a model folder and a
 RewardModelReport or DpoReport."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 STAGE = "llmft.rlhf"

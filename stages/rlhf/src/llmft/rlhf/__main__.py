@@ -5,8 +5,8 @@ Commands:
   dpo      optimise a policy with DPO; config: a DpoRequest
 
 Examples:
-  python -m llmft.rlhf reward --data runs/prefs --base-model-dir runs/sft --out runs/reward --max-steps 50
-  python -m llmft.rlhf dpo --config stages/rlhf/examples/dpo.yaml --data runs/prefs \\
+  llmft rlhf reward --data runs/prefs --base-model-dir runs/sft --out runs/reward --max-steps 50
+  llmft rlhf dpo --config stages/rlhf/examples/dpo.yaml --data runs/prefs \\
       --base-model-dir runs/sft --out runs/dpo
 """
 
@@ -31,7 +31,7 @@ from llmft.proto.rlhf.v1 import rlhf_pb2
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m llmft.rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="llmft rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("command", choices=["reward", "dpo"])
     p.add_argument("--config", type=Path, help="RewardModelRequest or DpoRequest as YAML/JSON (proto field names)")
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             if model_dir.exists():
                 replace_dir(model_dir, args.out)
     except USER_ERRORS as error:
-        print(f"python -m llmft.rlhf {args.command}: error: {error}", file=sys.stderr)
+        print(f"llmft rlhf {args.command}: error: {error}", file=sys.stderr)
         return 2
     print(json_format.MessageToJson(report, sort_keys=True))
     return 0

@@ -6,37 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from flytekit import Deck, ImageSpec, Resources, current_context, task
+from flytekit import Resources, current_context, task
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
-from llmft.core.distributed import leave_single_worker_launch, under_launcher
-from llmft.core.flyte import ModelDir, download_dataset, elastic, training_deck_fields
-from llmft.core.images import image_packages, registry
+from llmft.core.distributed import under_launcher
+from llmft.flyte.decks import publish, task_deck_fields
+from llmft.flyte.images import stage_image
+from llmft.flyte.training import elastic, leave_single_worker_launch
+from llmft.flyte.types import ModelDir, download_dataset
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.rlhf.v1.rlhf_pb2 import DpoReport, DpoRequest, RewardModelReport, RewardModelRequest
 from llmft.rlhf import STAGE, __version__
 from llmft.rlhf.dpo import train_dpo
 from llmft.rlhf.reward import train_reward_model
 
-IMAGE = ImageSpec(
-    name="llmft-rlhf",
-    registry=registry(),
-    python_version="3.11",
-    packages=image_packages(
-        "torch",
-        "transformers",
-        "tokenizers",
-        "accelerate",
-        "datasets",
-        "peft",
-        "trl",
-        "deepspeed",
-        "bitsandbytes",
-        "flytekitplugins-kfpytorch",
-        "huggingface_hub",
-    ),
-)
+IMAGE = stage_image("llmft-rlhf", __version__, ["accelerate", "bitsandbytes", "datasets", "deepspeed", "trl"])
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
 
 
@@ -58,7 +43,7 @@ class DpoPolicy(NamedTuple):
     cache_version=CACHE_VERSION,
     retries=2,
     enable_deck=True,
-    deck_fields=training_deck_fields(),
+    deck_fields=task_deck_fields(),
 )
 def reward_model(
     request: RewardModelRequest,
@@ -71,7 +56,7 @@ def reward_model(
     out = Path(current_context().working_directory) / "reward-model"
     leave_single_worker_launch(request.recipe.zero.stage)
     result = train_reward_model(request, data_dir, out, base_dir, distributed=under_launcher())
-    Deck("Reward model", result.report_html)
+    publish("Reward model", result.report_html)
     return RewardModel(report=result.report, model=FlyteDirectory(path=str(out)))
 
 
@@ -83,12 +68,12 @@ def reward_model(
     cache_version=CACHE_VERSION,
     retries=2,
     enable_deck=True,
-    deck_fields=training_deck_fields(),
+    deck_fields=task_deck_fields(),
 )
 def dpo(request: DpoRequest, dataset: DatasetManifest, data: FlyteDirectory, policy: FlyteDirectory) -> DpoPolicy:
     data_dir = download_dataset(dataset, data)
     out = Path(current_context().working_directory) / "dpo-policy"
     leave_single_worker_launch(request.recipe.zero.stage)
     result = train_dpo(request, data_dir, out, Path(policy.download()), distributed=under_launcher())
-    Deck("DPO", result.report_html)
+    publish("DPO", result.report_html)
     return DpoPolicy(report=result.report, model=FlyteDirectory(path=str(out)))

@@ -4,5 +4,5 @@ Inputs: a model folder (Hugging Face format, merged weights or a LoRA adapter) a
 BatchInferenceRequest messages; outputs: GenerateResponse / GenerateStreamResponse messages, or answers as Parquet with
 a BatchInferenceResult."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 STAGE = "llmft.serve"

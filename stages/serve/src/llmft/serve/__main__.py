@@ -6,9 +6,9 @@ Commands:
   ask      answer one question on the command line (a quick check of a model)
 
 Examples:
-  python -m llmft.serve grpc --model runs/sft --port 50051
-  python -m llmft.serve batch --model runs/sft --data runs/prompts --out runs/answers.parquet --shards 4
-  python -m llmft.serve ask --model runs/sft "What does flytekit.task do?"
+  llmft serve grpc --model runs/sft --port 50051
+  llmft serve batch --model runs/sft --data runs/prompts --out runs/answers.parquet --shards 4
+  llmft serve ask --model runs/sft "What does flytekit.task do?"
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from llmft.proto.serve.v1 import serve_pb2
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m llmft.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="llmft serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)
     grpc_p = sub.add_parser("grpc", help="run the gRPC inference service")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(response.text)
     except USER_ERRORS as error:
-        print(f"python -m llmft.serve {args.command}: error: {error}", file=sys.stderr)
+        print(f"llmft serve {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -4,17 +4,18 @@ llmft.serve.batch and pack."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
-from flytekit import ImageSpec, Resources, task
+from flytekit import Resources, current_context, task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from llmft.core import fingerprint as fp
-from llmft.core.flyte import download_dataset
-from llmft.core.images import image_packages, registry
+from llmft.flyte.images import stage_image
+from llmft.flyte.types import download_dataset
 from llmft.core.training import model_fingerprint
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.serve.v1.serve_pb2 import BatchInferenceRequest, BatchInferenceResult
@@ -22,21 +23,7 @@ from llmft.serve import STAGE, __version__
 from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, merge, shard
 from llmft.serve.generator import Generator
 
-IMAGE = ImageSpec(
-    name="llmft-serve",
-    registry=registry(),
-    python_version="3.11",
-    packages=image_packages(
-        "torch",
-        "transformers",
-        "tokenizers",
-        "peft",
-        "grpcio",
-        "grpcio-health-checking",
-        "grpcio-reflection",
-        "huggingface_hub",
-    ),
-)
+IMAGE = stage_image("llmft-serve", __version__, ["grpcio", "grpcio-health-checking", "grpcio-reflection"])
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
 
 
@@ -49,9 +36,10 @@ class BatchAnswers(NamedTuple):
 def split_prompts(request: BatchInferenceRequest, dataset: DatasetManifest, data: FlyteDirectory) -> list[FlyteFile]:
     check_batch_request(request)
     prompts = load_prompts(download_dataset(dataset, data))
+    folder = Path(tempfile.mkdtemp(prefix="llmft-shards-", dir=current_context().working_directory))
     out = []
     for number, part in enumerate(shard(prompts, request.shards)):
-        path = Path(f"shard-{number:05d}.parquet").absolute()
+        path = folder / f"shard-{number:05d}.parquet"
         part.to_parquet(path, index=False)
         out.append(FlyteFile(path=str(path)))
     return out

@@ -5,34 +5,20 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from flytekit import ImageSpec, Resources, task
+from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
-from llmft.core.flyte import TrainedModel, elastic, train_in_task, training_deck_fields, training_overrides
-from llmft.core.images import image_packages, registry
+from llmft.flyte.decks import task_deck_fields
+from llmft.flyte.images import stage_image
+from llmft.flyte.training import elastic, train_in_task, training_overrides
+from llmft.flyte.types import TrainedModel
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
 from llmft.train_cpt import STAGE, __version__
 from llmft.train_cpt.train import train_cpt
 
-IMAGE = ImageSpec(
-    name="llmft-train-cpt",
-    registry=registry(),
-    python_version="3.11",
-    packages=image_packages(
-        "torch",
-        "transformers",
-        "tokenizers",
-        "accelerate",
-        "datasets",
-        "peft",
-        "deepspeed",
-        "bitsandbytes",
-        "flytekitplugins-kfpytorch",
-        "huggingface_hub",
-    ),
-)
+IMAGE = stage_image("llmft-train-cpt", __version__, ["accelerate", "bitsandbytes", "datasets", "deepspeed"])
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
 
 
@@ -44,7 +30,7 @@ CACHE_VERSION = fp.cache_version(STAGE, __version__)
     cache_version=CACHE_VERSION,
     retries=2,
     enable_deck=True,
-    deck_fields=training_deck_fields(),
+    deck_fields=task_deck_fields(),
 )
 def train(
     request: TrainingRequest,

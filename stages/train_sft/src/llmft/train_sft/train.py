@@ -5,13 +5,14 @@ answers to held-out prompts before and after, save the model and describe it."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.core.attention import restore_sdpa, use_packed_attention
-from llmft.core.datasets import conversation, read_manifest, read_split, require_kind
+from llmft.train_sft.attention import restore_sdpa, use_packed_attention
+from llmft.core.datasets import read_manifest, read_split, require_kind
 from llmft.core.generation import generate_answers
 from llmft.core.lm_loss import install_for_recipe
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
@@ -21,6 +22,11 @@ from llmft.proto.training.v1 import training_pb2
 from llmft.train_sft import STAGE, __version__
 
 SAMPLE_PROMPTS = 3
+
+
+def conversation(messages: str | list[dict[str, str]]) -> list[dict[str, str]]:
+    """A chat row's `messages` (JSON text in Parquet) as a list of {role, content}."""
+    return json.loads(messages) if isinstance(messages, str) else list(messages)
 
 
 @dataclass
@@ -64,7 +70,7 @@ def sft_trainer(
     best-fit-decreasing packing of whole conversations into rows whose position ids restart per conversation (trl
     calls the model with use_cache=False, so transformers masks attention per conversation). With flash-attention the
     rows are flattened padding-free (trl's default); otherwise they stay rows (RowPackedCollator) and sdpa runs per
-    conversation (llmft.core.attention)."""
+    conversation (llmft.train_sft.attention)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 

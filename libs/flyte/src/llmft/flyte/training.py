@@ -1,7 +1,6 @@
-"""Flyte-facing helpers the stages' tasks modules share: blob types whose cache hash is their content fingerprint
-(so a re-run that produces the same dataset or model hits downstream caches), the trained-model output tuple, and the
-boundary check that a manifest describes the folder beside it. The only module of llmft.core that imports flytekit;
-stage cores never import it."""
+"""The body and launch of llmft's training tasks: an Elastic launch sized from the request, resource and accelerator
+overrides, Trainer checkpoints mirrored into Flyte's checkpoint store from every node and restored on a retry, and the
+task body every training stage shares (fetch inputs, restore, call the stage's core `train`, publish its Deck)."""
 
 from __future__ import annotations
 
@@ -10,47 +9,18 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Any
 
-from flytekit import Deck, current_context
-from flytekit.core.hash import HashMethod
+from flytekit import current_context
 from flytekit.types.directory import FlyteDirectory
 
-from llmft.core.datasets import read_manifest
-from llmft.core.distributed import leave_single_worker_launch, under_launcher
-from llmft.core.training import model_fingerprint
+from llmft.core.distributed import under_launcher, world_size
+from llmft.core.training import copy_checkpoints, latest_checkpoint
+from llmft.flyte.decks import publish
+from llmft.flyte.types import TrainedModel, download_dataset
 from llmft.proto.common.v1.provenance_pb2 import ComputeResources
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
-from llmft.proto.training.v1.training_pb2 import DistributedConfig, ModelArtifact
-
-
-def dataset_hash(directory: FlyteDirectory) -> str:
-    return read_manifest(Path(directory.path)).fingerprint
-
-
-def model_hash(directory: FlyteDirectory) -> str:
-    return model_fingerprint(Path(directory.path))
-
-
-DatasetDir = Annotated[FlyteDirectory, HashMethod(dataset_hash)]
-ModelDir = Annotated[FlyteDirectory, HashMethod(model_hash)]
-
-
-class TrainedModel(NamedTuple):
-    artifact: ModelArtifact
-    model: ModelDir
-
-
-def download_dataset(manifest: DatasetManifest, data: FlyteDirectory) -> Path:
-    """Fetches a dataset folder and checks that `manifest` describes it (the pair crossed the boundary together)."""
-    data_dir = Path(data.download())
-    on_disk = read_manifest(data_dir)
-    if on_disk.fingerprint != manifest.fingerprint:
-        raise ValueError(
-            f"dataset: the manifest given ({manifest.fingerprint}) does not describe the folder given "
-            f"({on_disk.fingerprint})"
-        )
-    return data_dir
+from llmft.proto.training.v1.training_pb2 import DistributedConfig
 
 
 def node_rank() -> int:
@@ -59,6 +29,29 @@ def node_rank() -> int:
 
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# What torch elastic sets in a worker that makes transformers/accelerate start a process group and wrap the model.
+LAUNCHER_VARIABLES = (
+    "LOCAL_RANK",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
+
+
+def leave_single_worker_launch(zero_stage: int) -> bool:
+    """In the only worker of an Elastic launch (world size 1), forgets the launcher so the Trainer trains a plain
+    process: a one-process DDP wrapper costs ~10% of the step on CPU (bucketed gradient copies) and buys nothing. Kept
+    when ZeRO is on (deepspeed needs its process group even alone). Returns whether it left."""
+    if not under_launcher() or world_size() != 1 or zero_stage > 0:
+        return False
+    for name in LAUNCHER_VARIABLES:
+        os.environ.pop(name, None)
+    return True
 
 
 class FlyteCheckpoints:
@@ -83,8 +76,6 @@ class FlyteCheckpoints:
             dist.barrier()
         if local_rank() != 0:
             return
-        from llmft.core.training import latest_checkpoint
-
         latest = latest_checkpoint(Path(args.output_dir))
         if latest is None:
             return
@@ -97,22 +88,12 @@ class FlyteCheckpoints:
 def restore_flyte_checkpoints(checkpoint_dir: Path, checkpoint: Any = None) -> Path | None:
     """Copies this node's checkpoints from the previous attempt's Flyte checkpoint (if any) into `checkpoint_dir`;
     returns the latest checkpoint there, which the Trainer resumes from."""
-    from llmft.core.training import copy_checkpoints, latest_checkpoint
-
     checkpoint = checkpoint if checkpoint is not None else current_context().checkpoint
     if checkpoint is not None and checkpoint.prev_exists():
         restored = checkpoint.restore()
         if restored is not None:
             return copy_checkpoints(Path(restored) / f"node-{node_rank()}", checkpoint_dir)
     return latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
-
-
-def training_deck_fields() -> tuple[Any, ...]:
-    """flytekit's default Decks less "Dependencies", which runs `pip list` and `pip freeze` in subprocesses after the
-    task (~1 s each time); a training task's packages are pinned by its ImageSpec (llmft.core.images)."""
-    from flytekit.deck import DeckField
-
-    return (DeckField.SOURCE_CODE, DeckField.TIMELINE, DeckField.INPUT, DeckField.OUTPUT)
 
 
 def elastic(nproc_per_node: int = 1) -> Any:
@@ -190,5 +171,5 @@ def train_in_task(
         distributed=under_launcher(),
         callbacks=[FlyteCheckpoints()],
     )
-    Deck(deck_title, result.report_html)
+    publish(deck_title, result.report_html)
     return TrainedModel(artifact=result.artifact, model=FlyteDirectory(path=str(work / "model")))

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmft.core import attention
-from llmft.core.attention import PACKED_SDPA, restore_sdpa, sequence_spans, use_packed_attention
+from llmft.train_sft import attention
+from llmft.train_sft.attention import PACKED_SDPA, restore_sdpa, sequence_spans, use_packed_attention
 
 
 @pytest.fixture(autouse=True)
