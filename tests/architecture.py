@@ -1,5 +1,6 @@
-"""The dependency rules of shared/DESIGN.md as code: which llmft packages (and which of their modules) may import
-what. `violations(root)` walks the source tree and names every import that breaks a rule."""
+"""The dependency rules of docs/ARCHITECTURE.md as code, read from the import statements: a second guard beside the
+Pants rules in the root BUILD file. `violations(root)` walks the source tree and names every import that breaks a
+rule."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 FLYTE_ROOTS = {"flytekit", "flytekitplugins"}
+FLYTE_LIBRARY = "llmft.flyte"
 # What orchestration may import: the contracts, the stages' Flyte faces, flytekit, and plumbing from the stdlib.
 ORCHESTRATION_ALLOWED_ROOTS = {"__future__", "typing", "functools", "flytekit"}
 
@@ -35,6 +37,10 @@ def _stage_of(module: str, stages: list[str]) -> str | None:
     return None
 
 
+def _is_flyte(module: str) -> bool:
+    return module.split(".")[0] in FLYTE_ROOTS or module == FLYTE_LIBRARY or module.startswith(FLYTE_LIBRARY + ".")
+
+
 def violations(root: Path) -> list[str]:
     root = Path(root)
     stages = stage_names(root)
@@ -53,14 +59,20 @@ def violations(root: Path) -> list[str]:
                         report(path, line, f"stage {stage} imports another stage ({module})")
                     if module.startswith("llmft.orchestration"):
                         report(path, line, f"stage {stage} imports orchestration ({module})")
-                    if folder == "src" and not is_face and module.split(".")[0] in FLYTE_ROOTS:
+                    if folder == "src" and not is_face and _is_flyte(module):
                         report(path, line, f"stage {stage}'s core imports {module}; only its tasks module may")
-    for path in sorted((root / "libs" / "core" / "src").rglob("*.py")):
+    libraries = {"core": "llmft.core", "flyte": FLYTE_LIBRARY}
+    for folder, name in libraries.items():
+        for path in sorted((root / "libs" / folder / "src").rglob("*.py")):
+            for line, module in imports(path):
+                if _stage_of(module, stages) or module.startswith("llmft.orchestration"):
+                    report(path, line, f"{name} imports a stage or orchestration ({module})")
+                if name == "llmft.core" and _is_flyte(module):
+                    report(path, line, f"llmft.core imports {module}; it is pure ML, Flyte lives in llmft.flyte")
+    for path in sorted((root / "libs" / "testing").rglob("*.py")):
         for line, module in imports(path):
-            if _stage_of(module, stages) or module.startswith("llmft.orchestration"):
-                report(path, line, f"llmft.core imports a stage or orchestration ({module})")
-            if module.split(".")[0] in FLYTE_ROOTS and path.name != "flyte.py":
-                report(path, line, f"llmft.core imports {module} outside llmft/core/flyte.py")
+            if _stage_of(module, stages) or _is_flyte(module) or module.startswith("llmft.orchestration"):
+                report(path, line, f"the test fixtures import {module}; they build on llmft.core alone")
     for path in sorted((root / "orchestration" / "src").rglob("*.py")):
         for line, module in imports(path):
             head = module.split(".")[0]
@@ -68,7 +80,7 @@ def violations(root: Path) -> list[str]:
             if owner:
                 if module.split(".")[2:3] != ["tasks"]:
                     report(path, line, f"orchestration imports {module}; only stages' tasks modules are allowed")
-            elif module.startswith(("llmft.proto", "llmft.orchestration")):
+            elif module.startswith(("llmft.proto", "llmft.orchestration", FLYTE_LIBRARY)):
                 continue
             elif head not in ORCHESTRATION_ALLOWED_ROOTS:
                 report(path, line, f"orchestration imports {module}; it holds no logic of its own")

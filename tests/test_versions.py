@@ -1,5 +1,6 @@
 """Each package states its version in three places that must agree: the python_distribution in its BUILD file, its
-`__version__`, and the newest entry of its CHANGELOG. Image pins agree with the lockfile's requirements."""
+`__version__`, and the newest entry of its CHANGELOG. The images name the libraries' wheels at those versions (their
+pins are checked against the wheels and the lockfile by test_images.py)."""
 
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
     "llmft-proto": (ROOT / "proto", None),
     "llmft-core": (ROOT / "libs/core", "llmft/core"),
+    "llmft-flyte": (ROOT / "libs/flyte", "llmft/flyte"),
     "llmft-data": (ROOT / "stages/data", "llmft/data"),
     "llmft-train-cpt": (ROOT / "stages/train_cpt", "llmft/train_cpt"),
     "llmft-train-sft": (ROOT / "stages/train_sft", "llmft/train_sft"),
@@ -44,13 +46,9 @@ def test_versions_agree(name: str) -> None:
     assert (folder / "README.md").is_file()
 
 
-def test_image_pins_match_the_requirements() -> None:
-    from llmft.core.images import PINS
+def test_images_name_the_libraries_at_their_versions() -> None:
+    from llmft.flyte.images import LIBRARIES
 
-    requirements = {}
-    for line in (ROOT / "3rdparty/python/requirements.txt").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.split("==")
-            requirements[name.strip().lower().replace("_", "-")] = version.strip()
-    for name, version in PINS.items():
-        assert requirements.get(name.lower().replace("_", "-")) == version, name
+    for name, version in LIBRARIES.items():
+        folder, _ = PACKAGES[name]
+        assert build_version(folder, name) == version, name

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from pants.core.goals.lint import LintResult, LintTargetsRequest
-from pants.core.util_rules.partitions import PartitionerType
-from pants.engine.addresses import Addresses
-from pants.engine.internals.dep_rules import DependencyRuleActionDeniedError
-from pants.engine.rules import Get, collect_rules, rule
-from pants.engine.target import Dependencies, DependenciesRequest, FieldSet
-from pants.option.option_types import SkipOption
-from pants.option.subsystem import Subsystem
+from pants.core.goals.lint import LintResult, LintTargetsRequest  # pants: no-infer-dep
+from pants.core.util_rules.partitions import PartitionerType  # pants: no-infer-dep
+from pants.engine.addresses import Addresses  # pants: no-infer-dep
+from pants.engine.internals.dep_rules import DependencyRuleActionDeniedError  # pants: no-infer-dep
+from pants.engine.rules import Get, collect_rules, rule  # pants: no-infer-dep
+from pants.engine.target import Dependencies, DependenciesRequest, FieldSet  # pants: no-infer-dep
+from pants.option.option_types import SkipOption  # pants: no-infer-dep
+from pants.option.subsystem import Subsystem  # pants: no-infer-dep
 
 
 class DependencyRules(Subsystem):

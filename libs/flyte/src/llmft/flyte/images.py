@@ -55,6 +55,7 @@ LIBRARIES: dict[str, str] = {"llmft-proto": PROTO_VERSION, "llmft-core": CORE_VE
 LIBRARY_PACKAGES = (
     "flytekit",
     "flytekitplugins-kfpytorch",
+    "grpcio",
     "huggingface-hub",
     "matplotlib",
     "pandas",
