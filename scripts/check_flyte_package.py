@@ -1,6 +1,7 @@
 """Checks a `pyflyte package` archive: every llmft task is compiled with its stage's ImageSpec image (not the default
-image), CPU and memory requests, a cache version derived from its stage's version where it caches, and retries on
-training tasks. Exits non-zero naming each task that falls short."""
+image) and runs from the code that image installs (`pyflyte-execute`, not fast registration), with CPU and memory
+requests, a cache version derived from its stage's version where it caches, and retries on training tasks. Exits
+non-zero naming each task that falls short."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ STAGE_IMAGES = {
     "llmft.train_sft.": "llmft-train-sft",
     "llmft.rlhf.": "llmft-rlhf",
     "llmft.serve.": "llmft-serve",
+    "llmft.flyte.": "llmft-flyte",
 }
 TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft.rlhf.tasks.")
 
@@ -42,6 +44,9 @@ def check(archive: Path) -> list[str]:
             expected = next((v for k, v in STAGE_IMAGES.items() if name.startswith(k)), None)
             if expected and f"/{expected}:" not in image:
                 problems.append(f"{name}: image {image!r} is not the {expected} ImageSpec")
+            args = list(template.container.args)
+            if not args or args[0] != "pyflyte-execute":
+                problems.append(f"{name}: runs {args[:1]}, not pyflyte-execute from its image (fast registration?)")
             requested = {r.name for r in template.container.resources.requests}
             if not {1, 3} <= requested:  # CPU = 1, MEMORY = 3 in flyteidl's ResourceName
                 problems.append(f"{name}: no cpu and memory requests ({sorted(requested)})")

@@ -71,8 +71,7 @@ def install(site: Path, bin_dir: Path, root: Path = ROOT) -> list[str]:
                     module, function = target.split(":")
                     path = bin_dir / script
                     path.write_text(
-                        f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\n"
-                        f"sys.exit({function}())\n"
+                        f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\n" f"sys.exit({function}())\n"
                     )
                     path.chmod(0o755)
         (info / "entry_points.txt").write_text("\n".join(lines) + "\n")

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Everything CI checks, from a fresh machine: bootstraps Pants (./pants) and buf, then
-#   pants tailor --check, lint (black, ruff), check (mypy), test and package (a wheel per package);
+#   pants tailor --check, lint (black, ruff, the BUILD files' dependency rules), check (mypy), test;
+#   a probe for each kind of forbidden import, which `pants lint` must catch;
+#   pants package (a wheel per package);
 #   buf lint and, against the previous commit, buf breaking;
-#   the generated protobuf code matches a fresh generation;
-#   pyflyte package compiles every workflow with each task's image, resources and retries.
+#   the wheels alone, in a clean venv: `llmft --help`, `pyflyte package --copy none` compiles every workflow with each
+#   task on its stage's image, and `pyflyte run` runs the skeleton workflow (scripts/wheels_venv.sh);
+#   nothing was written outside ignored folders.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "pants: tailor --check, lint, check, test"
 ./pants tailor --check lint check test ::
+
+step "pants lint catches each kind of forbidden import"
+python3 scripts/check_dependency_rules.py
 
 step "pants: package (one wheel per package)"
 ./pants package ::
@@ -26,16 +32,14 @@ else
   echo "buf breaking: no earlier commit with proto/ to compare against"
 fi
 
-step "venv for pyflyte and the CLIs"
-bash scripts/venv.sh
+step "the wheels alone: llmft --help, pyflyte package, the skeleton workflow"
+bash scripts/wheels_venv.sh
 
-step "generated protobuf code is up to date"
-.venv/bin/python proto/generate.py --check
-
-step "pyflyte package: every workflow compiles for a cluster"
-mkdir -p dist
-(cd orchestration/src && ../../.venv/bin/pyflyte --pkgs llmft.orchestration package \
-  --image ghcr.io/llmft/llmft:ci --output ../../dist/flyte-package.tgz --force)
-.venv/bin/python scripts/check_flyte_package.py dist/flyte-package.tgz
+step "no stray files"
+stray="$(git status --porcelain --untracked-files=all | grep '^??' || true)"
+if [[ -n "$stray" ]]; then
+  printf 'files left behind outside ignored folders:\n%s\n' "$stray" >&2
+  exit 1
+fi
 
 step "all checks passed"

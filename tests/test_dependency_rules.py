@@ -31,8 +31,12 @@ def test_each_kind_of_violation_is_caught(tmp_path: Path) -> None:
         tmp_path / "libs/core/src/llmft/core/models.py",
         "from flytekit import task\nfrom llmft.alpha import y\nimport llmft.flyte.training\n",
     )
-    write(tmp_path / "libs/flyte/src/llmft/flyte/types.py", "from flytekit import task\nfrom llmft.beta.core import z\n")
-    write(tmp_path / "libs/testing/llmft/testing.py", "from llmft.core import datasets\nfrom llmft.alpha.core import c\n")
+    write(
+        tmp_path / "libs/flyte/src/llmft/flyte/types.py", "from flytekit import task\nfrom llmft.beta.core import z\n"
+    )
+    write(
+        tmp_path / "libs/testing/llmft/testing.py", "from llmft.core import datasets\nfrom llmft.alpha.core import c\n"
+    )
     write(
         tmp_path / "orchestration/src/llmft/orchestration/wf.py",
         "from flytekit import workflow\nfrom llmft.alpha.tasks import t\nfrom llmft.flyte.summary import s\n"

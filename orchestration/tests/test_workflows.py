@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 
 from llmft.core.datasets import read_manifest
-from llmft.testing import arithmetic_conversation, synthetic_code
 from llmft.orchestration.defaults import CHAT, CORPUS, CPT, SFT
 from llmft.orchestration.skeleton import skeleton_workflow
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.proto.training.v1 import training_pb2 as T
+from llmft.testing import arithmetic_conversation, synthetic_code
 
 
 @pytest.fixture(autouse=True)
@@ -70,22 +70,28 @@ def test_skeleton_runs_end_to_end_and_sft_lowers_held_out_loss(tmp_path: Path) -
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "chat_template.jinja").is_file()
 
 
-def test_batch_inference_maps_over_shards(tmp_path: Path) -> None:
+def test_batch_inference_maps_over_shards_and_writes_nothing_into_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flytekit.types.directory import FlyteDirectory
 
     from llmft.core.models import resolve_model_dir
-    from llmft.testing import write_prompt_dataset
     from llmft.orchestration.batch import batch_inference
+    from llmft.testing import write_prompt_dataset
 
     data = write_prompt_dataset(tmp_path / "prompts", rows=5)
     model = resolve_model_dir("llmft/tiny-llama").directory
     request = S.BatchInferenceRequest(shards=2, batch_size=2, generation=S.GenerationConfig(max_new_tokens=4))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     out = batch_inference(
         request=request, dataset=read_manifest(data), data=FlyteDirectory(str(data)), model=FlyteDirectory(str(model))
     )
     assert out.result.prompts == 5
     answers = out.answers if isinstance(out.answers, pd.DataFrame) else out.answers.open(pd.DataFrame).all()
     assert sorted(answers["id"]) == sorted(pd.read_parquet(data / "train.parquet")["id"])
+    assert list(cwd.iterdir()) == []  # shards went under the tasks' working directory
 
 
 def test_training_tasks_are_elastic_with_images_resources_and_retries() -> None:

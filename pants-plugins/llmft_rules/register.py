@@ -6,8 +6,9 @@ target it is given, and reports each denied one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pants.core.goals.lint import LintResult, LintTargetsRequest  # pants: no-infer-dep
 from pants.core.util_rules.partitions import PartitionerType  # pants: no-infer-dep

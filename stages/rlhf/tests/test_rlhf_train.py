@@ -4,13 +4,13 @@ import pytest
 
 from llmft.core.datasets import DatasetKindError
 from llmft.core.recipe import RecipeError
-from llmft.testing import write_chat_dataset, write_preference_dataset
 from llmft.core.training import read_artifact
 from llmft.proto.rlhf.v1 import rlhf_pb2 as R
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.rlhf.__main__ import main
 from llmft.rlhf.dpo import train_dpo
 from llmft.rlhf.reward import train_reward_model
+from llmft.testing import write_chat_dataset, write_preference_dataset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -7,13 +7,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llmft.core.models import resolve_model_dir
-from llmft.testing import write_prompt_dataset
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.proto.serve.v1 import serve_pb2_grpc
 from llmft.serve.__main__ import main
 from llmft.serve.batch import run_batch, shard
 from llmft.serve.generator import Generator, RequestError
 from llmft.serve.server import SERVICE_NAME, build_server
+from llmft.testing import write_prompt_dataset
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from llmft.core.cli import load_training_request
-from llmft.testing import write_chat_dataset, write_text_dataset
 from llmft.core.training import read_artifact
 from llmft.proto.training.v1 import training_pb2 as T
+from llmft.testing import write_chat_dataset, write_text_dataset
 from llmft.train_cpt.__main__ import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
-from llmft.testing import run_distributed, write_text_dataset
 from llmft.core.training import read_artifact
 from llmft.proto.training.v1 import training_pb2 as T
+from llmft.testing import run_distributed, write_text_dataset
 from llmft.train_cpt.__main__ import main
 
 METHODS = ["TRAINING_METHOD_FULL", "TRAINING_METHOD_LORA", "TRAINING_METHOD_QLORA"]

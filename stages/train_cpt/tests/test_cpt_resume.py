@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from transformers import TrainerCallback
 
-from llmft.flyte.training import FlyteCheckpoints, restore_flyte_checkpoints
-from llmft.testing import write_text_dataset
 from llmft.core.training import latest_checkpoint
+from llmft.flyte.training import FlyteCheckpoints, restore_flyte_checkpoints
 from llmft.proto.training.v1 import training_pb2 as T
+from llmft.testing import write_text_dataset
 from llmft.train_cpt.train import train_cpt
 
 STEPS, STOP = 8, 4

@@ -4,9 +4,9 @@ import pytest
 
 from llmft.core.datasets import DatasetKindError
 from llmft.core.recipe import RecipeError
-from llmft.testing import write_chat_dataset, write_text_dataset
 from llmft.core.training import read_artifact
 from llmft.proto.training.v1 import training_pb2 as T
+from llmft.testing import write_chat_dataset, write_text_dataset
 from llmft.train_cpt.train import train_cpt
 
 

@@ -77,10 +77,10 @@ def test_packed_training_batches_restart_positions_and_label_only_assistant_toke
 
 def test_without_flash_attention_packed_rows_stay_separate_rows(model_dir: Path, tmp_path: Path) -> None:
     """sdpa would compute a flattened batch as one long row (quadratic in the whole batch): rows stay rows."""
-    from llmft.train_sft.attention import PACKED_SDPA
     from llmft.core.lm_loss import FusedLMOutput
     from llmft.core.recipe import load_model_for_training, resolve_recipe
     from llmft.proto.training.v1 import training_pb2 as T
+    from llmft.train_sft.attention import PACKED_SDPA
     from llmft.train_sft.train import RowPackedCollator, sft_trainer
 
     tokenizer = load_tokenizer(model_dir)

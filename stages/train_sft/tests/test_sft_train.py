@@ -5,8 +5,8 @@ import pytest
 
 from llmft.core.models import resolve_model_dir
 from llmft.core.recipe import RecipeError
-from llmft.testing import write_chat_dataset
 from llmft.proto.training.v1 import training_pb2 as T
+from llmft.testing import write_chat_dataset
 from llmft.train_sft.train import assistant_tokens, train_sft
 
 

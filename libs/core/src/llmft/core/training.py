@@ -273,4 +273,3 @@ def replace_dir(src: Path, dst: Path) -> None:
         dst.rmdir()
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(src), str(dst))
-

@@ -103,9 +103,7 @@ def pinned(names: Sequence[str]) -> list[str]:
     return [f"{name}=={PINS[name]}" for name in names]
 
 
-def stage_image(
-    distribution: str, version: str, packages: Sequence[str], apt_packages: Sequence[str] = ()
-) -> Any:
+def stage_image(distribution: str, version: str, packages: Sequence[str], apt_packages: Sequence[str] = ()) -> Any:
     """The ImageSpec of one stage: its wheel `distribution` at `version`, the llmft libraries' wheels, and the
     third-party `packages` its wheel declares beyond the libraries' (pinned). With a library as `distribution`, the
     image holds the libraries alone (llmft.flyte.summary runs there)."""

@@ -26,13 +26,13 @@ from flytekit.types.directory import FlyteDirectory
 from pandera.typing import DataFrame
 
 from llmft.core import fingerprint as fp
-from llmft.flyte.decks import publish
-from llmft.flyte.images import stage_image
-from llmft.flyte.types import DatasetDir
 from llmft.data import STAGE, __version__
 from llmft.data.build import acquire_frame, build_dataset, config_of, frame_chunks, prepare
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
+from llmft.flyte.decks import publish
+from llmft.flyte.images import stage_image
+from llmft.flyte.types import DatasetDir
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 
 IMAGE = stage_image(

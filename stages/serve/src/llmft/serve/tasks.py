@@ -14,9 +14,9 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from llmft.core import fingerprint as fp
+from llmft.core.training import model_fingerprint
 from llmft.flyte.images import stage_image
 from llmft.flyte.types import download_dataset
-from llmft.core.training import model_fingerprint
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.serve.v1.serve_pb2 import BatchInferenceRequest, BatchInferenceResult
 from llmft.serve import STAGE, __version__

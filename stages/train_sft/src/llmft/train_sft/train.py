@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.train_sft.attention import restore_sdpa, use_packed_attention
 from llmft.core.datasets import read_manifest, read_split, require_kind
 from llmft.core.generation import generate_answers
 from llmft.core.lm_loss import install_for_recipe
@@ -20,6 +19,7 @@ from llmft.core.training import load_base, save_and_describe, train_and_evaluate
 from llmft.proto.data.v1 import dataset_pb2
 from llmft.proto.training.v1 import training_pb2
 from llmft.train_sft import STAGE, __version__
+from llmft.train_sft.attention import restore_sdpa, use_packed_attention
 
 SAMPLE_PROMPTS = 3
 
