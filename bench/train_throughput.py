@@ -37,7 +37,7 @@ SFT_PRESET, SFT_LENGTHS = "llmft/small-llama", (1024, 256)
 
 
 class StepClock:
-    """A TrainerCallback recording when each optimiser step ends (duck-typed like llmft.core.flyte's callback)."""
+    """A TrainerCallback recording when each optimiser step ends (duck-typed like llmft.flyte.training's callback)."""
 
     def __init__(self) -> None:
         self.times: list[float] = []

@@ -19,6 +19,8 @@ STAGE_IMAGES = {
     "llmft.serve.": "llmft-serve",
     "llmft.flyte.": "llmft-flyte",
 }
+# How a task runs the code its image installs; fast registration would run "pyflyte-fast-execute" instead.
+IMAGE_ENTRYPOINTS = ("pyflyte-execute", "pyflyte-map-execute")
 TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft.rlhf.tasks.")
 
 
@@ -45,8 +47,8 @@ def check(archive: Path) -> list[str]:
             if expected and f"/{expected}:" not in image:
                 problems.append(f"{name}: image {image!r} is not the {expected} ImageSpec")
             args = list(template.container.args)
-            if not args or args[0] != "pyflyte-execute":
-                problems.append(f"{name}: runs {args[:1]}, not pyflyte-execute from its image (fast registration?)")
+            if not args or args[0] not in IMAGE_ENTRYPOINTS:
+                problems.append(f"{name}: runs {args[:1]}, not code from its image ({' or '.join(IMAGE_ENTRYPOINTS)})")
             requested = {r.name for r in template.container.resources.requests}
             if not {1, 3} <= requested:  # CPU = 1, MEMORY = 3 in flyteidl's ResourceName
                 problems.append(f"{name}: no cpu and memory requests ({sorted(requested)})")

@@ -29,15 +29,36 @@ rm -rf "$venv"
 "$venv/bin/pip" install -q "torch==$(grep '^torch==' "$venv/constraints.txt" | cut -d= -f3 | cut -d+ -f1)"
 "$venv/bin/pip" install -q "${wheels[@]}" -c <(grep -v '^torch==' "$venv/constraints.txt")
 "$venv/bin/pip" check
+# The pure-ML library alone pulls in no Flyte: what pip would install for llmft-core (with llmft-proto, its only
+# llmft requirement) into an empty environment.
+"$venv/bin/pip" install -q --dry-run --ignore-installed --report "$venv/core-only.json" \
+  dist/llmft_core-*.whl dist/llmft_proto-*.whl -c "$venv/constraints.txt"
+"$venv/bin/python" - "$venv/core-only.json" <<'PY'
+import json
+import sys
+
+names = sorted(item["metadata"]["name"].lower() for item in json.load(open(sys.argv[1]))["install"])
+flyte = [name for name in names if name.startswith("flyte")]
+if flyte or "llmft-core" not in names:
+    sys.exit(f"wheels venv: installing llmft-core alone would install {flyte or names}")
+print(f"llmft-core alone installs {len(names)} distributions, none of them Flyte's")
+PY
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cd "$work"
-if "$venv/bin/python" -c "import sys; sys.exit(any('$root' in p for p in sys.path))"; then :; else
-  echo "wheels venv: the repository is on the venv's import path" >&2
-  exit 1
-fi
+# Every part of the llmft namespace must come from the venv's site-packages, none from a source root.
+"$venv/bin/python" - "$site" <<'PY'
+import sys
+
+import llmft
+
+site = sys.argv[1]
+outside = [path for path in llmft.__path__ if not path.startswith(site)]
+if outside:
+    sys.exit(f"wheels venv: llmft is importable from outside the installed wheels: {outside}")
+PY
 
 echo "--- llmft --help"
 help="$("$venv/bin/llmft" --help)"

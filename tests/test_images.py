@@ -49,7 +49,7 @@ def locked_versions() -> dict[str, str]:
 
 def built_wheels() -> dict[str, Path]:
     """Distribution name -> wheel, from this test's sandbox (Pants) or dist/ (a plain pytest after `pants package`)."""
-    found = {}
+    found: dict[str, Path] = {}
     for folder in (Path.cwd(), ROOT / "dist"):
         for wheel in folder.rglob("llmft_*-py3-none-any.whl"):
             found.setdefault(normalized(wheel.name.split("-")[0]), wheel)
@@ -133,3 +133,11 @@ def test_image_dist_folder_must_be_relative(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("LLMFT_DIST_DIR", "/abs/dist")
     with pytest.raises(ValueError, match="LLMFT_DIST_DIR: '/abs/dist' must be a relative path"):
         dist_dir()
+
+
+def test_no_wheel_declares_flyte_in_core_or_stubs_and_test_tools_anywhere(wheels: dict[str, Path]) -> None:
+    for name, wheel in wheels.items():
+        declared = requires(wheel)
+        assert not {d for d in declared if d.startswith("types-") or d in {"pytest", "mypy", "mypy-protobuf"}}, name
+    for library in ("llmft-proto", "llmft-core"):
+        assert not {d for d in requires(wheels[library]) if d.startswith("flytekit")}, library
