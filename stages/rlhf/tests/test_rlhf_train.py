@@ -46,21 +46,27 @@ def test_reward_model_learns_to_prefer_the_chosen_answers(tmp_path: Path) -> Non
 
 def test_dpo_raises_held_out_preference_accuracy(tmp_path: Path) -> None:
     data = write_preference_dataset(tmp_path / "data")
-    result = train_dpo(R.DpoRequest(recipe=recipe(30, 1e-3), dpo=R.DpoConfig(beta=0.1)), data, tmp_path / "dpo")
+    request = R.DpoRequest(base_model="llmft/tiny-llama", recipe=recipe(30, 1e-3), dpo=R.DpoConfig(beta=0.1))
+    result = train_dpo(request, data, tmp_path / "dpo")
     report = result.report
     assert report.eval_loss_after < report.eval_loss_before - 0.3
     assert report.eval_accuracy_after >= 0.9
     assert report.policy.provenance.stage == "llmft.rlhf"
+    assert report.policy.base_model == "llmft/tiny-llama"
+    assert report.policy.metrics.eval_before.perplexity == 0.0  # a preference loss has no perplexity
 
 
 def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
     chat = write_chat_dataset(tmp_path / "chat", train_rows=4, eval_rows=2)
     with pytest.raises(DatasetKindError, match="DATASET_KIND_PREFERENCE"):
-        train_dpo(R.DpoRequest(recipe=recipe(1, 1e-3)), chat, tmp_path / "x")
+        train_dpo(R.DpoRequest(base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3)), chat, tmp_path / "x")
     prefs = write_preference_dataset(tmp_path / "prefs", train_rows=4, eval_rows=2)
     with pytest.raises(RecipeError, match="dpo.loss_type"):
-        train_dpo(R.DpoRequest(recipe=recipe(1, 1e-3), dpo=R.DpoConfig(loss_type="magic")), prefs, tmp_path / "y")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+        bad = R.DpoRequest(base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3), dpo=R.DpoConfig(loss_type="magic"))
+        train_dpo(bad, prefs, tmp_path / "y")
+    with pytest.raises(RecipeError, match="base_model: empty and no upstream policy folder given"):
+        train_dpo(R.DpoRequest(recipe=recipe(1, 1e-3)), prefs, tmp_path / "z")
+    assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
 
 
 def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:

@@ -24,9 +24,11 @@ T = training_pb2
 ARTIFACT_FILE = "llmft_artifact.json"
 
 
-def eval_metrics(metrics: dict[str, float], tokens: int) -> T.EvalMetrics:
+def eval_metrics(metrics: dict[str, float], tokens: int, perplexity: bool = True) -> T.EvalMetrics:
+    """Held-out loss; with `perplexity`, its exponential (a language model's loss per token; for a preference loss it
+    means nothing and stays 0)."""
     loss = float(metrics["eval_loss"])
-    return T.EvalMetrics(loss=loss, perplexity=math.exp(min(loss, 50.0)), tokens=tokens)
+    return T.EvalMetrics(loss=loss, perplexity=math.exp(min(loss, 50.0)) if perplexity else 0.0, tokens=tokens)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -57,9 +59,12 @@ def copy_checkpoints(source: Path, checkpoint_dir: Path) -> Path | None:
     return latest_checkpoint(checkpoint_dir)
 
 
-def train_and_evaluate(trainer: Any, eval_tokens: int, resume: bool = True) -> T.TrainingMetrics:
+def train_and_evaluate(
+    trainer: Any, eval_tokens: int, resume: bool = True, perplexity: bool = True
+) -> T.TrainingMetrics:
     """Held-out loss before and after training, and the training run between them. Resumes from the latest
-    checkpoint in the trainer's output_dir when `resume` is set and one exists.
+    checkpoint in the trainer's output_dir when `resume` is set and one exists. `perplexity` is false for losses that
+    are not a language model's (reward model, DPO).
 
     The "before" evaluation runs inside `train` (eval_on_start), so it uses the same engine as training: deepspeed
     refuses a ZeRO-1/2 evaluation before its engine exists. A resumed run takes it from the restored log history."""
@@ -71,8 +76,8 @@ def train_and_evaluate(trainer: Any, eval_tokens: int, resume: bool = True) -> T
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     if not evaluations:
         raise RuntimeError("training logged no evaluation; eval_on_start did not run")
-    before = eval_metrics(evaluations[0], eval_tokens)
-    after = eval_metrics(trainer.evaluate(metric_key_prefix="eval"), eval_tokens)
+    before = eval_metrics(evaluations[0], eval_tokens, perplexity)
+    after = eval_metrics(trainer.evaluate(metric_key_prefix="eval"), eval_tokens, perplexity)
     tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
     return T.TrainingMetrics(
         eval_before=before,

@@ -146,17 +146,17 @@ def training_overrides(resources: ComputeResources, distributed: DistributedConf
     return overrides
 
 
-def train_in_task(
+def run_training(
     train: Callable[..., Any],
     request: Any,
     dataset: DatasetManifest,
     data: FlyteDirectory,
     base_model: FlyteDirectory | None,
     deck_title: str,
-) -> TrainedModel:
+) -> tuple[Any, FlyteDirectory]:
     """The body every training task shares: fetch the inputs, restore checkpoints of a previous attempt, run the
     stage's `train` core function in the task's working directory (checkpoints mirrored into Flyte's checkpoint
-    store as they are written), publish its report as a Deck, hand back artifact and folder."""
+    store as they are written), publish its report as a Deck. Returns the core's result and the model folder."""
     data_dir = download_dataset(dataset, data)
     base_dir = Path(base_model.download()) if base_model is not None else None
     work = Path(current_context().working_directory)
@@ -172,4 +172,17 @@ def train_in_task(
         callbacks=[FlyteCheckpoints()],
     )
     publish(deck_title, result.report_html)
-    return TrainedModel(artifact=result.artifact, model=FlyteDirectory(path=str(work / "model")))
+    return result, FlyteDirectory(path=str(work / "model"))
+
+
+def train_in_task(
+    train: Callable[..., Any],
+    request: Any,
+    dataset: DatasetManifest,
+    data: FlyteDirectory,
+    base_model: FlyteDirectory | None,
+    deck_title: str,
+) -> TrainedModel:
+    """`run_training` for a stage whose core returns a ModelArtifact (CPT, SFT): artifact and folder."""
+    result, model = run_training(train, request, dataset, data, base_model, deck_title)
+    return TrainedModel(artifact=result.artifact, model=model)

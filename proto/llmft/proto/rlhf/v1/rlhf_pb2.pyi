@@ -88,16 +88,20 @@ class DpoConfig(_message.Message):
     def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ...) -> None: ...
 
 class DpoRequest(_message.Message):
-    __slots__ = ("recipe", "dpo", "resources", "run_name")
+    __slots__ = ("recipe", "dpo", "resources", "run_name", "base_model", "distributed")
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     DPO_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RUN_NAME_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     recipe: _training_pb2.TrainingRecipe
     dpo: DpoConfig
     resources: _provenance_pb2.ComputeResources
     run_name: str
-    def __init__(self, recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., dpo: _Optional[_Union[DpoConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ...) -> None: ...
+    base_model: str
+    distributed: _training_pb2.DistributedConfig
+    def __init__(self, recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., dpo: _Optional[_Union[DpoConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ..., base_model: _Optional[str] = ..., distributed: _Optional[_Union[_training_pb2.DistributedConfig, _Mapping]] = ...) -> None: ...
 
 class DpoReport(_message.Message):
     __slots__ = ("policy", "eval_accuracy_before", "eval_accuracy_after", "eval_loss_before", "eval_loss_after")

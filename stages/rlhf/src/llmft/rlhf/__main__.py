@@ -39,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist or be empty)")
     p.add_argument("--base-model", default="", help="preset, local folder or Hub id (default llmft/tiny-llama)")
     p.add_argument("--base-model-dir", type=Path, help="an upstream llmft model folder (e.g. the SFT model)")
+    p.add_argument("--checkpoint-dir", type=Path, help="where checkpoints go; a run finding one there resumes")
     p.add_argument("--max-steps", type=int, help="override recipe.schedule.max_steps")
     return p
 
@@ -58,6 +59,17 @@ def load(path: Path | None, message: RequestT) -> RequestT:
     return message
 
 
+def with_flags(request: RequestT, args: argparse.Namespace) -> RequestT:
+    """The command line's base model and step count over the request's (the tiny preset when neither names a base)."""
+    if args.base_model:
+        request.base_model = args.base_model
+    if not request.base_model and not args.base_model_dir:
+        request.base_model = "llmft/tiny-llama"
+    if args.max_steps is not None:
+        request.recipe.schedule.max_steps = args.max_steps
+    return request
+
+
 def main(argv: list[str] | None = None) -> int:
     from llmft.rlhf.dpo import train_dpo
     from llmft.rlhf.reward import train_reward_model
@@ -69,28 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{args.out.name}-", dir=args.out.parent) as tmp:
             model_dir = Path(tmp) / "model"
+            options = dict(base_model_dir=args.base_model_dir, checkpoint_dir=args.checkpoint_dir)
+            report: Message
             if args.command == "reward":
-                request = load(args.config, rlhf_pb2.RewardModelRequest())
-                if args.base_model:
-                    request.base_model = args.base_model
-                request.base_model = request.base_model or ("" if args.base_model_dir else "llmft/tiny-llama")
-                if args.max_steps is not None:
-                    request.recipe.schedule.max_steps = args.max_steps
-                report: Message = train_reward_model(
-                    request, args.data, model_dir, base_model_dir=args.base_model_dir, distributed=under_launcher()
+                reward_request = with_flags(load(args.config, rlhf_pb2.RewardModelRequest()), args)
+                report = train_reward_model(
+                    reward_request, args.data, model_dir, **options, distributed=under_launcher()
                 ).report
             else:
-                dpo_request = load(args.config, rlhf_pb2.DpoRequest())
-                if args.max_steps is not None:
-                    dpo_request.recipe.schedule.max_steps = args.max_steps
-                report = train_dpo(
-                    dpo_request,
-                    args.data,
-                    model_dir,
-                    base_model_dir=args.base_model_dir,
-                    base_model=args.base_model,
-                    distributed=under_launcher(),
-                ).report
+                dpo_request = with_flags(load(args.config, rlhf_pb2.DpoRequest()), args)
+                report = train_dpo(dpo_request, args.data, model_dir, **options, distributed=under_launcher()).report
             if model_dir.exists():
                 replace_dir(model_dir, args.out)
     except USER_ERRORS as error:

@@ -1,17 +1,17 @@
-"""DPO, read top to bottom: check data and recipe, load the policy (its frozen copy is the reference), measure the
-held-out preference loss and accuracy of the implicit reward, train with trl's DPOTrainer, measure again, save and
-describe the policy."""
+"""DPO, read top to bottom: check data and recipe, load the policy (its frozen copy is the reference), train with trl's
+DPOTrainer on the shared training path (held-out preference loss and implicit-reward accuracy before and after inside
+`train`, checkpoints and resume), save and describe the policy."""
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
-from llmft.core.training import load_base, save_and_describe, training_report_html
+from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
-from llmft.proto.training.v1 import training_pb2
 from llmft.rlhf import STAGE, __version__
 from llmft.rlhf.preferences import load_pairs
 
@@ -29,11 +29,12 @@ def train_dpo(
     data_dir: Path,
     out_dir: Path,
     base_model_dir: Path | None = None,
-    base_model: str = "",
     checkpoint_dir: Path | None = None,
     distributed: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> DpoResult:
-    """Optimises the policy in `base_model_dir` (or the named `base_model`) on the preference pairs in `data_dir`."""
+    """Optimises the policy in `base_model_dir` (or the request's `base_model`) on the preference pairs in
+    `data_dir`. A `checkpoint_dir` holding checkpoints of an earlier attempt resumes from the latest."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -43,9 +44,9 @@ def train_dpo(
     if loss_type not in LOSS_TYPES:
         raise RecipeError(f"dpo.loss_type: {loss_type!r} is not one of {sorted(LOSS_TYPES)}")
     manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
-    base = load_base(
-        base_model or ("" if base_model_dir else "llmft/tiny-llama"), "", base_model_dir, recipe, distributed
-    )
+    if not request.base_model and base_model_dir is None:
+        raise RecipeError("base_model: empty and no upstream policy folder given; name the policy to optimise")
+    base = load_base(request.base_model, "", base_model_dir, recipe, distributed)
     tokenizer = base.tokenizer
 
     model = load_model_for_training(base.directory, recipe)
@@ -63,16 +64,11 @@ def train_dpo(
         train_dataset=Dataset.from_list(train_pairs),
         eval_dataset=Dataset.from_list(eval_pairs),
         processing_class=tokenizer,
+        callbacks=callbacks,
     )
-    before = trainer.evaluate()
-    result = trainer.train()
-    after = trainer.evaluate()
-    metrics = training_pb2.TrainingMetrics(
-        eval_before=training_pb2.EvalMetrics(loss=before["eval_loss"]),
-        eval_after=training_pb2.EvalMetrics(loss=after["eval_loss"]),
-        train_loss=float(result.training_loss),
-        steps=int(trainer.state.global_step),
-    )
+    metrics = train_and_evaluate(trainer, eval_tokens=0, perplexity=False)
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    before, after = evaluations[0], evaluations[-1]
     artifact = save_and_describe(
         trainer,
         base,
@@ -86,10 +82,10 @@ def train_dpo(
     )
     report = rlhf_pb2.DpoReport(
         policy=artifact,
-        eval_accuracy_before=before.get("eval_rewards/accuracies", 0.0),
-        eval_accuracy_after=after.get("eval_rewards/accuracies", 0.0),
-        eval_loss_before=before["eval_loss"],
-        eval_loss_after=after["eval_loss"],
+        eval_accuracy_before=before["eval_rewards/accuracies"],
+        eval_accuracy_after=after["eval_rewards/accuracies"],
+        eval_loss_before=metrics.eval_before.loss,
+        eval_loss_after=metrics.eval_after.loss,
     )
     html = training_report_html(f"DPO {request.run_name or manifest.name}", metrics, trainer.state.log_history)
     return DpoResult(report, html)

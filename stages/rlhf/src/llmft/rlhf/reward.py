@@ -1,6 +1,7 @@
 """Reward-model training, read top to bottom: check data and recipe, load the base as a sequence classifier with one
-output (the reward), measure held-out pairwise accuracy, train with trl's RewardTrainer (Bradley-Terry loss), measure
-again, save and describe the model."""
+output (the reward), measure held-out pairwise accuracy, train with trl's RewardTrainer (Bradley-Terry loss) on the
+shared training path (held-out loss before and after inside `train`, checkpoints and resume), measure again, save and
+describe the model."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core.recipe import load_model_for_training, resolve_recipe, training_arguments
-from llmft.core.training import load_base, save_and_describe, training_report_html
+from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
-from llmft.proto.training.v1 import training_pb2
 from llmft.rlhf import STAGE, __version__
 from llmft.rlhf.preferences import load_pairs
 
@@ -51,7 +51,10 @@ def train_reward_model(
     base_model_dir: Path | None = None,
     checkpoint_dir: Path | None = None,
     distributed: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> RewardResult:
+    """Trains a reward model on the preference pairs in `data_dir` from the base in `base_model_dir` (or the
+    request's `base_model`). A `checkpoint_dir` holding checkpoints of an earlier attempt resumes from the latest."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
@@ -73,18 +76,11 @@ def train_reward_model(
         train_dataset=Dataset.from_list(train_pairs),
         eval_dataset=Dataset.from_list(eval_pairs),
         processing_class=tokenizer,
+        callbacks=callbacks,
     )
-    eval_before = trainer.evaluate()
-    result = trainer.train()
-    eval_after = trainer.evaluate()
+    metrics = train_and_evaluate(trainer, eval_tokens=0, perplexity=False)
     chosen, rejected = score(trainer.model, tokenizer, eval_pairs, recipe.max_length)
     after = accuracy(chosen, rejected)
-    metrics = training_pb2.TrainingMetrics(
-        eval_before=training_pb2.EvalMetrics(loss=eval_before["eval_loss"]),
-        eval_after=training_pb2.EvalMetrics(loss=eval_after["eval_loss"]),
-        train_loss=float(result.training_loss),
-        steps=int(trainer.state.global_step),
-    )
     artifact = save_and_describe(
         trainer,
         base,

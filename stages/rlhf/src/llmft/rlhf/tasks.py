@@ -1,20 +1,20 @@
-"""The RLHF stage's Flyte face: reward-model training and DPO as Elastic tasks. Bodies only unpack, call the core
-(llmft.rlhf.reward, llmft.rlhf.dpo) and pack."""
+"""The RLHF stage's Flyte face: reward-model training and DPO as Elastic tasks on the shared training body
+(llmft.flyte.training.run_training: checkpoints mirrored into Flyte's checkpoint store and restored on a retry, the
+report as a Deck). Bodies only unpack, call the core (llmft.rlhf.reward, llmft.rlhf.dpo) and pack; `overrides`
+reads a request's resources and Elastic launch."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
-from flytekit import Resources, current_context, task
+from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
-from llmft.core.distributed import under_launcher
-from llmft.flyte.decks import publish, task_deck_fields
+from llmft.flyte.decks import task_deck_fields
 from llmft.flyte.images import stage_image
-from llmft.flyte.training import elastic, leave_single_worker_launch
-from llmft.flyte.types import ModelDir, download_dataset
+from llmft.flyte.training import elastic, run_training, training_overrides
+from llmft.flyte.types import ModelDir
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.rlhf.v1.rlhf_pb2 import DpoReport, DpoRequest, RewardModelReport, RewardModelRequest
 from llmft.rlhf import STAGE, __version__
@@ -51,13 +51,8 @@ def reward_model(
     data: FlyteDirectory,
     base_model: Optional[FlyteDirectory] = None,
 ) -> RewardModel:
-    data_dir = download_dataset(dataset, data)
-    base_dir = Path(base_model.download()) if base_model is not None else None
-    out = Path(current_context().working_directory) / "reward-model"
-    leave_single_worker_launch(request.recipe.zero.stage)
-    result = train_reward_model(request, data_dir, out, base_dir, distributed=under_launcher())
-    publish("Reward model", result.report_html)
-    return RewardModel(report=result.report, model=FlyteDirectory(path=str(out)))
+    result, model = run_training(train_reward_model, request, dataset, data, base_model, "Reward model")
+    return RewardModel(report=result.report, model=model)
 
 
 @task(
@@ -70,10 +65,14 @@ def reward_model(
     enable_deck=True,
     deck_fields=task_deck_fields(),
 )
-def dpo(request: DpoRequest, dataset: DatasetManifest, data: FlyteDirectory, policy: FlyteDirectory) -> DpoPolicy:
-    data_dir = download_dataset(dataset, data)
-    out = Path(current_context().working_directory) / "dpo-policy"
-    leave_single_worker_launch(request.recipe.zero.stage)
-    result = train_dpo(request, data_dir, out, Path(policy.download()), distributed=under_launcher())
-    publish("DPO", result.report_html)
-    return DpoPolicy(report=result.report, model=FlyteDirectory(path=str(out)))
+def dpo(
+    request: DpoRequest, dataset: DatasetManifest, data: FlyteDirectory, policy: Optional[FlyteDirectory] = None
+) -> DpoPolicy:
+    result, model = run_training(train_dpo, request, dataset, data, policy, "DPO")
+    return DpoPolicy(report=result.report, model=model)
+
+
+def overrides(request: RewardModelRequest | DpoRequest) -> dict[str, Any]:
+    """`reward_model(...).with_overrides(**overrides(request))`: the request's resources, accelerator and Elastic
+    launch."""
+    return training_overrides(request.resources, request.distributed)

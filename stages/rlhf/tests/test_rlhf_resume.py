@@ -1,0 +1,82 @@
+"""The reward model and DPO train on the shared path: a run stopped after step k starts again from its checkpoint
+folder at k and ends where an uninterrupted run ends (held-out loss and weights)."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import TrainerCallback
+
+from llmft.core.training import latest_checkpoint
+from llmft.proto.rlhf.v1 import rlhf_pb2 as R
+from llmft.proto.training.v1 import training_pb2 as T
+from llmft.rlhf.dpo import train_dpo
+from llmft.rlhf.reward import train_reward_model
+from llmft.testing import write_preference_dataset
+
+STEPS, STOP = 6, 3
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+class StopAfterSaving(TrainerCallback):
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == STOP:
+            raise Interrupted(f"stopped at step {state.global_step}")
+
+
+class FirstStep(TrainerCallback):
+    def __init__(self) -> None:
+        self.started_at: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.started_at = state.global_step
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+
+
+def recipe() -> T.TrainingRecipe:
+    return T.TrainingRecipe(
+        max_length=64,
+        seed=5,
+        schedule=T.Schedule(max_steps=STEPS, learning_rate=2e-3, per_device_batch_size=4),
+        checkpoint=T.CheckpointConfig(save_steps=STOP, save_total_limit=2),
+    )
+
+
+METHODS: dict[str, tuple[Callable[..., Any], Callable[[], Any]]] = {
+    "reward": (train_reward_model, lambda: R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe())),
+    "dpo": (train_dpo, lambda: R.DpoRequest(base_model="llmft/tiny-llama", recipe=recipe())),
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_stopped_run_resumes_and_ends_as_an_uninterrupted_one(method: str, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    train, request = METHODS[method]
+    data = write_preference_dataset(tmp_path / "data", train_rows=24, eval_rows=8)
+    full = train(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt").report
+    with pytest.raises(Interrupted):
+        train(request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving()])
+    latest = latest_checkpoint(tmp_path / "ckpt")
+    assert latest is not None and latest.name == f"checkpoint-{STOP}"
+    first = FirstStep()
+    resumed = train(request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[first]).report
+    assert first.started_at == STOP
+    artifact = resumed.reward_model if method == "reward" else resumed.policy
+    expected = full.reward_model if method == "reward" else full.policy
+    assert artifact.metrics.steps == STEPS
+    # The "before" evaluation of the resumed run is the first attempt's, restored from its log history.
+    assert artifact.metrics.eval_before.loss == pytest.approx(expected.metrics.eval_before.loss, abs=1e-6)
+    assert artifact.metrics.eval_after.loss == pytest.approx(expected.metrics.eval_after.loss, abs=1e-4)
+    ours, theirs = load_file(str(tmp_path / "resumed/model.safetensors")), load_file(
+        str(tmp_path / "full/model.safetensors")
+    )
+    assert max(float((ours[k] - theirs[k]).abs().max()) for k in theirs) < 1e-4
