@@ -15,7 +15,7 @@ from llmft.rlhf.dpo import train_dpo
 from llmft.rlhf.reward import train_reward_model
 from llmft.testing import write_preference_dataset
 
-STEPS, STOP = 6, 3
+STEPS, STOP = 4, 2
 
 
 class Interrupted(RuntimeError):
@@ -61,7 +61,7 @@ def test_a_stopped_run_resumes_and_ends_as_an_uninterrupted_one(method: str, tmp
     from safetensors.torch import load_file
 
     train, request = METHODS[method]
-    data = write_preference_dataset(tmp_path / "data", train_rows=24, eval_rows=8)
+    data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
     full = train(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt").report
     with pytest.raises(Interrupted):
         train(request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving()])

@@ -88,3 +88,33 @@ def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:
     assert code == 0
     artifact = read_artifact(tmp_path / "o")
     assert artifact is not None and artifact.metrics.steps == 2
+
+
+def test_pairs_that_cannot_teach_fail_naming_the_row_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from llmft.rlhf import reward
+    from llmft.rlhf.preferences import PreferenceDataError
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(reward, "load_model_for_training", no_model)
+    data = write_preference_dataset(tmp_path / "prefs", train_rows=6, eval_rows=2)
+    frame = pd.read_parquet(data / "train.parquet")
+    frame.loc[4, "rejected"] = frame.loc[4, "chosen"] + "  "
+    frame.to_parquet(data / "train.parquet", index=False)
+    request = R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3))
+    with pytest.raises(PreferenceDataError, match=rf"train.parquet: row 4 \(id {frame.loc[4, 'id']}\): chosen equals"):
+        train_reward_model(request, data, tmp_path / "rm")
+
+    data = write_preference_dataset(tmp_path / "long", train_rows=6, eval_rows=2)
+    short = R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3))
+    short.recipe.max_length = 12  # "What is a plus b?" in the chat template is longer
+    with pytest.raises(
+        PreferenceDataError, match=r"train.parquet: pair 0: the prompt is \d+ tokens .*recipe.max_length 12"
+    ):
+        train_reward_model(short, data, tmp_path / "rm")
+    assert not (tmp_path / "rm").exists()

@@ -13,7 +13,7 @@ from llmft.core.recipe import RecipeError, load_model_for_training, resolve_reci
 from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.rlhf import STAGE, __version__
-from llmft.rlhf.preferences import load_pairs
+from llmft.rlhf.preferences import check_prompt_lengths, load_pairs
 
 LOSS_TYPES = {"sigmoid", "ipo", "hinge", "robust"}
 
@@ -48,6 +48,8 @@ def train_dpo(
         raise RecipeError("base_model: empty and no upstream policy folder given; name the policy to optimise")
     base = load_base(request.base_model, "", base_model_dir, recipe, distributed)
     tokenizer = base.tokenizer
+    for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
+        check_prompt_lengths(pairs, tokenizer, recipe.max_length, f"{data_dir}/{split}.parquet")
 
     model = load_model_for_training(base.directory, recipe)
     work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-dpo-"))

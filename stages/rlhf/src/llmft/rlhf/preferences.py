@@ -1,5 +1,6 @@
 """Preference pairs as trl expects them: conversational (the prompt a user turn, each answer an assistant turn), so
-the model's chat template renders them exactly as at SFT time and in serving."""
+the model's chat template renders them exactly as at SFT time and in serving. Checked at the stage's boundary before
+any model loads: a pair must prefer one answer, and its prompt must leave room for an answer within max_length."""
 
 from __future__ import annotations
 
@@ -7,8 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core.datasets import read_manifest, read_split, require_kind
+from llmft.core.generation import chat_prompt_ids
 from llmft.core.recipe import RecipeError
 from llmft.proto.data.v1 import dataset_pb2
+
+
+class PreferenceDataError(ValueError):
+    """A preference pair that cannot train; the message names the file, row and id."""
+
+
+def check_distinct(frame: Any, where: Path) -> None:
+    """Every pair prefers one answer over a different one (whitespace aside)."""
+    for number, row in enumerate(frame.itertuples()):
+        if str(row.chosen).strip() == str(row.rejected).strip():
+            raise PreferenceDataError(
+                f"{where}: row {number} (id {row.id}): chosen equals rejected; a pair must prefer one answer"
+            )
 
 
 def conversational_pairs(frame: Any) -> list[dict[str, list[dict[str, str]]]]:
@@ -25,8 +40,11 @@ def conversational_pairs(frame: Any) -> list[dict[str, list[dict[str, str]]]]:
 def load_pairs(data_dir: Path, stage: str, max_eval: int = 0) -> tuple[Any, list[dict], list[dict]]:
     manifest = read_manifest(data_dir)
     require_kind(manifest, dataset_pb2.DATASET_KIND_PREFERENCE, stage)
-    train = conversational_pairs(read_split(data_dir, "train"))
-    evaluation = conversational_pairs(read_split(data_dir, "eval"))
+    frames = {split: read_split(data_dir, split) for split in ("train", "eval")}
+    for split, frame in frames.items():
+        check_distinct(frame, Path(data_dir) / f"{split}.parquet")
+    train = conversational_pairs(frames["train"])
+    evaluation = conversational_pairs(frames["eval"])
     if max_eval:
         evaluation = evaluation[:max_eval]
     if not train:
@@ -34,3 +52,15 @@ def load_pairs(data_dir: Path, stage: str, max_eval: int = 0) -> tuple[Any, list
     if not evaluation:
         raise RecipeError(f"dataset {manifest.name!r}: its eval split is empty; held-out accuracy needs one")
     return manifest, train, evaluation
+
+
+def check_prompt_lengths(pairs: list[dict], tokenizer: Any, max_length: int, where: str) -> None:
+    """Every prompt, rendered by the chat template up to the assistant's turn, leaves room for an answer within
+    `max_length` tokens (a longer one would be cut before its answer, and its pair would teach nothing)."""
+    for number, pair in enumerate(pairs):
+        length = len(chat_prompt_ids(tokenizer, pair["prompt"]))
+        if length >= max_length:
+            raise PreferenceDataError(
+                f"{where}: pair {number}: the prompt is {length} tokens with the chat template, not below "
+                f"recipe.max_length {max_length}; raise max_length or shorten the prompt"
+            )

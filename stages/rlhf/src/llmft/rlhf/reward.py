@@ -14,7 +14,7 @@ from llmft.core.recipe import load_model_for_training, resolve_recipe, training_
 from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.rlhf import STAGE, __version__
-from llmft.rlhf.preferences import load_pairs
+from llmft.rlhf.preferences import check_prompt_lengths, load_pairs
 
 
 @dataclass
@@ -63,6 +63,8 @@ def train_reward_model(
     manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
     base = load_base(request.base_model, "", base_model_dir, recipe, distributed)
     tokenizer = base.tokenizer
+    for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
+        check_prompt_lengths(pairs, tokenizer, recipe.max_length, f"{data_dir}/{split}.parquet")
 
     model = load_model_for_training(
         base.directory, recipe, AutoModelForSequenceClassification, num_labels=1, pad_token_id=tokenizer.pad_token_id
