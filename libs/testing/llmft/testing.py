@@ -1,11 +1,15 @@
-"""Small deterministic datasets in the shared folder layout, for the stages' tests and benchmarks (a stage's tests
-must not import the data stage). The text has structure a tiny model learns within a few steps."""
+"""Test fixtures for the stages' tests and benchmarks: small deterministic datasets in the shared folder layout (a
+stage's tests must not import the data stage; the text has structure a tiny model learns within a few steps), Trainer
+callbacks that stop a run and see where it restarts (the resume tests), and a torchrun helper."""
 
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
 
 from llmft.core import fingerprint as fp
 from llmft.core.datasets import write_dataset
@@ -137,3 +141,28 @@ def run_distributed(module: str, args: list[str], nproc: int = 2, timeout: float
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{output[-6000:]}")
     return output
+
+
+class Interrupted(RuntimeError):
+    """What `StopAfterSaving` raises: a run killed right after a checkpoint."""
+
+
+class StopAfterSaving(TrainerCallback):
+    """Stops a run (raises Interrupted) once the checkpoint of step `step` is written."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.step:
+            raise Interrupted(f"stopped at step {state.global_step}")
+
+
+class FirstStep(TrainerCallback):
+    """Records the step a run starts from (0, or the step of the checkpoint it resumed)."""
+
+    def __init__(self) -> None:
+        self.started_at: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.started_at = state.global_step

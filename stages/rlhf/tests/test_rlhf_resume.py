@@ -6,34 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import TrainerCallback
 
 from llmft.core.training import latest_checkpoint
 from llmft.proto.rlhf.v1 import rlhf_pb2 as R
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.rlhf.dpo import train_dpo
 from llmft.rlhf.reward import train_reward_model
-from llmft.testing import write_preference_dataset
+from llmft.testing import FirstStep, Interrupted, StopAfterSaving, write_preference_dataset
 
 STEPS, STOP = 4, 2
-
-
-class Interrupted(RuntimeError):
-    pass
-
-
-class StopAfterSaving(TrainerCallback):
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step == STOP:
-            raise Interrupted(f"stopped at step {state.global_step}")
-
-
-class FirstStep(TrainerCallback):
-    def __init__(self) -> None:
-        self.started_at: int | None = None
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.started_at = state.global_step
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +45,9 @@ def test_a_stopped_run_resumes_and_ends_as_an_uninterrupted_one(method: str, tmp
     data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
     full = train(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt").report
     with pytest.raises(Interrupted):
-        train(request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving()])
+        train(
+            request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving(STOP)]
+        )
     latest = latest_checkpoint(tmp_path / "ckpt")
     assert latest is not None and latest.name == f"checkpoint-{STOP}"
     first = FirstStep()

@@ -3,36 +3,16 @@ plain checkpoint folder (how it works without Flyte), once through Flyte's check
 resumes), with flytekit's own SyncCheckpoint on the local filesystem."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from transformers import TrainerCallback
 
 from llmft.core.training import latest_checkpoint
 from llmft.flyte.training import FlyteCheckpoints, restore_flyte_checkpoints
 from llmft.proto.training.v1 import training_pb2 as T
-from llmft.testing import write_text_dataset
+from llmft.testing import FirstStep, Interrupted, StopAfterSaving, write_text_dataset
 from llmft.train_cpt.train import train_cpt
 
 STEPS, STOP = 8, 4
-
-
-class Interrupted(RuntimeError):
-    pass
-
-
-class StopAfterSaving(TrainerCallback):
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step == STOP:
-            raise Interrupted(f"stopped at step {state.global_step}")
-
-
-class FirstStep(TrainerCallback):
-    def __init__(self) -> None:
-        self.started_at: int | None = None
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.started_at = state.global_step
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +49,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_folder(tmp_path: Path) -> Non
     full = train_cpt(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt").artifact
     with pytest.raises(Interrupted):
         train_cpt(
-            request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving()]
+            request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving(STOP)]
         )
     latest = latest_checkpoint(tmp_path / "ckpt")
     assert latest is not None and latest.name == f"checkpoint-{STOP}"
@@ -94,7 +74,7 @@ def test_a_retried_task_resumes_from_flytes_checkpoint_store(tmp_path: Path) -> 
             data,
             tmp_path / "attempt-1",
             checkpoint_dir=tmp_path / "pod-1",
-            callbacks=[FlyteCheckpoints(first_attempt), StopAfterSaving()],
+            callbacks=[FlyteCheckpoints(first_attempt), StopAfterSaving(STOP)],
         )
     assert (tmp_path / "store-1" / "node-0" / f"checkpoint-{STOP}" / "trainer_state.json").is_file()
 
