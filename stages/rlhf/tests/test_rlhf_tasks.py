@@ -1,7 +1,7 @@
 """The stage's tasks under flytekit's local execution: the reward model and DPO train through the shared training task
 body (Elastic launch, checkpoints mirrored into Flyte's checkpoint store, Decks) and hand back report and folder.
-Own file, so its process forks the Elastic worker before any torch work of another test (libgomp does not survive a
-fork after a parallel region)."""
+Own file, so its process forks the Elastic worker before another test has run torch in it: run after the
+batch-inference workflow test in one process, the forked worker hung (passes alone in ~30 s; see the issue note)."""
 
 from pathlib import Path
 from typing import NamedTuple
