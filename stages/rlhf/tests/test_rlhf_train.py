@@ -26,12 +26,15 @@ def recipe(steps: int, lr: float) -> T.TrainingRecipe:
     )
 
 
-def test_reward_model_learns_to_prefer_the_chosen_answers(tmp_path: Path) -> None:
+FAMILIES = {"llmft/tiny-llama": "llama", "llmft/tiny-neox": "gpt_neox"}  # LLaMA and RedPajama's GPT-NeoX
+
+
+@pytest.mark.parametrize("preset", sorted(FAMILIES))
+def test_reward_model_learns_to_prefer_the_chosen_answers(preset: str, tmp_path: Path) -> None:
     data = write_preference_dataset(tmp_path / "data")
-    result = train_reward_model(
-        R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe(30, 3e-3)), data, tmp_path / "rm"
-    )
+    result = train_reward_model(R.RewardModelRequest(base_model=preset, recipe=recipe(30, 3e-3)), data, tmp_path / "rm")
     report = result.report
+    assert report.reward_model.model_family == FAMILIES[preset]
     metrics = report.reward_model.metrics
     assert metrics.eval_after.loss < metrics.eval_before.loss - 0.3  # held-out Bradley-Terry loss
     assert report.eval_accuracy_after >= 0.9
@@ -44,15 +47,17 @@ def test_reward_model_learns_to_prefer_the_chosen_answers(tmp_path: Path) -> Non
     assert model.config.num_labels == 1
 
 
-def test_dpo_raises_held_out_preference_accuracy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset", sorted(FAMILIES))
+def test_dpo_raises_held_out_preference_accuracy(preset: str, tmp_path: Path) -> None:
     data = write_preference_dataset(tmp_path / "data")
-    request = R.DpoRequest(base_model="llmft/tiny-llama", recipe=recipe(30, 1e-3), dpo=R.DpoConfig(beta=0.1))
+    request = R.DpoRequest(base_model=preset, recipe=recipe(30, 1e-3), dpo=R.DpoConfig(beta=0.1))
     result = train_dpo(request, data, tmp_path / "dpo")
     report = result.report
+    assert report.policy.model_family == FAMILIES[preset]
     assert report.eval_loss_after < report.eval_loss_before - 0.3
     assert report.eval_accuracy_after >= 0.9
     assert report.policy.provenance.stage == "llmft.rlhf"
-    assert report.policy.base_model == "llmft/tiny-llama"
+    assert report.policy.base_model == preset
     assert report.policy.metrics.eval_before.perplexity == 0.0  # a preference loss has no perplexity
 
 
