@@ -119,7 +119,7 @@ def test_pairs_that_cannot_teach_fail_naming_the_row_before_any_model_loads(
     short = R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3))
     short.recipe.max_length = 12  # "What is a plus b?" in the chat template is longer
     with pytest.raises(
-        PreferenceDataError, match=r"train.parquet: pair 0: the prompt is \d+ tokens .*recipe.max_length 12"
+        PreferenceDataError, match=r"train.parquet: row 0: the prompt is \d+ tokens .*recipe.max_length 12"
     ):
         train_reward_model(short, data, tmp_path / "rm")
     assert not (tmp_path / "rm").exists()

@@ -56,15 +56,24 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def request_from_args(args: argparse.Namespace) -> training_pb2.TrainingRequest:
-    request = load_training_request(args.config) if args.config else training_pb2.TrainingRequest()
-    request.recipe.packing = request.recipe.packing if args.config else True
+DEFAULT_BASE_MODEL = "llmft/tiny-llama"
+
+
+def apply_model_and_steps(request: Any, args: argparse.Namespace) -> None:
+    """The command line's --base-model and --max-steps over a request's (any request message with `base_model` and
+    `recipe`); the built-in tiny preset when neither the request nor --base-model-dir names a base."""
     if args.base_model:
         request.base_model = args.base_model
     if not request.base_model and not args.base_model_dir:
-        request.base_model = "llmft/tiny-llama"
+        request.base_model = DEFAULT_BASE_MODEL
     if args.max_steps is not None:
         request.recipe.schedule.max_steps = args.max_steps
+
+
+def request_from_args(args: argparse.Namespace) -> training_pb2.TrainingRequest:
+    request = load_training_request(args.config) if args.config else training_pb2.TrainingRequest()
+    request.recipe.packing = request.recipe.packing if args.config else True
+    apply_model_and_steps(request, args)
     return request
 
 

@@ -22,7 +22,7 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from llmft.core.cli import USER_ERRORS
+from llmft.core.cli import USER_ERRORS, apply_model_and_steps
 from llmft.core.distributed import under_launcher
 from llmft.core.recipe import RecipeError
 from llmft.core.training import replace_dir
@@ -59,17 +59,6 @@ def load(path: Path | None, message: RequestT) -> RequestT:
     return message
 
 
-def with_flags(request: RequestT, args: argparse.Namespace) -> RequestT:
-    """The command line's base model and step count over the request's (the tiny preset when neither names a base)."""
-    if args.base_model:
-        request.base_model = args.base_model
-    if not request.base_model and not args.base_model_dir:
-        request.base_model = "llmft/tiny-llama"
-    if args.max_steps is not None:
-        request.recipe.schedule.max_steps = args.max_steps
-    return request
-
-
 def main(argv: list[str] | None = None) -> int:
     from llmft.rlhf.dpo import train_dpo
     from llmft.rlhf.reward import train_reward_model
@@ -84,12 +73,14 @@ def main(argv: list[str] | None = None) -> int:
             options = dict(base_model_dir=args.base_model_dir, checkpoint_dir=args.checkpoint_dir)
             report: Message
             if args.command == "reward":
-                reward_request = with_flags(load(args.config, rlhf_pb2.RewardModelRequest()), args)
+                reward_request = load(args.config, rlhf_pb2.RewardModelRequest())
+                apply_model_and_steps(reward_request, args)
                 report = train_reward_model(
                     reward_request, args.data, model_dir, **options, distributed=under_launcher()
                 ).report
             else:
-                dpo_request = with_flags(load(args.config, rlhf_pb2.DpoRequest()), args)
+                dpo_request = load(args.config, rlhf_pb2.DpoRequest())
+                apply_model_and_steps(dpo_request, args)
                 report = train_dpo(dpo_request, args.data, model_dir, **options, distributed=under_launcher()).report
             if model_dir.exists():
                 replace_dir(model_dir, args.out)

@@ -61,6 +61,6 @@ def check_prompt_lengths(pairs: list[dict], tokenizer: Any, max_length: int, whe
         length = len(chat_prompt_ids(tokenizer, pair["prompt"]))
         if length >= max_length:
             raise PreferenceDataError(
-                f"{where}: pair {number}: the prompt is {length} tokens with the chat template, not below "
+                f"{where}: row {number}: the prompt is {length} tokens with the chat template, not below "
                 f"recipe.max_length {max_length}; raise max_length or shorten the prompt"
             )
