@@ -1,0 +1,324 @@
+"""PPO, read top to bottom: check the request, the prompts and the three models' contracts (the policy a causal LM, the
+reward model a one-output sequence classifier, one tokenizer for both) before any weights load; evaluate the SFT
+policy on held-out prompts; optimise it with trl's PPOTrainer (trl.experimental.ppo: a frozen reference, the reward
+model, a value model initialised from the reward model, a per-token KL penalty against the reference) with
+checkpoints and resume; evaluate the PPO policy the same way; save and describe it."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmft.core.datasets import read_manifest, read_split
+from llmft.core.models import load_tokenizer, resolve_model_dir
+from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
+from llmft.core.training import build_artifact, latest_checkpoint, load_base, log_history_series, save_model
+from llmft.proto.data.v1 import dataset_pb2
+from llmft.proto.rlhf.v1 import rlhf_pb2
+from llmft.proto.training.v1 import training_pb2 as T
+from llmft.rlhf import STAGE, __version__
+from llmft.rlhf import evaluation as ev
+from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_shared_tokenizer
+from llmft.rlhf.preferences import check_distinct, conversational_pairs
+
+log = logging.getLogger(__name__)
+
+KL_ESTIMATORS = {"k1", "k3"}
+VALUE_WEIGHTS = "value_model.safetensors"
+
+
+def resolve_ppo(config: rlhf_pb2.PpoConfig) -> rlhf_pb2.PpoConfig:
+    """A copy with every unset field at its default (trl's, except a shorter answer for CPU-sized runs); errors name
+    the field."""
+    resolved = rlhf_pb2.PpoConfig()
+    resolved.CopyFrom(config)
+    defaults = dict(
+        num_ppo_epochs=4,
+        response_length=ev.DEFAULT_NEW_TOKENS,
+        kl_coef=0.05,
+        cliprange=0.2,
+        vf_coef=0.1,
+        temperature=ev.DEFAULT_TEMPERATURE,
+        kl_estimator="k1",
+        num_mini_batches=1,
+    )
+    for name, value in defaults.items():
+        if not getattr(resolved, name):
+            setattr(resolved, name, value)
+    if resolved.kl_estimator not in KL_ESTIMATORS:
+        raise RecipeError(f"ppo.kl_estimator: {resolved.kl_estimator!r} is not one of {sorted(KL_ESTIMATORS)}")
+    for name in ("kl_coef", "cliprange", "vf_coef", "temperature", "missing_eos_penalty"):
+        value = getattr(resolved, name)
+        if not value == value or value < 0 or value == float("inf"):  # NaN, negative, infinite
+            raise RecipeError(f"ppo.{name}: {value} is not a finite number >= 0")
+    if resolved.response_length > 4096:
+        raise RecipeError(f"ppo.response_length: {resolved.response_length} is over 4096 tokens")
+    return resolved
+
+
+@dataclass
+class Prompts:
+    """The train and held-out prompts of a preference or prompt dataset, with the held-out pairs when there are."""
+
+    manifest: dataset_pb2.DatasetManifest
+    train: list[str]
+    eval: list[str]
+    eval_pairs: list[dict]
+
+
+def load_prompts(data_dir: Path, limit: int = 0) -> Prompts:
+    """Prompts of a preference dataset (the reward model's data, so the held-out pairs also give the reward scale) or
+    of a prompt dataset. Held-out prompts come from the eval split; `limit` keeps the first ones."""
+    manifest = read_manifest(data_dir)
+    kinds = (dataset_pb2.DATASET_KIND_PREFERENCE, dataset_pb2.DATASET_KIND_PROMPT)
+    if manifest.kind not in kinds:
+        raise RecipeError(
+            f"dataset {manifest.name!r} is {dataset_pb2.DatasetKind.Name(manifest.kind)}; PPO samples answers to the "
+            "prompts of a DATASET_KIND_PREFERENCE or DATASET_KIND_PROMPT dataset"
+        )
+    train, held_out = read_split(data_dir, "train"), read_split(data_dir, "eval")
+    pairs: list[dict] = []
+    if manifest.kind == dataset_pb2.DATASET_KIND_PREFERENCE:
+        check_distinct(held_out, Path(data_dir) / "eval.parquet")
+        pairs = conversational_pairs(held_out)
+    prompts = Prompts(manifest, [str(p) for p in train["prompt"]], [str(p) for p in held_out["prompt"]], pairs)
+    if limit:
+        prompts.eval, prompts.eval_pairs = prompts.eval[:limit], prompts.eval_pairs[:limit]
+    if not prompts.train:
+        raise RecipeError(f"dataset {manifest.name!r}: its train split has no prompts")
+    if not prompts.eval:
+        raise RecipeError(f"dataset {manifest.name!r}: its eval split has no prompts; the held-out evaluation needs some")
+    return prompts
+
+
+def resumable_trainer_class() -> Any:
+    """trl's PPOTrainer saves checkpoints but cannot resume from one. This subclass also saves the value model into
+    each checkpoint and, given one, restores the policy, value model, optimizer, scheduler, RNG and trainer state
+    (the step, episode and log history) and runs only the updates that remain."""
+    import torch
+    from safetensors.torch import load_model as load_weights
+    from safetensors.torch import save_model as save_weights
+    from transformers import TrainerCallback
+    from trl.experimental.ppo import PPOTrainer
+    from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
+
+    class RestoreState(TrainerCallback):
+        def __init__(self, saved: Any, total: int) -> None:
+            self.saved, self.total = saved, total
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            state.global_step, state.episode = self.saved.global_step, self.saved.episode
+            state.log_history, state.max_steps = list(self.saved.log_history), self.total
+
+    class ResumablePPOTrainer(PPOTrainer):  # type: ignore[misc]
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            if self.args.should_save:
+                folder.mkdir(parents=True, exist_ok=True)
+                save_weights(self.accelerator.unwrap_model(self.model).value_model, str(folder / VALUE_WEIGHTS))
+            super()._save_checkpoint(model, trial)  # trainer_state.json last: it marks the checkpoint complete
+
+        def train(self, resume_from_checkpoint: str | None = None) -> None:  # type: ignore[override]
+            if not resume_from_checkpoint:
+                return super().train()
+            if self.is_deepspeed_enabled:
+                raise RecipeError(
+                    f"{resume_from_checkpoint}: resuming PPO under ZeRO is not supported; remove the checkpoints "
+                    "to start over, or train without recipe.zero"
+                )
+            checkpoint = str(resume_from_checkpoint)
+            wrapper = self.accelerator.unwrap_model(self.model)
+            self._load_from_checkpoint(checkpoint, model=wrapper.policy)
+            load_weights(wrapper.value_model, str(Path(checkpoint) / VALUE_WEIGHTS))
+            self._load_optimizer_and_scheduler(checkpoint)
+            self._load_rng_state(checkpoint)
+            saved = OnlineTrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+            total = self.args.num_total_batches
+            self.args.num_total_batches = total - saved.global_step
+            self.add_callback(RestoreState(saved, total))
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    return super().train()
+            finally:
+                self.args.num_total_batches = total
+
+    return ResumablePPOTrainer
+
+
+@dataclass
+class PpoResult:
+    report: rlhf_pb2.PpoReport
+    report_html: str
+
+
+def train_ppo(
+    request: rlhf_pb2.PpoRequest,
+    data_dir: Path,
+    out_dir: Path,
+    base_model_dir: Path | None = None,
+    reward_model_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    distributed: bool = False,
+    callbacks: list[Any] | None = None,
+) -> PpoResult:
+    """Optimises the policy in `base_model_dir` (or the request's `base_model`) against the reward model in
+    `reward_model_dir` (or the request's `reward_model`) on the prompts in `data_dir`. A `checkpoint_dir` holding
+    checkpoints of an earlier attempt resumes from the latest."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl.experimental.ppo import PPOConfig
+
+    recipe = resolve_recipe(request.recipe)
+    ppo = resolve_ppo(request.ppo)
+    if not request.base_model and base_model_dir is None:
+        raise RecipeError("base_model: empty and no upstream policy folder given; name the policy to optimise")
+    if not request.reward_model and reward_model_dir is None:
+        raise RecipeError("reward_model: empty and no reward model folder given; name the reward model")
+    prompts = load_prompts(data_dir, ppo.eval_prompts or recipe.eval.max_eval_samples)
+    base = load_base(request.base_model, "", base_model_dir, recipe, distributed)
+    reward_dir = resolve_model_dir(str(reward_model_dir) if reward_model_dir else request.reward_model).directory
+    check_causal_lm(base.directory, "policy")
+    check_reward_model(reward_dir)
+    tokenizer = base.tokenizer
+    check_shared_tokenizer({"policy": (base.directory, tokenizer), "reward model": (reward_dir, load_tokenizer(reward_dir))})
+    room = recipe.max_length - ppo.response_length
+    if room < 2:
+        raise RecipeError(
+            f"recipe.max_length {recipe.max_length} leaves no room for a prompt beside ppo.response_length "
+            f"{ppo.response_length}"
+        )
+    train_ids = ev.prompt_ids(tokenizer, prompts.train, room, f"{data_dir}/train.parquet")
+    eval_ids = ev.prompt_ids(tokenizer, prompts.eval, room, f"{data_dir}/eval.parquet")
+
+    policy = load_model_for_training(base.directory, recipe)
+    reward_model = ev.load_model(reward_dir, AutoModelForSequenceClassification)
+    value_model = ev.load_model(reward_dir, AutoModelForSequenceClassification).train()
+    settings = rlhf_pb2.PolicyEvaluationRequest(
+        max_new_tokens=ppo.response_length, temperature=ppo.temperature, seed=recipe.seed, max_length=recipe.max_length
+    )
+    scale = ev.reward_scale(reward_model, tokenizer, prompts.eval_pairs, recipe.max_length)
+    sft = ev.evaluate_policy("sft", policy, None, reward_model, tokenizer, eval_ids, settings)
+
+    work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-ppo-"))
+    arguments = training_arguments(recipe, work)
+    batch = recipe.schedule.per_device_batch_size * recipe.schedule.gradient_accumulation_steps
+    episodes = ppo.total_episodes or (recipe.schedule.max_steps * batch * (_world_size() if distributed else 1))
+    args = PPOConfig(
+        **{k: v for k, v in arguments.items() if k not in {"include_num_input_tokens_seen", "activation_checkpointing"}},
+        total_episodes=episodes or None,
+        num_ppo_epochs=ppo.num_ppo_epochs,
+        num_mini_batches=ppo.num_mini_batches,
+        response_length=ppo.response_length,
+        temperature=ppo.temperature,
+        kl_coef=ppo.kl_coef,
+        kl_estimator=ppo.kl_estimator,
+        cliprange=ppo.cliprange,
+        vf_coef=ppo.vf_coef,
+        missing_eos_penalty=ppo.missing_eos_penalty or None,
+        stop_token_id=ev.end_of_turn_id(tokenizer),
+        num_sample_generations=0,
+        local_rollout_forward_batch_size=recipe.schedule.per_device_batch_size,
+        gradient_checkpointing=False,
+    )
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # rollouts generate after the prompt
+    try:
+        trainer = resumable_trainer_class()(
+            args=args,
+            processing_class=tokenizer,
+            model=policy,
+            ref_model=None,  # a frozen copy of the policy (with LoRA: the policy with its adapter off)
+            reward_model=reward_model,
+            value_model=value_model,
+            train_dataset=Dataset.from_dict({"input_ids": train_ids}),
+            eval_dataset=Dataset.from_dict({"input_ids": eval_ids}),
+            callbacks=callbacks,
+        )
+        checkpoint = latest_checkpoint(work)
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        seconds = time.perf_counter() - started
+    finally:
+        tokenizer.padding_side = padding_side
+    if not trainer.is_world_process_zero():
+        return PpoResult(rlhf_pb2.PpoReport(), "")
+
+    trained = trainer.accelerator.unwrap_model(trainer.model).policy.eval()
+    after = ev.evaluate_policy("ppo", trained, _reference(trainer, settings), reward_model, tokenizer, eval_ids, settings)
+    comparison = ev.compare(sft, [after], scale, len(eval_ids))
+    comparison.reward_model_fingerprint = ev.folder_fingerprint(reward_dir)
+    comparison.reference_fingerprint = ev.folder_fingerprint(base.directory)
+    comparison.dataset_fingerprint = prompts.manifest.fingerprint
+
+    history = trainer.state.log_history
+    losses = [e["loss/policy_avg"] for e in history if "loss/policy_avg" in e]
+    metrics = T.TrainingMetrics(
+        train_loss=losses[-1] if losses else 0.0, steps=int(trainer.state.global_step), train_seconds=seconds
+    )
+    fmt = save_model(trained, tokenizer, recipe, out_dir)
+    artifact = build_artifact(
+        model=trained,
+        out_dir=out_dir,
+        fmt=fmt,
+        base_name=base.name,
+        base_dir=base.directory,
+        request=request,
+        stage=STAGE,
+        stage_version=__version__,
+        input_fingerprints=[prompts.manifest.fingerprint, comparison.reward_model_fingerprint],
+        metrics=metrics,
+    )
+    evaluated = {e.name: e for e in comparison.policies}
+    report = rlhf_pb2.PpoReport(
+        policy=artifact,
+        mean_reward_before=evaluated["sft"].mean_reward,
+        mean_reward_after=evaluated["ppo"].mean_reward,
+        kl=evaluated["ppo"].kl_to_reference,
+        episodes=int(trainer.state.episode),
+        evaluation=comparison,
+    )
+    html = ppo_report_html(f"PPO {request.run_name or prompts.manifest.name}", report, history, prompts.eval, [sft, after])
+    return PpoResult(report, html)
+
+
+def _reference(trainer: Any, settings: rlhf_pb2.PolicyEvaluationRequest) -> Any:
+    """The frozen reference's log-probabilities of answers: trl's copy of the policy, or with LoRA, the policy with its
+    adapter disabled."""
+    if trainer.ref_model is not None:
+        return ev.reference_of(trainer.ref_model, settings.temperature)
+    policy = trainer.accelerator.unwrap_model(trainer.model).policy
+
+    def logprobs(prompts: list[list[int]], answers: list[list[int]]) -> list[float]:
+        with trainer.null_ref_context():
+            return ev.answer_logprobs(policy, prompts, answers, settings.temperature)
+
+    return logprobs
+
+
+def _world_size() -> int:
+    from llmft.core.distributed import world_size
+
+    return world_size()
+
+
+def ppo_report_html(
+    title: str, report: rlhf_pb2.PpoReport, history: list[dict[str, Any]], prompts: list[str], answers: list[Any]
+) -> str:
+    """Deck page: reward and KL curves over PPO updates, the policy and value losses, and the held-out comparison
+    with the answers side by side."""
+    from llmft.core import decks
+
+    curves = []
+    for keys, label in (
+        ((("objective/scores", "reward-model score"), ("objective/rlhf_reward", "score - KL penalty")), "reward"),
+        ((("objective/kl", "KL to reference"),), "KL (nats per answer)"),
+        ((("loss/policy_avg", "policy"), ("loss/value_avg", "value")), "loss"),
+    ):
+        series = {name: log_history_series(history, key) for key, name in keys}
+        if any(xs for xs, _ in series.values()):
+            curves.append(decks.line_plot(series, f"{label} over PPO updates", "update", label))
+    return decks.page(ev.comparison_html(title, report.evaluation, prompts, answers), *curves)
