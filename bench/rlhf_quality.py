@@ -77,7 +77,7 @@ def run(seed: int, preset: str, root: Path, args: argparse.Namespace) -> dict[st
         ppo=R.PpoConfig(response_length=16, kl_coef=args.kl_coef, temperature=0.7, eval_prompts=0),
     )
     ppo = train_ppo(ppo_request, prefs, root / "ppo", base_model_dir=root / "sft", reward_model_dir=root / "rm").report
-    dpo_request = R.DpoRequest(recipe=recipe(args.dpo_steps, args.dpo_lr, seed), dpo=R.DpoConfig(beta=0.1))
+    dpo_request = R.DpoRequest(recipe=recipe(args.dpo_steps, args.dpo_lr, seed), dpo=R.DpoConfig(beta=0.1, sft_weight=args.dpo_sft_weight))
     train_dpo(dpo_request, prefs, root / "dpo", base_model_dir=root / "sft")
     evaluation = evaluate_policies(
         R.PolicyEvaluationRequest(max_new_tokens=16, temperature=0.7, seed=seed, max_length=64),
@@ -110,12 +110,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--preset", default="llmft/tiny-llama")
     parser.add_argument("--sft-steps", type=int, default=40)
-    parser.add_argument("--rm-steps", type=int, default=60)
+    parser.add_argument("--rm-steps", type=int, default=120)
     parser.add_argument("--ppo-steps", type=int, default=30)
     parser.add_argument("--ppo-lr", type=float, default=3e-4)
     parser.add_argument("--kl-coef", type=float, default=0.05)
-    parser.add_argument("--dpo-steps", type=int, default=40)
+    parser.add_argument("--dpo-steps", type=int, default=60)
     parser.add_argument("--dpo-lr", type=float, default=5e-4)
+    parser.add_argument("--dpo-sft-weight", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=HERE / "rlhf_quality.json")
     args = parser.parse_args()
 

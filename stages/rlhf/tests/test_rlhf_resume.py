@@ -63,3 +63,33 @@ def test_a_stopped_run_resumes_and_ends_as_an_uninterrupted_one(method: str, tmp
         str(tmp_path / "full/model.safetensors")
     )
     assert max(float((ours[k] - theirs[k]).abs().max()) for k in theirs) < 1e-4
+
+
+def test_a_stopped_ppo_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from llmft.rlhf.ppo import VALUE_WEIGHTS, train_ppo
+
+    data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
+    train_reward_model(R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe()), data, tmp_path / "rm")
+
+    def request() -> R.PpoRequest:
+        return R.PpoRequest(base_model="llmft/tiny-llama", recipe=recipe(), ppo=R.PpoConfig(response_length=6))
+
+    options = dict(reward_model_dir=tmp_path / "rm")
+    full = train_ppo(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt", **options).report
+    with pytest.raises(Interrupted):
+        train_ppo(
+            request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving(STOP)], **options
+        )
+    latest = latest_checkpoint(tmp_path / "ckpt")
+    assert latest is not None and latest.name == f"checkpoint-{STOP}" and (latest / VALUE_WEIGHTS).is_file()
+    first = FirstStep()
+    resumed = train_ppo(request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[first], **options).report
+    assert first.started_at == STOP
+    assert resumed.policy.metrics.steps == STEPS and resumed.episodes == full.episodes == STEPS * 4
+    ours, theirs = load_file(str(tmp_path / "resumed/model.safetensors")), load_file(
+        str(tmp_path / "full/model.safetensors")
+    )
+    assert max(float((ours[k] - theirs[k]).abs().max()) for k in theirs) < 1e-4
+    assert resumed.mean_reward_after == pytest.approx(full.mean_reward_after, abs=1e-4)

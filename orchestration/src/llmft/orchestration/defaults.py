@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from llmft.proto.common.v1 import provenance_pb2 as C
 from llmft.proto.data.v1 import dataset_pb2 as D
+from llmft.proto.rlhf.v1 import rlhf_pb2 as R
 from llmft.proto.training.v1 import training_pb2 as T
 
 BASE_MODEL = "llmft/tiny-llama"
@@ -70,3 +71,47 @@ SFT = T.TrainingRequest(
     distributed=T.DistributedConfig(nnodes=1, nproc_per_node=1),
     resources=C.ComputeResources(cpu="2", memory="8Gi"),
 )
+
+
+# The RLHF demo (llmft.orchestration.rlhf): the synthetic arithmetic data of llmft.rlhf.demo, with the settings whose
+# quality bench/rlhf_quality.py measures.
+def _rlhf_recipe(steps: int, learning_rate: float, batch: int = 8) -> T.TrainingRecipe:
+    return T.TrainingRecipe(
+        method=T.TRAINING_METHOD_FULL,
+        precision=T.PRECISION_FP32,
+        optimizer=T.OPTIMIZER_ADAMW,
+        max_length=64,
+        packing=False,
+        seed=0,
+        schedule=T.Schedule(learning_rate=learning_rate, lr_scheduler="cosine", max_steps=steps, per_device_batch_size=batch),
+        checkpoint=T.CheckpointConfig(save_steps=10, save_total_limit=2),
+    )
+
+
+RLHF_RESOURCES = C.ComputeResources(cpu="2", memory="8Gi")
+RLHF_LAUNCH = T.DistributedConfig(nnodes=1, nproc_per_node=1)
+RLHF_SFT = T.TrainingRequest(
+    base_model=BASE_MODEL,
+    run_name="rlhf-sft",
+    recipe=_rlhf_recipe(40, 1e-3),
+    distributed=RLHF_LAUNCH,
+    resources=RLHF_RESOURCES,
+)
+REWARD = R.RewardModelRequest(
+    run_name="rlhf-reward", recipe=_rlhf_recipe(120, 1e-3), distributed=RLHF_LAUNCH, resources=RLHF_RESOURCES
+)
+PPO = R.PpoRequest(
+    run_name="rlhf-ppo",
+    recipe=_rlhf_recipe(30, 3e-4, batch=16),
+    ppo=R.PpoConfig(response_length=16, temperature=0.7, kl_coef=0.05),
+    distributed=RLHF_LAUNCH,
+    resources=RLHF_RESOURCES,
+)
+DPO = R.DpoRequest(
+    run_name="rlhf-dpo",
+    recipe=_rlhf_recipe(60, 5e-4),
+    dpo=R.DpoConfig(beta=0.1, loss_type="sigmoid", sft_weight=1.0),
+    distributed=RLHF_LAUNCH,
+    resources=RLHF_RESOURCES,
+)
+EVALUATION = R.PolicyEvaluationRequest(max_new_tokens=16, temperature=0.7, seed=0, max_length=64)

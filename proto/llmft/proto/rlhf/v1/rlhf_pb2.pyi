@@ -131,12 +131,14 @@ class PpoReport(_message.Message):
     def __init__(self, policy: _Optional[_Union[_training_pb2.ModelArtifact, _Mapping]] = ..., mean_reward_before: _Optional[float] = ..., mean_reward_after: _Optional[float] = ..., kl: _Optional[float] = ..., episodes: _Optional[int] = ..., evaluation: _Optional[_Union[PolicyComparison, _Mapping]] = ...) -> None: ...
 
 class DpoConfig(_message.Message):
-    __slots__ = ("beta", "loss_type")
+    __slots__ = ("beta", "loss_type", "sft_weight")
     BETA_FIELD_NUMBER: _ClassVar[int]
     LOSS_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SFT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     beta: float
     loss_type: str
-    def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ...) -> None: ...
+    sft_weight: float
+    def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ..., sft_weight: _Optional[float] = ...) -> None: ...
 
 class DpoRequest(_message.Message):
     __slots__ = ("recipe", "dpo", "resources", "run_name", "base_model", "distributed")

@@ -1,13 +1,21 @@
 """Learning from preference pairs (a dataset folder of kind preference, written by llmft.data).
 
 Commands:
-  reward   train a reward model (scalar head, Bradley-Terry loss); config: a RewardModelRequest
-  dpo      optimise a policy with DPO; config: a DpoRequest
+  reward     train a reward model (scalar head, Bradley-Terry loss); config: a RewardModelRequest
+  ppo        optimise a policy against a reward model with PPO; config: a PpoRequest
+  dpo        optimise a policy with DPO; config: a DpoRequest
+  evaluate   compare policies with their reference on held-out prompts; config: a PolicyEvaluationRequest
+  demo-data  write the synthetic demo data (arithmetic questions): --kind chat or preference
 
 Examples:
+  llmft rlhf demo-data --kind preference --out runs/prefs
   llmft rlhf reward --data runs/prefs --base-model-dir runs/sft --out runs/reward --max-steps 50
+  llmft rlhf ppo --config stages/rlhf/examples/ppo.yaml --data runs/prefs \\
+      --base-model-dir runs/sft --reward-model-dir runs/reward --out runs/ppo
   llmft rlhf dpo --config stages/rlhf/examples/dpo.yaml --data runs/prefs \\
       --base-model-dir runs/sft --out runs/dpo
+  llmft rlhf evaluate --data runs/prefs --base-model-dir runs/sft --reward-model-dir runs/reward \\
+      --policy ppo=runs/ppo --policy dpo=runs/dpo --out runs/evaluation
 """
 
 from __future__ import annotations
@@ -33,18 +41,32 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llmft rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("command", choices=["reward", "dpo"])
-    p.add_argument("--config", type=Path, help="RewardModelRequest or DpoRequest as YAML/JSON (proto field names)")
-    p.add_argument("--data", type=Path, required=True, help="preference dataset folder")
-    p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist or be empty)")
+    p.add_argument("command", choices=sorted(REQUESTS) + ["demo-data"])
+    p.add_argument("--config", type=Path, help="the command's request as YAML/JSON (proto field names)")
+    p.add_argument("--data", type=Path, help="preference dataset folder (PPO and evaluate: or a prompt dataset)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder to write (a model; evaluate: its report); must not exist or be empty"
+    )
     p.add_argument("--base-model", default="", help="preset, local folder or Hub id (default llmft/tiny-llama)")
-    p.add_argument("--base-model-dir", type=Path, help="an upstream llmft model folder (e.g. the SFT model)")
+    p.add_argument(
+        "--base-model-dir", type=Path, help="an upstream llmft model folder: the SFT model (evaluate: the reference)"
+    )
+    p.add_argument("--reward-model-dir", type=Path, help="ppo, evaluate: the reward model folder")
+    p.add_argument("--policy", action="append", default=[], help="evaluate: NAME=FOLDER of a policy to compare")
+    p.add_argument("--kind", choices=["chat", "preference"], default="preference", help="demo-data: which dataset")
+    p.add_argument("--seed", type=int, default=0, help="demo-data: the seed")
     p.add_argument("--checkpoint-dir", type=Path, help="where checkpoints go; a run finding one there resumes")
     p.add_argument("--max-steps", type=int, help="override recipe.schedule.max_steps")
     return p
 
 
-RequestT = TypeVar("RequestT", rlhf_pb2.RewardModelRequest, rlhf_pb2.DpoRequest)
+REQUESTS = {
+    "reward": rlhf_pb2.RewardModelRequest,
+    "ppo": rlhf_pb2.PpoRequest,
+    "dpo": rlhf_pb2.DpoRequest,
+    "evaluate": rlhf_pb2.PolicyEvaluationRequest,
+}
+RequestT = TypeVar("RequestT", bound=Message)
 
 
 def load(path: Path | None, message: RequestT) -> RequestT:
@@ -59,31 +81,60 @@ def load(path: Path | None, message: RequestT) -> RequestT:
     return message
 
 
-def main(argv: list[str] | None = None) -> int:
+def policies(values: list[str]) -> dict[str, Path]:
+    named = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise RecipeError(f"--policy {value!r}: expected NAME=FOLDER, e.g. ppo=runs/ppo")
+        if name in named or name == "sft":
+            raise RecipeError(f"--policy {value!r}: the name {name!r} is taken; each policy needs its own name")
+        named[name] = Path(folder)
+    return named
+
+
+def run(args: argparse.Namespace, out: Path) -> Message:
+    """Runs one command, writing into `out` (a fresh folder); returns its report."""
     from llmft.rlhf.dpo import train_dpo
+    from llmft.rlhf.evaluation import evaluate_policies
+    from llmft.rlhf.ppo import train_ppo
     from llmft.rlhf.reward import train_reward_model
 
+    if args.command == "demo-data":
+        from llmft.rlhf.demo import write_demo_dataset
+
+        return write_demo_dataset(out, args.kind, seed=args.seed)
+    if args.data is None:
+        raise RecipeError(f"--data: llmft rlhf {args.command} needs a dataset folder")
+    request = load(args.config, REQUESTS[args.command]())
+    if args.command == "evaluate":
+        result = evaluate_policies(
+            request, args.data, policies(args.policy), args.base_model_dir, args.reward_model_dir
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.html").write_text(result.report_html, encoding="utf-8")
+        (out / "comparison.json").write_text(json_format.MessageToJson(result.comparison, sort_keys=True) + "\n")
+        return result.comparison
+    apply_model_and_steps(request, args)
+    options = dict(base_model_dir=args.base_model_dir, checkpoint_dir=args.checkpoint_dir, distributed=under_launcher())
+    if args.command == "reward":
+        return train_reward_model(request, args.data, out, **options).report
+    if args.command == "ppo":
+        return train_ppo(request, args.data, out, reward_model_dir=args.reward_model_dir, **options).report
+    return train_dpo(request, args.data, out, **options).report
+
+
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.out.exists() and any(args.out.iterdir()):
             raise FileExistsError(f"{args.out}: output folder exists and is not empty; nothing was overwritten")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{args.out.name}-", dir=args.out.parent) as tmp:
-            model_dir = Path(tmp) / "model"
-            options = dict(base_model_dir=args.base_model_dir, checkpoint_dir=args.checkpoint_dir)
-            report: Message
-            if args.command == "reward":
-                reward_request = load(args.config, rlhf_pb2.RewardModelRequest())
-                apply_model_and_steps(reward_request, args)
-                report = train_reward_model(
-                    reward_request, args.data, model_dir, **options, distributed=under_launcher()
-                ).report
-            else:
-                dpo_request = load(args.config, rlhf_pb2.DpoRequest())
-                apply_model_and_steps(dpo_request, args)
-                report = train_dpo(dpo_request, args.data, model_dir, **options, distributed=under_launcher()).report
-            if model_dir.exists():
-                replace_dir(model_dir, args.out)
+            staged = Path(tmp) / "out"
+            report = run(args, staged)
+            if staged.exists():
+                replace_dir(staged, args.out)
     except USER_ERRORS as error:
         print(f"llmft rlhf {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -3,9 +3,9 @@
 Questions are additions of two numbers below 20. A chat dataset (for the SFT policy the demo starts from) answers
 each with the reference sentence, "7 plus 5 is 12."; a preference dataset pairs that reference answer (chosen) with a
 corrupted one (rejected), one of:
-- a wrong sum in the same sentence ("7 plus 5 is 13."),
-- a curt, wrong number ("15!!"),
-- the sentence cut short ("7 plus 5").
+- a wrong sum in the same sentence ("7 plus 5 is 13."): one pair in five,
+- a curt, wrong number ("15!!"): two in five,
+- the sentence cut short ("7 plus 5"): two in five.
 Both are written in the data stage's folder layout (Parquet splits and a manifest), so every stage reads them as it
 reads data from llmft.data. Train and eval questions are disjoint: held-out means unseen."""
 
@@ -37,12 +37,13 @@ def answer(a: int, b: int) -> str:
 
 
 def corrupted(a: int, b: int, rng: random.Random) -> str:
-    wrong = a + b + rng.choice([-3, -2, -1, 1, 2, 3])
-    kind = rng.randrange(3)
+    offset = rng.choice([-3, -2, -1, 1, 2, 3])
+    wrong = a + b + offset if a + b + offset >= 0 else a + b - offset  # never the right sum, never negative
+    kind = rng.randrange(5)
     if kind == 0:
-        return f"{a} plus {b} is {max(wrong, 0) if wrong != a + b else a + b + 1}."
-    if kind == 1:
-        return f"{abs(wrong) + rng.randint(0, 5)}!!"
+        return f"{a} plus {b} is {wrong}."
+    if kind in (1, 2):
+        return f"{wrong + rng.randint(0, 5)}!!"
     return f"{a} plus {b}"
 
 

@@ -114,6 +114,43 @@ def resumable_trainer_class() -> Any:
             state.global_step, state.episode = self.saved.global_step, self.saved.episode
             state.log_history, state.max_steps = list(self.saved.log_history), self.total
 
+    def load_policy(policy: Any, folder: Path) -> None:
+        """The policy's weights as save_model wrote them: a peft adapter, or full weights (tied ones left out)."""
+        from safetensors.torch import load_file
+
+        if (folder / "adapter_model.safetensors").is_file():
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(policy, load_file(str(folder / "adapter_model.safetensors")))
+            return
+        missing, unexpected = policy.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+        tied = {"lm_head.weight"} if getattr(policy.config, "tie_word_embeddings", False) else set()
+        if unexpected or set(missing) - tied:
+            raise RuntimeError(f"{folder}: the policy's weights do not match (missing {missing}, unexpected {unexpected})")
+        policy.tie_weights()
+
+    class SkipBatches:
+        def __init__(self, loader: Any, skip: int, resumed: Any) -> None:
+            self.loader, self.skip, self.resumed = loader, skip, resumed
+
+        def __len__(self) -> int:
+            return len(self.loader)
+
+        def __iter__(self) -> Any:
+            iterator = iter(self.loader)
+            for _ in range(self.skip):
+                try:
+                    next(iterator)
+                except StopIteration:
+                    iterator = iter(self.loader)
+                    next(iterator)
+            if self.skip or self.resumed:
+                self.skip = 0
+                self.resumed, resumed = None, self.resumed
+                if resumed:
+                    resumed()
+            yield from iterator
+
     class ResumablePPOTrainer(PPOTrainer):  # type: ignore[misc]
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
@@ -132,19 +169,22 @@ def resumable_trainer_class() -> Any:
                 )
             checkpoint = str(resume_from_checkpoint)
             wrapper = self.accelerator.unwrap_model(self.model)
-            self._load_from_checkpoint(checkpoint, model=wrapper.policy)
+            load_policy(wrapper.policy, Path(checkpoint))
             load_weights(wrapper.value_model, str(Path(checkpoint) / VALUE_WEIGHTS))
-            self._load_optimizer_and_scheduler(checkpoint)
-            self._load_rng_state(checkpoint)
+            device = self.accelerator.device
+            self.optimizer.load_state_dict(torch.load(Path(checkpoint) / "optimizer.pt", map_location=device, weights_only=True))
+            self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
             saved = OnlineTrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-            total = self.args.num_total_batches
+            total, loader = self.args.num_total_batches, self.dataloader
             self.args.num_total_batches = total - saved.global_step
-            self.add_callback(RestoreState(saved, total))
+            self.callback_handler.callbacks.insert(0, RestoreState(saved, total))  # before any callback looks
+            # The prompts come in the order an uninterrupted run would draw them (within the first pass over the
+            # data): skip the batches already trained on, then sample rollouts from the checkpoint's RNG state.
+            self.dataloader = SkipBatches(loader, saved.global_step, lambda: self._load_rng_state(checkpoint))
             try:
-                with torch.random.fork_rng(devices=[]):
-                    return super().train()
+                return super().train()
             finally:
-                self.args.num_total_batches = total
+                self.args.num_total_batches, self.dataloader = total, loader
 
     return ResumablePPOTrainer
 

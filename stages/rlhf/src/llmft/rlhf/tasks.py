@@ -1,24 +1,39 @@
-"""The RLHF stage's Flyte face: reward-model training and DPO as Elastic tasks on the shared training body
+"""The RLHF stage's Flyte face: reward-model training, PPO and DPO as Elastic tasks on the shared training body
 (llmft.flyte.training.run_training: checkpoints mirrored into Flyte's checkpoint store and restored on a retry, the
-report as a Deck). Bodies only unpack, call the core (llmft.rlhf.reward, llmft.rlhf.dpo) and pack; `overrides`
-reads a request's resources and Elastic launch."""
+report as a Deck); the held-out comparison of policies; the synthetic demo data. Bodies only unpack, call the core
+(llmft.rlhf.reward, .ppo, .dpo, .evaluation, .demo) and pack; `overrides` reads a request's resources and Elastic
+launch."""
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from flytekit import Resources, task
+from flytekit import Resources, current_context, task
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
-from llmft.flyte.decks import task_deck_fields
+from llmft.flyte.decks import publish, task_deck_fields
 from llmft.flyte.images import stage_image
 from llmft.flyte.training import elastic, run_training, training_overrides
-from llmft.flyte.types import ModelDir
+from llmft.flyte.types import DatasetDir, ModelDir, download_dataset
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
-from llmft.proto.rlhf.v1.rlhf_pb2 import DpoReport, DpoRequest, RewardModelReport, RewardModelRequest
+from llmft.proto.rlhf.v1.rlhf_pb2 import (
+    DpoReport,
+    DpoRequest,
+    PolicyComparison,
+    PolicyEvaluationRequest,
+    PpoReport,
+    PpoRequest,
+    RewardModelReport,
+    RewardModelRequest,
+)
 from llmft.rlhf import STAGE, __version__
+from llmft.rlhf.demo import write_demo_dataset
 from llmft.rlhf.dpo import train_dpo
+from llmft.rlhf.evaluation import evaluate_policies
+from llmft.rlhf.ppo import train_ppo
 from llmft.rlhf.reward import train_reward_model
 
 IMAGE = stage_image("llmft-rlhf", __version__, ["accelerate", "bitsandbytes", "datasets", "deepspeed", "trl"])
@@ -33,6 +48,16 @@ class RewardModel(NamedTuple):
 class DpoPolicy(NamedTuple):
     report: DpoReport
     model: ModelDir
+
+
+class PpoPolicy(NamedTuple):
+    report: PpoReport
+    model: ModelDir
+
+
+class DemoData(NamedTuple):
+    manifest: DatasetManifest
+    data: DatasetDir
 
 
 @task(
@@ -72,7 +97,68 @@ def dpo(
     return DpoPolicy(report=result.report, model=model)
 
 
-def overrides(request: RewardModelRequest | DpoRequest) -> dict[str, Any]:
+@task(
+    container_image=IMAGE,
+    task_config=elastic(),
+    requests=Resources(cpu="2", mem="8Gi"),
+    cache=True,
+    cache_version=CACHE_VERSION,
+    retries=2,
+    enable_deck=True,
+    deck_fields=task_deck_fields(),
+)
+def ppo(
+    request: PpoRequest,
+    dataset: DatasetManifest,
+    data: FlyteDirectory,
+    reward_model: Optional[FlyteDirectory] = None,
+    policy: Optional[FlyteDirectory] = None,
+) -> PpoPolicy:
+    """PPO of `policy` (or the request's base_model) against `reward_model` (or the request's reward_model)."""
+    reward_dir = Path(reward_model.download()) if reward_model is not None else None
+    result, model = run_training(partial(train_ppo, reward_model_dir=reward_dir), request, dataset, data, policy, "PPO")
+    return PpoPolicy(report=result.report, model=model)
+
+
+@task(
+    container_image=IMAGE,
+    requests=Resources(cpu="2", mem="8Gi"),
+    cache=True,
+    cache_version=CACHE_VERSION,
+    retries=1,
+    enable_deck=True,
+    deck_fields=task_deck_fields(),
+)
+def evaluate(
+    request: PolicyEvaluationRequest,
+    dataset: DatasetManifest,
+    data: FlyteDirectory,
+    policies: dict[str, FlyteDirectory],
+    reference: Optional[FlyteDirectory] = None,
+    reward_model: Optional[FlyteDirectory] = None,
+) -> PolicyComparison:
+    """Every policy in `policies` against the reference (the SFT model) on the held-out prompts, by the reward model;
+    the comparison and the answers side by side as a Deck."""
+    result = evaluate_policies(
+        request,
+        download_dataset(dataset, data),
+        {name: Path(folder.download()) for name, folder in policies.items()},
+        Path(reference.download()) if reference is not None else None,
+        Path(reward_model.download()) if reward_model is not None else None,
+    )
+    publish("Policies on held-out prompts", result.report_html)
+    return result.comparison
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="1Gi"), cache=True, cache_version=CACHE_VERSION, retries=1)
+def demo_data(kind: str, seed: int = 0) -> DemoData:
+    """The synthetic demo dataset (llmft.rlhf.demo): "chat" for SFT, "preference" for the reward model, PPO and DPO."""
+    out = Path(current_context().working_directory) / f"demo-{kind}"
+    manifest = write_demo_dataset(out, kind, seed=seed)
+    return DemoData(manifest=manifest, data=FlyteDirectory(path=str(out)))
+
+
+def overrides(request: RewardModelRequest | PpoRequest | DpoRequest) -> dict[str, Any]:
     """`reward_model(...).with_overrides(**overrides(request))`: the request's resources, accelerator and Elastic
     launch."""
     return training_overrides(request.resources, request.distributed)
