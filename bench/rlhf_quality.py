@@ -9,7 +9,8 @@ Reported per seed and as median and spread (min..max) over seeds:
 - rm_pairwise_accuracy: fraction of held-out pairs where the reward model scores chosen above rejected;
 - ppo_reward_gain, dpo_reward_gain: (mean reward of the policy's answers - the SFT policy's) / the reward model's
   held-out margin (mean chosen - mean rejected score). Bradley-Terry rewards are defined only up to a shift, so the
-  gain is measured in the reward model's own unit: 1.0 moves answers as far as a preferred answer is from a rejected one;
+  gain is measured in the reward model's own unit: 1.0 moves answers as far as a preferred answer is from a rejected
+  one;
 - ppo_kl, dpo_kl: mean sequence KL divergence from the SFT policy on the held-out answers (nats);
 - win rates of PPO and DPO over SFT by the reward model.
 Writes bench/rlhf_quality.json with the CPU it ran on.
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"rm_pairwise_accuracy": 0.80, "ppo_reward_gain": 0.20, "dpo_reward_gain": 0.20}
@@ -41,7 +43,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def recipe(steps: int, lr: float, seed: int, max_length: int = 64, batch: int = 8) -> object:
+def recipe(steps: int, lr: float, seed: int, max_length: int = 64, batch: int = 8) -> Any:
     from llmft.proto.training.v1 import training_pb2 as T
 
     return T.TrainingRecipe(
@@ -77,7 +79,9 @@ def run(seed: int, preset: str, root: Path, args: argparse.Namespace) -> dict[st
         ppo=R.PpoConfig(response_length=16, kl_coef=args.kl_coef, temperature=0.7, eval_prompts=0),
     )
     ppo = train_ppo(ppo_request, prefs, root / "ppo", base_model_dir=root / "sft", reward_model_dir=root / "rm").report
-    dpo_request = R.DpoRequest(recipe=recipe(args.dpo_steps, args.dpo_lr, seed), dpo=R.DpoConfig(beta=0.1, sft_weight=args.dpo_sft_weight))
+    dpo_request = R.DpoRequest(
+        recipe=recipe(args.dpo_steps, args.dpo_lr, seed), dpo=R.DpoConfig(beta=0.1, sft_weight=args.dpo_sft_weight)
+    )
     train_dpo(dpo_request, prefs, root / "dpo", base_model_dir=root / "sft")
     evaluation = evaluate_policies(
         R.PolicyEvaluationRequest(max_new_tokens=16, temperature=0.7, seed=seed, max_length=64),
@@ -99,7 +103,7 @@ def run(seed: int, preset: str, root: Path, args: argparse.Namespace) -> dict[st
         "ppo_mean_reward": by_name["ppo"].mean_reward,
         "dpo_mean_reward": by_name["dpo"].mean_reward,
         "reward_scale": evaluation.reward_scale,
-        "ppo_kl_during_training": ppo.kl,
+        "ppo_episodes": ppo.episodes,
         "held_out_prompts": evaluation.prompts,
         "seconds": time.perf_counter() - started,
     }
@@ -120,7 +124,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "rlhf_quality.json")
     args = parser.parse_args()
 
-    runs = []
+    runs: list[dict[str, Any]] = []
     for seed in range(args.seeds):
         with tempfile.TemporaryDirectory(prefix="llmft-rlhf-bench-") as tmp:
             runs.append({"seed": seed, **run(seed, args.preset, Path(tmp), args)})
@@ -142,7 +146,10 @@ def main() -> int:
     print("baseline: the SFT policy (reward gain 0, win rate 0.5), evaluated in the same run")
     result = {
         # The headline figures (medians over seeds, as fractions) under the keys the stage README quotes.
-        **{key: summary[key]["median"] for key in ("rm_pairwise_accuracy", "ppo_reward_gain", "dpo_reward_gain", "ppo_kl")},
+        **{
+            key: summary[key]["median"]
+            for key in ("rm_pairwise_accuracy", "ppo_reward_gain", "dpo_reward_gain", "ppo_kl")
+        },
         "targets": TARGETS,
         "kl_bound_nats": KL_BOUND,
         "summary": summary,

@@ -22,12 +22,18 @@ STAGE_IMAGES = {
 # How a task runs the code its image installs; fast registration would run "pyflyte-fast-execute" instead.
 IMAGE_ENTRYPOINTS = ("pyflyte-execute", "pyflyte-map-execute")
 TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft.rlhf.tasks.")
+# The workflows a user starts; each must be in the archive.
+WORKFLOWS = ("llmft.orchestration.skeleton.skeleton", "llmft.orchestration.rlhf.rlhf", "llmft.orchestration.batch.")
 
 
 def check(archive: Path) -> list[str]:
     problems: list[str] = []
     tasks = 0
     with tarfile.open(archive) as tar:
+        names = [member.name for member in tar.getmembers()]
+        for workflow in WORKFLOWS:
+            if not any(workflow in name for name in names):
+                problems.append(f"{archive}: no workflow {workflow}")
         for member in tar.getmembers():
             if not member.name.endswith(".pb"):
                 continue

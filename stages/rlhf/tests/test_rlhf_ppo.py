@@ -4,6 +4,7 @@ CLI; the synthetic demo data."""
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from llmft.rlhf.reward import train_reward_model
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def recipe(steps: int, lr: float, batch: int = 8, method: int = T.TRAINING_METHOD_FULL) -> T.TrainingRecipe:
+def recipe(steps: int, lr: float, batch: int = 8, method: Any = T.TRAINING_METHOD_FULL) -> T.TrainingRecipe:
     return T.TrainingRecipe(
         method=method,
         max_length=48,
@@ -135,7 +136,9 @@ def test_models_that_cannot_work_together_are_refused_before_any_weights_load(
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
-def test_evaluation_compares_policies_with_their_reference_reproducibly(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_evaluation_compares_policies_with_their_reference_reproducibly(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
     from llmft.core.presets import materialize_preset
 
     policy = materialize_preset("llmft/tiny-llama")
@@ -150,7 +153,10 @@ def test_evaluation_compares_policies_with_their_reference_reproducibly(trained:
     other_seed = R.PolicyEvaluationRequest()
     other_seed.CopyFrom(settings)
     other_seed.seed = 4
-    assert evaluate_policies(other_seed, trained["prefs"], {"same": policy}, policy, rm).answers[0].texts != first.answers[0].texts
+    assert (
+        evaluate_policies(other_seed, trained["prefs"], {"same": policy}, policy, rm).answers[0].texts
+        != first.answers[0].texts
+    )
     assert "side by side" in first.report_html
 
 
@@ -162,20 +168,40 @@ def printed_json(out: str) -> dict:
     return dict(json.loads(out[start:]))
 
 
-def test_cli_runs_ppo_and_evaluate_and_writes_demo_data(trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_runs_ppo_and_evaluate_and_writes_demo_data(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rm = str(trained["llmft/tiny-llama"])
     assert main(["demo-data", "--kind", "preference", "--seed", "1", "--out", str(tmp_path / "prefs")]) == 0
     capsys.readouterr()
     args = ["--data", str(tmp_path / "prefs"), "--reward-model-dir", rm]
-    assert main(["ppo", "--config", str(EXAMPLES / "ppo.yaml"), *args, "--out", str(tmp_path / "ppo"), "--max-steps", "1"]) == 0
+    assert (
+        main(["ppo", "--config", str(EXAMPLES / "ppo.yaml"), *args, "--out", str(tmp_path / "ppo"), "--max-steps", "1"])
+        == 0
+    )
     report = printed_json(capsys.readouterr().out)
     assert report["policy"]["metrics"]["steps"] == 1 and len(report["evaluation"]["policies"]) == 2
-    assert read_artifact(tmp_path / "ppo").provenance.stage == "llmft.rlhf"
+    artifact = read_artifact(tmp_path / "ppo")
+    assert artifact is not None and artifact.provenance.stage == "llmft.rlhf"
     from llmft.core.presets import materialize_preset
 
     policies = ["--policy", f"ppo={tmp_path / 'ppo'}"]
     reference = ["--base-model-dir", str(materialize_preset("llmft/tiny-llama"))]
-    assert main(["evaluate", "--config", str(EXAMPLES / "evaluate.yaml"), *args, *reference, *policies, "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--config",
+                str(EXAMPLES / "evaluate.yaml"),
+                *args,
+                *reference,
+                *policies,
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     comparison = printed_json(capsys.readouterr().out)
     assert [p["name"] for p in comparison["policies"]] == ["sft", "ppo"]
     assert (tmp_path / "eval" / "report.html").is_file() and (tmp_path / "eval" / "comparison.json").is_file()

@@ -76,16 +76,29 @@ def test_a_stopped_ppo_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrup
     def request() -> R.PpoRequest:
         return R.PpoRequest(base_model="llmft/tiny-llama", recipe=recipe(), ppo=R.PpoConfig(response_length=6))
 
-    options = dict(reward_model_dir=tmp_path / "rm")
-    full = train_ppo(request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt", **options).report
+    full = train_ppo(
+        request(), data, tmp_path / "full", checkpoint_dir=tmp_path / "full-ckpt", reward_model_dir=tmp_path / "rm"
+    ).report
     with pytest.raises(Interrupted):
         train_ppo(
-            request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[StopAfterSaving(STOP)], **options
+            request(),
+            data,
+            tmp_path / "resumed",
+            checkpoint_dir=tmp_path / "ckpt",
+            callbacks=[StopAfterSaving(STOP)],
+            reward_model_dir=tmp_path / "rm",
         )
     latest = latest_checkpoint(tmp_path / "ckpt")
     assert latest is not None and latest.name == f"checkpoint-{STOP}" and (latest / VALUE_WEIGHTS).is_file()
     first = FirstStep()
-    resumed = train_ppo(request(), data, tmp_path / "resumed", checkpoint_dir=tmp_path / "ckpt", callbacks=[first], **options).report
+    resumed = train_ppo(
+        request(),
+        data,
+        tmp_path / "resumed",
+        checkpoint_dir=tmp_path / "ckpt",
+        callbacks=[first],
+        reward_model_dir=tmp_path / "rm",
+    ).report
     assert first.started_at == STOP
     assert resumed.policy.metrics.steps == STEPS and resumed.episodes == full.episodes == STEPS * 4
     ours, theirs = load_file(str(tmp_path / "resumed/model.safetensors")), load_file(

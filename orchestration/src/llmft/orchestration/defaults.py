@@ -83,7 +83,9 @@ def _rlhf_recipe(steps: int, learning_rate: float, batch: int = 8) -> T.Training
         max_length=64,
         packing=False,
         seed=0,
-        schedule=T.Schedule(learning_rate=learning_rate, lr_scheduler="cosine", max_steps=steps, per_device_batch_size=batch),
+        schedule=T.Schedule(
+            learning_rate=learning_rate, lr_scheduler="cosine", max_steps=steps, per_device_batch_size=batch
+        ),
         checkpoint=T.CheckpointConfig(save_steps=10, save_total_limit=2),
     )
 

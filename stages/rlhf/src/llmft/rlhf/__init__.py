@@ -1,7 +1,8 @@
-"""llmft.rlhf: learning from preferences. Reward-model training (a scalar head scoring answers) and DPO (direct
-preference optimisation of the policy) with trl, on preference-pair datasets. Inputs: a RewardModelRequest or
-DpoRequest, a preference dataset folder and a base or upstream model folder; outputs: a model folder and a
-RewardModelReport or DpoReport."""
+"""llmft.rlhf: learning from preferences with trl. Reward-model training (a scalar head scoring answers), PPO (the
+policy against the reward model, KL-penalised against its frozen reference) and DPO (direct preference optimisation),
+and the held-out comparison of policies. Inputs: a request (RewardModelRequest, PpoRequest, DpoRequest,
+PolicyEvaluationRequest), a preference or prompt dataset folder and model folders; outputs: a model folder and a
+report (RewardModelReport, PpoReport, DpoReport, PolicyComparison)."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 STAGE = "llmft.rlhf"

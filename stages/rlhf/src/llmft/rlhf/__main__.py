@@ -45,9 +45,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="the command's request as YAML/JSON (proto field names)")
     p.add_argument("--data", type=Path, help="preference dataset folder (PPO and evaluate: or a prompt dataset)")
     p.add_argument(
-        "--out", type=Path, required=True, help="folder to write (a model; evaluate: its report); must not exist or be empty"
+        "--out",
+        type=Path,
+        required=True,
+        help="folder to write (a model; evaluate: its report); must not exist or be empty",
     )
-    p.add_argument("--base-model", default="", help="preset, local folder or Hub id (default llmft/tiny-llama)")
+    p.add_argument(
+        "--base-model", default="", help="preset, local folder or Hub id (default llmft/tiny-llama; evaluate: the reference)"
+    )
     p.add_argument(
         "--base-model-dir", type=Path, help="an upstream llmft model folder: the SFT model (evaluate: the reference)"
     )
@@ -108,6 +113,8 @@ def run(args: argparse.Namespace, out: Path) -> Message:
         raise RecipeError(f"--data: llmft rlhf {args.command} needs a dataset folder")
     request = load(args.config, REQUESTS[args.command]())
     if args.command == "evaluate":
+        if args.base_model:
+            request.reference_model = args.base_model
         result = evaluate_policies(
             request, args.data, policies(args.policy), args.base_model_dir, args.reward_model_dir
         )

@@ -49,7 +49,9 @@ def check_reward_model(model_dir: Path, role: str = "reward model") -> None:
     """The folder holds a sequence classifier with exactly one output: a scalar reward."""
     config = _config(model_dir)
     architectures = list(config.get("architectures") or [])
-    if not (config.get("peft_task_type") == "SEQ_CLS" or any(a.endswith("ForSequenceClassification") for a in architectures)):
+    if not (
+        config.get("peft_task_type") == "SEQ_CLS" or any(a.endswith("ForSequenceClassification") for a in architectures)
+    ):
         raise ContractError(
             f"{role} {model_dir}: is {architectures or 'an unknown architecture'}, not a sequence classifier "
             "(an architecture ending in ForSequenceClassification); give the folder `llmft rlhf reward` wrote"
@@ -90,10 +92,12 @@ def tokenizer_differences(first: Any, second: Any) -> list[str]:
         if not template_a or not template_b:
             differences.append("chat template: only one of them has one")
         else:
-            at = next((i for i, (a, b) in enumerate(zip(template_a, template_b)) if a != b), min(map(len, (template_a, template_b))))
-            differences.append(
-                f"chat template: differs from character {at} ({template_a[at:at + 30]!r} and {template_b[at:at + 30]!r})"
+            at = next(
+                (i for i, (a, b) in enumerate(zip(template_a, template_b, strict=False)) if a != b),
+                min(map(len, (template_a, template_b))),
             )
+            first_part, second_part = template_a[at : at + 30], template_b[at : at + 30]
+            differences.append(f"chat template: differs from character {at} ({first_part!r} and {second_part!r})")
     return differences
 
 

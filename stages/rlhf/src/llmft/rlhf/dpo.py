@@ -46,7 +46,11 @@ def train_dpo(
     sft_weight = request.dpo.sft_weight
     if not sft_weight == sft_weight or sft_weight < 0 or sft_weight == float("inf"):
         raise RecipeError(f"dpo.sft_weight: {sft_weight} is not a finite number >= 0")
-    losses = dict(loss_type=[loss_type, "sft"], loss_weights=[1.0, sft_weight]) if sft_weight else dict(loss_type=[loss_type])
+    losses = (
+        dict(loss_type=[loss_type, "sft"], loss_weights=[1.0, sft_weight])
+        if sft_weight
+        else dict(loss_type=[loss_type])
+    )
     manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
     if not request.base_model and base_model_dir is None:
         raise RecipeError("base_model: empty and no upstream policy folder given; name the policy to optimise")

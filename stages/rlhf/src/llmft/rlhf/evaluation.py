@@ -183,7 +183,9 @@ def compare(
     for answers in [reference, *policies]:
         evaluation = rlhf_pb2.PolicyEvaluation()
         evaluation.CopyFrom(answers.evaluation)
-        wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(answers.rewards, reference.rewards, strict=True)]
+        wins = [
+            1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(answers.rewards, reference.rewards, strict=True)
+        ]
         evaluation.win_rate_over_reference = mean(wins)
         if reward_scale > 0:
             evaluation.reward_gain = (evaluation.mean_reward - reference.evaluation.mean_reward) / reward_scale
@@ -217,7 +219,9 @@ def prompt_ids(tokenizer: Any, prompts: list[str], max_length: int, where: str) 
     return encoded
 
 
-def comparison_html(title: str, comparison: rlhf_pb2.PolicyComparison, prompts: list[str], answers: list[PolicyAnswers]) -> str:
+def comparison_html(
+    title: str, comparison: rlhf_pb2.PolicyComparison, prompts: list[str], answers: list[PolicyAnswers]
+) -> str:
     """Deck page: the comparison table, and each prompt with every policy's answer and reward side by side."""
     from llmft.core import decks
 
@@ -328,5 +332,7 @@ def evaluate_policies(
     comparison.reward_model_fingerprint = folder_fingerprint(reward_dir)
     comparison.reference_fingerprint = baseline.evaluation.fingerprint
     comparison.dataset_fingerprint = prompts.manifest.fingerprint
-    answers = [baseline, *evaluated]
-    return ComparisonResult(comparison, comparison_html("Policies on held-out prompts", comparison, prompts.eval, answers), answers)
+    everyone = [baseline, *evaluated]
+    return ComparisonResult(
+        comparison, comparison_html("Policies on held-out prompts", comparison, prompts.eval, everyone), everyone
+    )

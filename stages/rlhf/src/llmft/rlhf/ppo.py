@@ -36,7 +36,7 @@ def resolve_ppo(config: rlhf_pb2.PpoConfig) -> rlhf_pb2.PpoConfig:
     the field."""
     resolved = rlhf_pb2.PpoConfig()
     resolved.CopyFrom(config)
-    defaults = dict(
+    defaults: dict[str, Any] = dict(
         num_ppo_epochs=4,
         response_length=ev.DEFAULT_NEW_TOKENS,
         kl_coef=0.05,
@@ -91,7 +91,9 @@ def load_prompts(data_dir: Path, limit: int = 0) -> Prompts:
     if not prompts.train:
         raise RecipeError(f"dataset {manifest.name!r}: its train split has no prompts")
     if not prompts.eval:
-        raise RecipeError(f"dataset {manifest.name!r}: its eval split has no prompts; the held-out evaluation needs some")
+        raise RecipeError(
+            f"dataset {manifest.name!r}: its eval split has no prompts; the held-out evaluation needs some"
+        )
     return prompts
 
 
@@ -126,7 +128,9 @@ def resumable_trainer_class() -> Any:
         missing, unexpected = policy.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
         tied = {"lm_head.weight"} if getattr(policy.config, "tie_word_embeddings", False) else set()
         if unexpected or set(missing) - tied:
-            raise RuntimeError(f"{folder}: the policy's weights do not match (missing {missing}, unexpected {unexpected})")
+            raise RuntimeError(
+                f"{folder}: the policy's weights do not match (missing {missing}, unexpected {unexpected})"
+            )
         policy.tie_weights()
 
     class SkipBatches:
@@ -172,10 +176,13 @@ def resumable_trainer_class() -> Any:
             load_policy(wrapper.policy, Path(checkpoint))
             load_weights(wrapper.value_model, str(Path(checkpoint) / VALUE_WEIGHTS))
             device = self.accelerator.device
-            self.optimizer.load_state_dict(torch.load(Path(checkpoint) / "optimizer.pt", map_location=device, weights_only=True))
+            self.optimizer.load_state_dict(
+                torch.load(Path(checkpoint) / "optimizer.pt", map_location=device, weights_only=True)
+            )
             self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
             saved = OnlineTrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-            total, loader = self.args.num_total_batches, self.dataloader
+            total = self.args.num_total_batches
+            loader: Any = getattr(self, "dataloader")  # noqa: B009  (set by PPOTrainer.__init__, untyped)
             self.args.num_total_batches = total - saved.global_step
             self.callback_handler.callbacks.insert(0, RestoreState(saved, total))  # before any callback looks
             # The prompts come in the order an uninterrupted run would draw them (within the first pass over the
@@ -224,7 +231,9 @@ def train_ppo(
     check_causal_lm(base.directory, "policy")
     check_reward_model(reward_dir)
     tokenizer = base.tokenizer
-    check_shared_tokenizer({"policy": (base.directory, tokenizer), "reward model": (reward_dir, load_tokenizer(reward_dir))})
+    check_shared_tokenizer(
+        {"policy": (base.directory, tokenizer), "reward model": (reward_dir, load_tokenizer(reward_dir))}
+    )
     room = recipe.max_length - ppo.response_length
     if room < 2:
         raise RecipeError(
@@ -248,7 +257,9 @@ def train_ppo(
     batch = recipe.schedule.per_device_batch_size * recipe.schedule.gradient_accumulation_steps
     episodes = ppo.total_episodes or (recipe.schedule.max_steps * batch * (_world_size() if distributed else 1))
     args = PPOConfig(
-        **{k: v for k, v in arguments.items() if k not in {"include_num_input_tokens_seen", "activation_checkpointing"}},
+        **{
+            k: v for k, v in arguments.items() if k not in {"include_num_input_tokens_seen", "activation_checkpointing"}
+        },
         total_episodes=episodes or None,
         num_ppo_epochs=ppo.num_ppo_epochs,
         num_mini_batches=ppo.num_mini_batches,
@@ -288,7 +299,9 @@ def train_ppo(
         return PpoResult(rlhf_pb2.PpoReport(), "")
 
     trained = trainer.accelerator.unwrap_model(trainer.model).policy.eval()
-    after = ev.evaluate_policy("ppo", trained, _reference(trainer, settings), reward_model, tokenizer, eval_ids, settings)
+    after = ev.evaluate_policy(
+        "ppo", trained, _reference(trainer, settings), reward_model, tokenizer, eval_ids, settings
+    )
     comparison = ev.compare(sft, [after], scale, len(eval_ids))
     comparison.reward_model_fingerprint = ev.folder_fingerprint(reward_dir)
     comparison.reference_fingerprint = ev.folder_fingerprint(base.directory)
@@ -321,7 +334,9 @@ def train_ppo(
         episodes=int(trainer.state.episode),
         evaluation=comparison,
     )
-    html = ppo_report_html(f"PPO {request.run_name or prompts.manifest.name}", report, history, prompts.eval, [sft, after])
+    html = ppo_report_html(
+        f"PPO {request.run_name or prompts.manifest.name}", report, history, prompts.eval, [sft, after]
+    )
     return PpoResult(report, html)
 
 

@@ -1,0 +1,35 @@
+"""The reward model and DPO under ZeRO-2 with 2 local processes (torchrun, gloo): the held-out evaluation before
+training runs inside `train` (deepspeed refuses an evaluation before its engine exists), the run trains its steps and
+rank 0 alone writes the model and its artifact. One small run each: the CI budget."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmft.core.training import read_artifact
+from llmft.testing import run_distributed, write_preference_dataset
+
+
+@pytest.mark.parametrize("command", ["reward", "dpo"])
+def test_reward_model_and_dpo_train_under_zero2_with_two_processes(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+    data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
+    recipe = {
+        "zero": {"stage": 2},
+        "max_length": 48,
+        "seed": 0,
+        "schedule": {"learning_rate": 0.002, "max_steps": 2, "per_device_batch_size": 2},
+    }
+    config = tmp_path / "request.yaml"
+    config.write_text(yaml.safe_dump({"base_model": "llmft/tiny-llama", "recipe": recipe}))
+    out = tmp_path / "model"
+    output = run_distributed("llmft.rlhf", [command, "--config", str(config), "--data", str(data), "--out", str(out)])
+    assert "zero_optimization" in output or "ZeRO" in output or "DeepSpeed" in output  # deepspeed ran the steps
+    artifact = read_artifact(out)
+    assert artifact is not None and artifact.metrics.steps == 2
+    assert artifact.metrics.eval_before.loss > 0 and artifact.metrics.eval_after.loss > 0
+    assert artifact.provenance.stage == "llmft.rlhf"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model-")]  # no staging folder left behind
