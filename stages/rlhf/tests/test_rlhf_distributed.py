@@ -22,12 +22,27 @@ def test_reward_model_and_dpo_train_under_zero2_with_two_processes(
         "max_length": 48,
         "seed": 0,
         "schedule": {"learning_rate": 0.002, "max_steps": 2, "per_device_batch_size": 2},
+        "checkpoint": {"save_steps": 2},
     }
     config = tmp_path / "request.yaml"
     config.write_text(yaml.safe_dump({"base_model": "llmft/tiny-llama", "recipe": recipe}))
     out = tmp_path / "model"
-    output = run_distributed("llmft.rlhf", [command, "--config", str(config), "--data", str(data), "--out", str(out)])
-    assert "zero_optimization" in output or "ZeRO" in output or "DeepSpeed" in output  # deepspeed ran the steps
+    checkpoints = tmp_path / "checkpoints"
+    args = [
+        command,
+        "--config",
+        str(config),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--checkpoint-dir",
+        str(checkpoints),
+    ]
+    run_distributed("llmft.rlhf", args)
+    # ZeRO-2 partitioned the optimizer state between the two ranks: each saved its own shard.
+    shards = sorted(p.name for p in (checkpoints / "checkpoint-2").glob("global_step2/*optim_states.pt"))
+    assert len(shards) == 2 and "zero_pp_rank_0" in shards[0] and "zero_pp_rank_1" in shards[1]
     artifact = read_artifact(out)
     assert artifact is not None and artifact.metrics.steps == 2
     assert artifact.metrics.eval_before.loss > 0 and artifact.metrics.eval_after.loss > 0

@@ -51,7 +51,9 @@ def parser() -> argparse.ArgumentParser:
         help="folder to write (a model; evaluate: its report); must not exist or be empty",
     )
     p.add_argument(
-        "--base-model", default="", help="preset, local folder or Hub id (default llmft/tiny-llama; evaluate: the reference)"
+        "--base-model",
+        default="",
+        help="preset, local folder or Hub id (default llmft/tiny-llama; evaluate: the reference)",
     )
     p.add_argument(
         "--base-model-dir", type=Path, help="an upstream llmft model folder: the SFT model (evaluate: the reference)"
