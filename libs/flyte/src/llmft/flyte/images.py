@@ -41,6 +41,7 @@ PINS: dict[str, str] = {
     "protobuf": "7.36.2",
     "pyarrow": "26.0.1",
     "pyyaml": "6.0.4",
+    "safetensors": "0.8.0",
     "tokenizers": "0.23.3",
     "torch": "2.13.0",
     "transformers": "5.24.0",

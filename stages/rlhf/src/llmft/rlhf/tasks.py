@@ -36,7 +36,9 @@ from llmft.rlhf.evaluation import evaluate_policies
 from llmft.rlhf.ppo import train_ppo
 from llmft.rlhf.reward import train_reward_model
 
-IMAGE = stage_image("llmft-rlhf", __version__, ["accelerate", "bitsandbytes", "datasets", "deepspeed", "trl"])
+IMAGE = stage_image(
+    "llmft-rlhf", __version__, ["accelerate", "bitsandbytes", "datasets", "deepspeed", "safetensors", "trl"]
+)
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
 
 
