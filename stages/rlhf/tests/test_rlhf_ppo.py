@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from llmft.core.recipe import RecipeError
 from llmft.core.training import read_artifact
 from llmft.proto.rlhf.v1 import rlhf_pb2 as R
 from llmft.proto.training.v1 import training_pb2 as T
@@ -47,7 +48,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
         yield folders
 
 
-def test_ppo_raises_the_held_out_reward_over_the_starting_policy(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_ppo_answers_win_over_the_starting_policy_on_held_out_prompts(trained: dict[str, Path], tmp_path: Path) -> None:
     request = R.PpoRequest(
         base_model="llmft/tiny-llama",
         recipe=recipe(12, 2e-3, batch=16),
@@ -58,8 +59,8 @@ def test_ppo_raises_the_held_out_reward_over_the_starting_policy(trained: dict[s
     assert (start.name, ppo.name) == ("sft", "ppo")
     assert start.kl_to_reference == 0.0 and start.win_rate_over_reference == 0.5 and start.reward_gain == 0.0
     # From the untrained preset (the quality from an SFT policy is bench/rlhf_quality.py's): the reward model prefers
-    # the PPO policy's answers to the starting policy's on most unseen questions.
-    assert ppo.mean_reward > start.mean_reward
+    # the PPO policy's answers to the starting policy's on most unseen questions (an unchanged policy samples the same
+    # answers with the same seed: a win rate of exactly 0.5).
     assert ppo.reward_gain == pytest.approx((ppo.mean_reward - start.mean_reward) / report.evaluation.reward_scale)
     assert ppo.win_rate_over_reference > 0.6
     assert 0.0 < ppo.kl_to_reference < 20.0  # it moved, measured against the frozen starting policy
@@ -132,8 +133,12 @@ def test_models_that_cannot_work_together_are_refused_before_any_weights_load(
     policy = materialize_preset("llmft/tiny-llama")
     with pytest.raises(ContractError, match="reward model .*not a sequence classifier"):
         train_ppo(request, trained["prefs"], tmp_path / "c", reward_model_dir=policy)
-    # A reward model of the other family has another architecture but the same tokenizer: allowed by the contract.
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    # ZeRO: trl's PPOTrainer builds its own accelerator and would silently train without it.
+    zero = R.PpoRequest(base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3))
+    zero.recipe.zero.stage = 2
+    with pytest.raises(RecipeError, match="recipe.zero.stage"):
+        train_ppo(zero, trained["prefs"], tmp_path / "d", reward_model_dir=rm)
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
 
 def test_evaluation_compares_policies_with_their_reference_reproducibly(

@@ -156,6 +156,22 @@ def resumable_trainer_class() -> Any:
             yield from iterator
 
     class ResumablePPOTrainer(PPOTrainer):  # type: ignore[misc]
+        # Read by transformers 5's Trainer._save on ranks other than 0; trl 1.12.0's PPOTrainer never sets it.
+        is_distributed_loading_by_transformers = False
+
+        def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+            """No trl model card in checkpoints: llmft describes the model in its artifact (and the serve stage writes
+            the card), and trl's reads `self.model.config`, which the DDP wrapper of a multi-process run lacks."""
+
+        def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+            """trl's save_model saves the policy only when the model it holds is the unwrapped policy-and-value
+            pair; in a multi-process run it is wrapped (DDP), so unwrap it first."""
+            wrapped, self.model = self.model, self.accelerator.unwrap_model(self.model)
+            try:
+                super().save_model(output_dir, _internal_call)
+            finally:
+                self.model = wrapped
+
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
             if self.args.should_save:
@@ -166,11 +182,6 @@ def resumable_trainer_class() -> Any:
         def train(self, resume_from_checkpoint: str | None = None) -> None:  # type: ignore[override]
             if not resume_from_checkpoint:
                 return super().train()
-            if self.is_deepspeed_enabled:
-                raise RecipeError(
-                    f"{resume_from_checkpoint}: resuming PPO under ZeRO is not supported; remove the checkpoints "
-                    "to start over, or train without recipe.zero"
-                )
             checkpoint = str(resume_from_checkpoint)
             wrapper = self.accelerator.unwrap_model(self.model)
             load_policy(wrapper.policy, Path(checkpoint))
@@ -221,6 +232,12 @@ def train_ppo(
 
     recipe = resolve_recipe(request.recipe)
     ppo = resolve_ppo(request.ppo)
+    if recipe.zero.stage:
+        raise RecipeError(
+            f"recipe.zero.stage: {recipe.zero.stage}; PPO runs on one process or data-parallel (DDP) across the Elastic "
+            "launch's processes, without ZeRO: trl's PPOTrainer builds its own accelerator and does not take the "
+            "recipe's deepspeed config. Set recipe.zero.stage to 0"
+        )
     if not request.base_model and base_model_dir is None:
         raise RecipeError("base_model: empty and no upstream policy folder given; name the policy to optimise")
     if not request.reward_model and reward_model_dir is None:
