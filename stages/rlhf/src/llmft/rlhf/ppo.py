@@ -234,9 +234,9 @@ def train_ppo(
     ppo = resolve_ppo(request.ppo)
     if recipe.zero.stage:
         raise RecipeError(
-            f"recipe.zero.stage: {recipe.zero.stage}; PPO runs on one process or data-parallel (DDP) across the Elastic "
-            "launch's processes, without ZeRO: trl's PPOTrainer builds its own accelerator and does not take the "
-            "recipe's deepspeed config. Set recipe.zero.stage to 0"
+            f"recipe.zero.stage: {recipe.zero.stage}; PPO runs on one process or data-parallel (DDP) across the "
+            "Elastic launch's processes, without ZeRO: trl's PPOTrainer builds its own accelerator and does not take "
+            "the recipe's deepspeed config. Set recipe.zero.stage to 0"
         )
     if not request.base_model and base_model_dir is None:
         raise RecipeError("base_model: empty and no upstream policy folder given; name the policy to optimise")
