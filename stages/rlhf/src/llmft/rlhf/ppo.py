@@ -166,7 +166,8 @@ def resumable_trainer_class() -> Any:
         def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
             """trl's save_model saves the policy only when the model it holds is the unwrapped policy-and-value
             pair; in a multi-process run it is wrapped (DDP), so unwrap it first."""
-            wrapped, self.model = self.model, self.accelerator.unwrap_model(self.model)
+            wrapped: Any = getattr(self, "model")  # noqa: B009  (set by PPOTrainer.__init__, untyped)
+            self.model = self.accelerator.unwrap_model(wrapped)
             try:
                 super().save_model(output_dir, _internal_call)
             finally:
