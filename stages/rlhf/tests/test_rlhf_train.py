@@ -71,7 +71,26 @@ def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
         train_dpo(bad, prefs, tmp_path / "y")
     with pytest.raises(RecipeError, match="base_model: empty and no upstream policy folder given"):
         train_dpo(R.DpoRequest(recipe=recipe(1, 1e-3)), prefs, tmp_path / "z")
-    assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
+    with pytest.raises(RecipeError, match="dpo.sft_weight"):
+        nan = R.DpoRequest(
+            base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3), dpo=R.DpoConfig(sft_weight=float("nan"))
+        )
+        train_dpo(nan, prefs, tmp_path / "w")
+    assert not any((tmp_path / name).exists() for name in ("w", "x", "y", "z"))
+
+
+def test_dpo_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tmp_path: Path) -> None:
+    prefs = write_preference_dataset(tmp_path / "prefs", train_rows=8, eval_rows=4)
+    losses = {}
+    for weight in (0.0, 1.0):
+        request = R.DpoRequest(
+            base_model="llmft/tiny-llama", recipe=recipe(1, 1e-3), dpo=R.DpoConfig(sft_weight=weight)
+        )
+        losses[weight] = train_dpo(request, prefs, tmp_path / f"dpo-{weight}").report.eval_loss_before
+    # Before any step the policy is its reference: the preference loss is log 2 either way, and the SFT term adds the
+    # untrained model's negative log-likelihood of the chosen answers (several nats per token).
+    assert losses[0.0] == pytest.approx(0.6931, abs=1e-3)
+    assert losses[1.0] > losses[0.0] + 2.0
 
 
 def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:
