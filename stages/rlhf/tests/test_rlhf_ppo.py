@@ -31,45 +31,87 @@ def recipe(steps: int, lr: float, batch: int = 8, method: Any = T.TRAINING_METHO
     )
 
 
+def sft_policy(chat: Path, out: Path) -> Path:
+    """A short supervised fine-tune of the tiny Llama on the demo chat data, with trl's SFTTrainer (a stage's tests
+    may not import another stage): the policy PPO starts from, as in the recipe."""
+    import json
+
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from llmft.core.datasets import read_split
+    from llmft.core.models import load_tokenizer
+    from llmft.core.presets import materialize_preset
+    from llmft.core.recipe import load_model_for_training
+
+    base = materialize_preset("llmft/tiny-llama")
+    tokenizer = load_tokenizer(base)
+    rows = [{"messages": json.loads(m)} for m in read_split(chat, "train")["messages"]]
+    args = SFTConfig(
+        output_dir=str(out.parent / "sft-work"),
+        max_steps=40,
+        learning_rate=1e-3,
+        per_device_train_batch_size=8,
+        max_length=48,
+        assistant_only_loss=True,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+    )
+    model = load_model_for_training(base, recipe(40, 1e-3))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.train()
+    trainer.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """Demo preference data and a reward model per family, trained once for the module."""
+    """Demo data, an SFT policy, and a reward model per family (the Llama one from the SFT policy), trained once for
+    the module."""
     root = tmp_path_factory.mktemp("ppo")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LLMFT_CACHE", str(root / "cache"))
         prefs = root / "prefs"
         write_demo_dataset(prefs, "preference")
-        folders = {"prefs": prefs}
+        write_demo_dataset(root / "chat", "chat")
+        folders = {"prefs": prefs, "sft": sft_policy(root / "chat", root / "sft")}
         for preset in ("llmft/tiny-llama", "llmft/tiny-neox"):
             out = root / preset.split("/")[1]
-            request = R.RewardModelRequest(base_model=preset, recipe=recipe(40, 3e-3))
-            assert train_reward_model(request, prefs, out).report.eval_accuracy_after >= 0.8
+            request = R.RewardModelRequest(recipe=recipe(40, 3e-3))
+            base = folders["sft"] if preset == "llmft/tiny-llama" else None
+            request.base_model = "" if base else preset
+            assert train_reward_model(request, prefs, out, base_model_dir=base).report.eval_accuracy_after >= 0.8
             folders[preset] = out
         yield folders
 
 
-def test_ppo_answers_win_over_the_starting_policy_on_held_out_prompts(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_ppo_raises_the_held_out_reward_of_the_sft_policy(trained: dict[str, Path], tmp_path: Path) -> None:
     request = R.PpoRequest(
-        base_model="llmft/tiny-llama",
-        recipe=recipe(12, 2e-3, batch=16),
+        recipe=recipe(16, 3e-4, batch=16),
         ppo=R.PpoConfig(response_length=12, kl_coef=0.05, eval_prompts=32),
     )
-    report = train_ppo(request, trained["prefs"], tmp_path / "ppo", reward_model_dir=trained["llmft/tiny-llama"]).report
+    rm = trained["llmft/tiny-llama"]
+    report = train_ppo(request, trained["prefs"], tmp_path / "ppo", trained["sft"], reward_model_dir=rm).report
     start, ppo = report.evaluation.policies
     assert (start.name, ppo.name) == ("sft", "ppo")
     assert start.kl_to_reference == 0.0 and start.win_rate_over_reference == 0.5 and start.reward_gain == 0.0
-    # From the untrained preset (the quality from an SFT policy is bench/rlhf_quality.py's): the reward model prefers
-    # the PPO policy's answers to the starting policy's on most unseen questions (an unchanged policy samples the same
-    # answers with the same seed: a win rate of exactly 0.5).
+    # The mean reward of the PPO policy's answers to unseen questions is higher (over seeds 0-2 of this setup the gain
+    # was 0.13 to 0.51), and the reward model prefers its answers at least as often as not (an unchanged policy samples
+    # the same answers with the same seed: exactly 0.5). The quality targets are bench/rlhf_quality.py's.
+    assert ppo.reward_gain > 0.05
     assert ppo.reward_gain == pytest.approx((ppo.mean_reward - start.mean_reward) / report.evaluation.reward_scale)
-    assert ppo.win_rate_over_reference > 0.6
+    assert ppo.win_rate_over_reference >= 0.5
     assert 0.0 < ppo.kl_to_reference < 20.0  # it moved, measured against the frozen starting policy
     assert (report.mean_reward_before, report.mean_reward_after, report.kl) == (
         start.mean_reward,
         ppo.mean_reward,
         ppo.kl_to_reference,
     )
-    assert report.episodes == 12 * 16 and report.policy.metrics.steps == 12
+    assert report.episodes == 16 * 16 and report.policy.metrics.steps == 16
     assert report.evaluation.prompts == 32 and report.evaluation.reward_scale > 1.0
     assert read_artifact(tmp_path / "ppo") == report.policy
     assert report.policy.format == T.ARTIFACT_FORMAT_MERGED
@@ -88,7 +130,8 @@ def test_ppo_with_lora_keeps_the_base_frozen_and_measures_kl_with_the_adapter_of
     assert report.policy.format == T.ARTIFACT_FORMAT_ADAPTER
     assert (tmp_path / "ppo" / "adapter_config.json").is_file()
     assert report.policy.trainable_parameters < report.policy.parameters / 5
-    assert report.evaluation.policies[1].kl_to_reference > 0.0  # the reference is the base with the adapter off
+    # The reference is the base with the adapter off: were it the policy itself, the KL would be exactly 0.
+    assert abs(report.evaluation.policies[1].kl_to_reference) > 1e-4
 
 
 def test_ppo_on_gpt_neox_policy_and_reward_model(trained: dict[str, Path], tmp_path: Path) -> None:
