@@ -1,19 +1,18 @@
+"""The Generator and its continuous-batching engine, in process: answers, sampling, streaming, stop strings, request
+checks, batching of concurrent requests, cancellation, deadlines and the bounded queue."""
+
+import math
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llmft.core.models import resolve_model_dir
 from llmft.proto.serve.v1 import serve_pb2 as S
-from llmft.proto.serve.v1 import serve_pb2_grpc
-from llmft.serve.__main__ import main
-from llmft.serve.batch import run_batch, shard
+from llmft.serve import engine as E
 from llmft.serve.generator import Generator, RequestError
-from llmft.serve.server import SERVICE_NAME, build_server
-from llmft.testing import write_prompt_dataset
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +24,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def generator(model_dir: Path) -> Generator:
-    return Generator(model_dir)
+def generator(model_dir: Path) -> Iterator[Generator]:
+    generator = Generator(model_dir, max_batch=8, max_queue=64)
+    yield generator
+    generator.close()
 
 
 def chat(text: str, **generation: object) -> S.GenerateRequest:
@@ -34,6 +35,21 @@ def chat(text: str, **generation: object) -> S.GenerateRequest:
         messages=[S.ChatMessage(role="user", content=text)],
         generation=S.GenerationConfig(**generation),  # type: ignore[arg-type]
     )
+
+
+def reference_greedy(generator: Generator, request: S.GenerateRequest) -> list[int]:
+    """transformers' own generate on the prompt alone: what continuous batching must reproduce."""
+    import torch
+
+    ids = torch.tensor([generator.prompt_ids(request)])
+    output = generator.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=request.generation.max_new_tokens,
+        do_sample=False,
+        pad_token_id=generator.tokenizer.pad_token_id,
+    )
+    return list(output[0, ids.shape[1] :].tolist())
 
 
 def test_greedy_answers_are_reproducible_and_length_limited(generator: Generator) -> None:
@@ -50,27 +66,58 @@ def test_greedy_answers_are_reproducible_and_length_limited(generator: Generator
     assert first.model_fingerprint == generator.fingerprint
 
 
-def test_seeded_sampling_is_reproducible(generator: Generator) -> None:
-    one = generator.generate(chat("Hello", max_new_tokens=10, temperature=1.0, seed=7))
-    two = generator.generate(chat("Hello", max_new_tokens=10, temperature=1.0, seed=7))
-    assert one.text == two.text
+def test_sampling_follows_seed_and_temperature(generator: Generator) -> None:
+    def sample(seed: int, temperature: float) -> str:
+        return generator.generate(chat("Hello", max_new_tokens=16, temperature=temperature, seed=seed)).text
+
+    greedy = generator.generate(chat("Hello", max_new_tokens=16)).text
+    # Same seed, same answer; other seeds, other answers (ignoring the seed would make these all equal).
+    assert sample(7, 1.5) == sample(7, 1.5)
+    assert len({sample(seed, 1.5) for seed in (1, 2, 3, 4)}) >= 3
+    # Temperature matters: near zero it is greedy, high it is not (ignoring it would give the same text for both).
+    assert sample(7, 1e-4) == greedy
+    assert sample(7, 1.5) != greedy
+
+
+def test_concurrent_requests_share_forward_passes_and_match_transformers_generate(generator: Generator) -> None:
+    requests = [chat(f"Question {i}: " + "why " * (i % 5), max_new_tokens=6 + i) for i in range(12)]
+    expected = [reference_greedy(generator, r) for r in requests]
+    before = generator.engine.stats()
+    results: list[list[int]] = [[] for _ in requests]
+
+    def ask(i: int) -> None:
+        time.sleep(0.005 * i)  # requests join a running batch at different steps
+        results[i] = list(generator.start(requests[i]))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = generator.engine.stats()
+    assert results == expected
+    # Shared passes: fewer decoding steps than decoded rows, and batches wider than one.
+    assert after.rows_decoded - before.rows_decoded > 2 * (after.steps - before.steps)
+    assert after.largest_batch > 1
 
 
 def test_stream_concatenates_to_the_unary_answer(generator: Generator) -> None:
     unary = generator.generate(chat("Tell me about tasks", max_new_tokens=16))
     pieces = list(generator.stream(chat("Tell me about tasks", max_new_tokens=16)))
+    assert len(pieces) > 2
     assert "".join(p.text_delta for p in pieces) == unary.text
     assert pieces[-1].finish_reason == unary.finish_reason
     assert pieces[-1].usage == unary.usage
 
 
 def test_stop_strings_end_the_answer(generator: Generator) -> None:
-    full = generator.generate(chat("x", max_new_tokens=20)).text
-    assert len(full) > 3
-    stop = full[2:4]
+    full = generator.generate(chat("x", max_new_tokens=20))
+    assert len(full.text) > 3
+    stop = full.text[2:4]
     cut = generator.generate(chat("x", max_new_tokens=20, stop=[stop]))
-    assert cut.text == full[: full.find(stop)]
+    assert cut.text == full.text[: full.text.find(stop)]
     assert cut.finish_reason == S.FINISH_REASON_STOP
+    assert cut.usage.completion_tokens < full.usage.completion_tokens  # the engine stopped decoding there
     streamed = "".join(p.text_delta for p in generator.stream(chat("x", max_new_tokens=20, stop=[stop])))
     assert streamed == cut.text
 
@@ -80,9 +127,25 @@ def test_stop_strings_end_the_answer(generator: Generator) -> None:
     [
         (S.GenerateRequest(), "messages, prompt"),
         (S.GenerateRequest(prompt="a", messages=[S.ChatMessage(role="user", content="b")]), "messages, prompt"),
+        (S.GenerateRequest(prompt=" \n\t "), "prompt: whitespace"),
         (S.GenerateRequest(messages=[S.ChatMessage(role="robot", content="b")]), r"messages\[0\].role"),
         (S.GenerateRequest(messages=[S.ChatMessage(role="user", content=" ")]), r"messages\[0\].content"),
         (S.GenerateRequest(prompt="a", generation=S.GenerationConfig(top_p=2)), "generation.top_p"),
+        (S.GenerateRequest(prompt="a", generation=S.GenerationConfig(top_p=math.nan)), "generation.top_p"),
+        (S.GenerateRequest(prompt="a", generation=S.GenerationConfig(temperature=math.nan)), "generation.temperature"),
+        (S.GenerateRequest(prompt="a", generation=S.GenerationConfig(temperature=math.inf)), "generation.temperature"),
+        (S.GenerateRequest(prompt="a", generation=S.GenerationConfig(temperature=-1)), "generation.temperature"),
+        (
+            S.GenerateRequest(prompt="a", generation=S.GenerationConfig(repetition_penalty=-0.5)),
+            "generation.repetition_penalty",
+        ),
+        (
+            S.GenerateRequest(prompt="a", generation=S.GenerationConfig(repetition_penalty=math.nan)),
+            "generation.repetition_penalty",
+        ),
+        (S.GenerateRequest(prompt="a", generation=S.GenerationConfig(max_new_tokens=10**6)), "max_new_tokens"),
+        (S.GenerateRequest(prompt="a", generation=S.GenerationConfig(stop=["ok", ""])), r"generation.stop\[1\]"),
+        (S.GenerateRequest(prompt="word " * 1200), "prompt: .* no room"),
     ],
 )
 def test_bad_requests_name_the_field(generator: Generator, request_: S.GenerateRequest, field: str) -> None:
@@ -90,75 +153,53 @@ def test_bad_requests_name_the_field(generator: Generator, request_: S.GenerateR
         generator.generate(request_)
 
 
-@pytest.fixture(scope="module")
-def channel(model_dir: Path) -> Iterator[grpc.Channel]:
-    server, port = build_server(model_dir)
-    server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        yield ch
-    server.stop(grace=None)
+def test_repetition_penalty_changes_the_answer(generator: Generator) -> None:
+    plain = generator.generate(chat("count count count", max_new_tokens=24))
+    penalised = generator.generate(chat("count count count", max_new_tokens=24, repetition_penalty=5.0))
+    assert penalised.text != plain.text
 
 
-def test_grpc_health_unary_streaming_and_errors(channel: grpc.Channel, generator: Generator) -> None:
-    health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", SERVICE_NAME):
-        status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
-        assert status == health_pb2.HealthCheckResponse.SERVING
-    stub = serve_pb2_grpc.InferenceServiceStub(channel)
-    response = stub.Generate(chat("What is Flyte?", max_new_tokens=8), timeout=30)
-    assert response.text == generator.generate(chat("What is Flyte?", max_new_tokens=8)).text
-    stream = list(
-        stub.GenerateStream(
-            S.GenerateStreamRequest(prompt="def main(", generation=S.GenerationConfig(max_new_tokens=8)), timeout=30
-        )
-    )
-    assert stream[-1].usage.completion_tokens > 0
-    info = stub.GetModelInfo(S.GetModelInfoRequest(), timeout=10)
-    assert info.model_family == "llama" and info.has_chat_template and info.max_positions == 1024
-    with pytest.raises(grpc.RpcError) as error:
-        stub.Generate(S.GenerateRequest(), timeout=10)
-    call: Any = error.value  # a grpc.RpcError that is also a grpc.Call
-    assert call.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "messages, prompt" in call.details()
+@pytest.fixture
+def one_slot(model_dir: Path) -> Iterator[Generator]:
+    generator = Generator(model_dir, max_batch=1, max_queue=1)
+    yield generator
+    generator.close()
 
 
-def test_shards_cover_every_prompt_once(tmp_path: Path) -> None:
-    import pandas as pd
+def test_cancel_stops_within_one_step_and_frees_the_slot(one_slot: Generator) -> None:
+    long = one_slot.start(chat("go on", max_new_tokens=900))
+    tokens = iter(long)
+    for _ in range(3):
+        next(tokens)
+    long.cancel()
+    assert len(list(tokens)) <= 1  # at most the step already under way
+    assert long.reason == E.CANCELLED
+    # The only slot is free again: a new request is answered at once.
+    started = time.monotonic()
+    assert one_slot.generate(chat("hi", max_new_tokens=4)).usage.completion_tokens > 0
+    assert time.monotonic() - started < 5
+    assert one_slot.engine.stats().finished[E.CANCELLED] == 1
 
-    frame = pd.DataFrame({"id": [str(i) for i in range(10)], "prompt": ["p"] * 10})
-    parts = shard(frame, 3)
-    assert [len(p) for p in parts] == [4, 3, 3]
-    assert [i for p in parts for i in p["id"]] == list(frame["id"])
-    assert len(shard(frame.iloc[:2], 5)) == 2
+
+def test_deadline_ends_generation_and_queued_requests(one_slot: Generator) -> None:
+    request = chat("go on", max_new_tokens=900)
+    started = time.monotonic()
+    handle = one_slot.start(request, deadline=started + 0.2)
+    queued = one_slot.start(request, deadline=time.monotonic() + 0.1)  # waits behind it for the one slot
+    tokens = list(handle)
+    ended = time.monotonic()
+    assert handle.reason == E.DEADLINE and 0 < len(tokens) < 900
+    assert list(queued) == [] and queued.reason == E.DEADLINE
+    assert ended - started < 0.2 + 1.0  # the deadline plus one step, with room for a slow machine
+    assert one_slot.engine.stats().running == 0
 
 
-def test_batch_inference_answers_every_prompt(model_dir: Path, tmp_path: Path) -> None:
-    data = write_prompt_dataset(tmp_path / "prompts", rows=7)
-    request = S.BatchInferenceRequest(shards=3, batch_size=2, generation=S.GenerationConfig(max_new_tokens=6))
-    table, result = run_batch(model_dir, data, request)
-    assert len(table) == 7 == result.prompts
-    assert result.completion_tokens == table["completion_tokens"].sum() > 0
-    generator = Generator(model_dir)
-    single = generator.generate(chat(table["prompt"][0], max_new_tokens=6))
-    assert table["answer"][0] == single.text  # left padding does not change a greedy answer
-    out = tmp_path / "answers.parquet"
-    assert (
-        main(
-            [
-                "batch",
-                "--model",
-                str(model_dir),
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                "--shards",
-                "2",
-                "--max-new-tokens",
-                "4",
-            ]
-        )
-        == 0
-    )
-    assert out.is_file()
-    assert main(["batch", "--model", str(model_dir), "--data", str(data), "--out", str(out)]) == 2
+def test_a_full_queue_refuses_at_once(one_slot: Generator) -> None:
+    running = one_slot.start(chat("go on", max_new_tokens=900))
+    waiting = one_slot.start(chat("go on", max_new_tokens=900))
+    with pytest.raises(E.EngineBusy, match="queue"):
+        one_slot.start(chat("one more", max_new_tokens=4))
+    running.cancel()
+    waiting.cancel()
+    list(running), list(waiting)
+    assert one_slot.generate(chat("now", max_new_tokens=2)).usage.completion_tokens > 0

@@ -79,6 +79,29 @@ def load_tokenizer(model_dir: Path) -> Any:
     return tokenizer
 
 
+def load_frozen_model(model_dir: Path, auto_class: Any = None) -> Any:
+    """A model folder as full fp32 weights in eval mode, for inference and scoring. A peft adapter folder has its base
+    loaded and the adapter merged in. `auto_class` defaults to AutoModelForCausalLM."""
+    import torch
+
+    if auto_class is None:
+        from transformers import AutoModelForCausalLM
+
+        auto_class = AutoModelForCausalLM
+    model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
+        import peft
+
+        peft_class = {
+            "AutoModelForCausalLM": peft.AutoPeftModelForCausalLM,
+            "AutoModelForSequenceClassification": peft.AutoPeftModelForSequenceClassification,
+        }[auto_class.__name__]
+        model = peft_class.from_pretrained(model_dir, dtype=torch.float32).merge_and_unload()
+    else:
+        model = auto_class.from_pretrained(model_dir, dtype=torch.float32)
+    return model.eval()
+
+
 def tokenizer_fingerprint(model_dir: Path) -> str:
     present = [name for name in TOKENIZER_FILES if (Path(model_dir) / name).is_file()]
     if not present:

@@ -14,29 +14,12 @@ from typing import Any
 
 from llmft.core import fingerprint as fp
 from llmft.core.generation import chat_prompt_ids
+from llmft.core.models import load_frozen_model
 from llmft.core.recipe import RecipeError
 from llmft.proto.rlhf.v1 import rlhf_pb2
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_NEW_TOKENS = 24
-
-
-def load_model(model_dir: Path, auto_class: Any) -> Any:
-    """A model folder as full weights (a peft adapter is merged into its base), fp32, in eval mode."""
-    import torch
-
-    model_dir = Path(model_dir)
-    if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
-        import peft
-
-        peft_class = {
-            "AutoModelForCausalLM": peft.AutoPeftModelForCausalLM,
-            "AutoModelForSequenceClassification": peft.AutoPeftModelForSequenceClassification,
-        }[auto_class.__name__]
-        model = peft_class.from_pretrained(model_dir, dtype=torch.float32).merge_and_unload()
-    else:
-        model = auto_class.from_pretrained(model_dir, dtype=torch.float32)
-    return model.eval()
 
 
 def end_of_turn_id(tokenizer: Any) -> int:
@@ -314,14 +297,14 @@ def evaluate_policies(
     room = max_length - settings.max_new_tokens if max_length else 0
     ids = prompt_ids(tokenizer, prompts.eval, room, f"{data_dir}/eval.parquet")
 
-    reward_model = load_model(reward_dir, AutoModelForSequenceClassification)
-    reference_model = load_model(reference, AutoModelForCausalLM)
+    reward_model = load_frozen_model(reward_dir, AutoModelForSequenceClassification)
+    reference_model = load_frozen_model(reference, AutoModelForCausalLM)
     scale = reward_scale(reward_model, tokenizer, prompts.eval_pairs, max_length or 1 << 30)
     baseline = evaluate_policy("sft", reference_model, None, reward_model, tokenizer, ids, settings)
     baseline.evaluation.fingerprint = folder_fingerprint(reference)
     evaluated = []
     for name, folder in folders.items():
-        policy = load_model(folder, AutoModelForCausalLM)
+        policy = load_frozen_model(folder, AutoModelForCausalLM)
         answers = evaluate_policy(
             name, policy, reference_of(reference_model, settings.temperature), reward_model, tokenizer, ids, settings
         )

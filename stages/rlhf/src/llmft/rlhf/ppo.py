@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core.datasets import read_manifest, read_split
-from llmft.core.models import load_tokenizer, resolve_model_dir
+from llmft.core.models import load_frozen_model, load_tokenizer, resolve_model_dir
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
 from llmft.core.training import build_artifact, latest_checkpoint, load_base, log_history_series, save_model
 from llmft.proto.data.v1 import dataset_pb2
@@ -262,8 +262,8 @@ def train_ppo(
     eval_ids = ev.prompt_ids(tokenizer, prompts.eval, room, f"{data_dir}/eval.parquet")
 
     policy = load_model_for_training(base.directory, recipe)
-    reward_model = ev.load_model(reward_dir, AutoModelForSequenceClassification)
-    value_model = ev.load_model(reward_dir, AutoModelForSequenceClassification).train()
+    reward_model = load_frozen_model(reward_dir, AutoModelForSequenceClassification)
+    value_model = load_frozen_model(reward_dir, AutoModelForSequenceClassification).train()
     settings = rlhf_pb2.PolicyEvaluationRequest(
         max_new_tokens=ppo.response_length, temperature=ppo.temperature, seed=recipe.seed, max_length=recipe.max_length
     )

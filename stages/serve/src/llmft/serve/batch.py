@@ -1,8 +1,16 @@
-"""Batch inference over a prompt dataset: split the prompts into shards (each answered by one map task on a cluster),
-answer a shard in left-padded batches, and merge the shards' answers into one table with a BatchInferenceResult."""
+"""Batch inference over a prompt dataset.
+
+The prompts are split into shards, each named by the fingerprint of its rows, so the same prompts make the same shard
+files on every run (the cache key of a shard's answers on Flyte, and the name of its answers on disk for the CLI).
+Each shard is answered on the continuous-batching engine, its prompts submitted shortest first so that sequences of
+similar length decode together. The shards' answers are merged into one table (id, prompt, output, finish_reason,
+prompt_tokens, completion_tokens, latency_seconds: from admission to the last token; shard and shard_seconds: the
+shard that answered the row and its wall time) with a BatchInferenceResult. A CLI run keeps each finished shard's
+answers beside its output, so a run that is stopped and started again answers only the shards it had not finished."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +20,20 @@ from llmft.core.datasets import read_manifest, read_split, require_kind
 from llmft.proto.data.v1 import dataset_pb2
 from llmft.proto.serve.v1 import serve_pb2
 from llmft.serve import STAGE, __version__
-from llmft.serve.generator import Generator, RequestError
+from llmft.serve.generator import Generator, RequestError, check_generation
 
-ANSWER_COLUMNS = ["id", "prompt", "answer", "finish_reason", "completion_tokens", "seconds"]
+log = logging.getLogger(__name__)
+ANSWER_COLUMNS = [
+    "id",
+    "prompt",
+    "output",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_seconds",
+    "shard",
+    "shard_seconds",
+]
 
 
 def check_batch_request(request: serve_pb2.BatchInferenceRequest) -> None:
@@ -22,6 +41,7 @@ def check_batch_request(request: serve_pb2.BatchInferenceRequest) -> None:
         raise RequestError("shards: must be >= 1")
     if request.batch_size == 0:
         raise RequestError("batch_size: must be >= 1")
+    check_generation(request.generation)
 
 
 def load_prompts(data_dir: Path, split: str = "train") -> Any:
@@ -46,60 +66,83 @@ def shard(frame: Any, shards: int) -> list[Any]:
     return out
 
 
-def answer_shard(generator: Generator, prompts: Any, request: serve_pb2.BatchInferenceRequest) -> Any:
-    """Answers every prompt (as a one-turn chat when the model has a chat template, else as raw text)."""
+def shard_name(prompts: Any) -> str:
+    """A shard's file name from its rows' content: the same prompts always make the same name."""
+    digest = fp.fingerprint_json([[str(i), str(p)] for i, p in zip(prompts["id"], prompts["prompt"], strict=True)])
+    return f"shard-{digest.removeprefix('sha256:')[:16]}.parquet"
+
+
+def write_shards(prompts: Any, shards: int, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for part in shard(prompts, shards):
+        path = folder / shard_name(part)
+        part.to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def _encode(generator: Generator, prompt: str) -> list[int]:
+    kind = "messages" if getattr(generator.tokenizer, "chat_template", None) else "prompt"
+    request = (
+        serve_pb2.GenerateRequest(messages=[serve_pb2.ChatMessage(role="user", content=prompt)])
+        if kind == "messages"
+        else serve_pb2.GenerateRequest(prompt=prompt)
+    )
+    return generator.prompt_ids(request)
+
+
+def answer_shard(generator: Generator, prompts: Any, request: serve_pb2.BatchInferenceRequest, name: str = "") -> Any:
+    """Answers every prompt (as a one-turn chat when the model has a chat template, else as raw text), submitted to
+    the engine shortest first; the rows come back in the shard's order."""
     import pandas as pd
-    import torch
 
-    from llmft.core.generation import chat_prompt_ids
-
-    tokenizer, model = generator.tokenizer, generator.model
-    chat = bool(getattr(tokenizer, "chat_template", None))
+    check_batch_request(request)
+    sampling = generator.sampling(request.generation)
+    encoded = []
+    for row in prompts.itertuples():
+        try:
+            encoded.append(_encode(generator, row.prompt))
+        except RequestError as error:
+            raise RequestError(f"prompt id {row.id!r}: {error}") from error
+    started = time.perf_counter()
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    handles = {i: generator.engine.submit(encoded[i], sampling) for i in order}
     rows = []
-    for start in range(0, len(prompts), request.batch_size):
-        part = prompts.iloc[start : start + request.batch_size]
-        encoded = [
-            chat_prompt_ids(tokenizer, [{"role": "user", "content": p}])
-            if chat
-            else tokenizer(p, add_special_tokens=False)["input_ids"]
-            for p in part["prompt"]
-        ]
-        width = max(len(e) for e in encoded)
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(e)) + e for e in encoded])
-        attention = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
-        kwargs = generator._generate_kwargs(request.generation, width)
-        started = time.perf_counter()
-        with torch.no_grad():
-            generator._seed(request.generation)
-            output = model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
-        seconds = time.perf_counter() - started
-        for row, generated in zip(part.itertuples(), output[:, width:].tolist(), strict=True):
-            pad = tokenizer.pad_token_id
-            while generated and generated[-1] == pad:
-                generated.pop()
-            answer = generator._finish(generated, request.generation, kwargs["max_new_tokens"], 0)
-            rows.append(
-                {
-                    "id": row.id,
-                    "prompt": row.prompt,
-                    "answer": answer.text,
-                    "finish_reason": serve_pb2.FinishReason.Name(answer.finish_reason),
-                    "completion_tokens": answer.completion_tokens,
-                    "seconds": seconds / len(part),
-                }
-            )
-    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+    for i, row in enumerate(prompts.itertuples()):
+        handle = handles[i]
+        tokens = list(handle)
+        answer = generator.finish(handle, tokens, list(request.generation.stop))
+        rows.append(
+            {
+                "id": row.id,
+                "prompt": row.prompt,
+                "output": answer.text,
+                "finish_reason": serve_pb2.FinishReason.Name(answer.finish_reason),
+                "prompt_tokens": answer.prompt_tokens,
+                "completion_tokens": answer.completion_tokens,
+                "latency_seconds": answer.seconds,
+                "shard": name,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+    frame["shard_seconds"] = time.perf_counter() - started
+    return frame
 
 
 def merge(
-    answers: list[Any], request: serve_pb2.BatchInferenceRequest, model_fingerprint: str, dataset_fingerprint: str
+    answers: list[Any],
+    request: serve_pb2.BatchInferenceRequest,
+    model_fingerprint: str,
+    dataset_fingerprint: str,
 ) -> tuple[Any, serve_pb2.BatchInferenceResult]:
+    """One table from the shards' answers; tokens per second over the shards' summed wall time."""
     import pandas as pd
 
     table = pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=ANSWER_COLUMNS)
     tokens = int(table["completion_tokens"].sum())
-    seconds = float(table["seconds"].sum())
-    content = fp.fingerprint_text("\n".join(f"{i}\t{a}" for i, a in zip(table["id"], table["answer"], strict=True)))
+    seconds = float(table.groupby("shard")["shard_seconds"].first().sum()) if len(table) else 0.0
+    content = fp.fingerprint_json([[str(i), str(a)] for i, a in zip(table["id"], table["output"], strict=True)])
     result = serve_pb2.BatchInferenceResult(
         prompts=len(table),
         completion_tokens=tokens,
@@ -110,12 +153,72 @@ def merge(
     return table, result
 
 
+def answers_name(shard_file: Path, model_fingerprint: str, request: serve_pb2.BatchInferenceRequest) -> str:
+    """The answers of one shard by one model under one generation config."""
+    key = fp.fingerprint_json([model_fingerprint, fp.fingerprint_message(request.generation)])
+    return f"{shard_file.stem}.answers-{key.removeprefix('sha256:')[:16]}.parquet"
+
+
 def run_batch(
-    model_dir: Path, data_dir: Path, request: serve_pb2.BatchInferenceRequest, split: str = "train"
+    model_dir: Path,
+    data_dir: Path,
+    request: serve_pb2.BatchInferenceRequest,
+    work_dir: Path,
+    split: str = "train",
 ) -> tuple[Any, serve_pb2.BatchInferenceResult]:
-    """All shards in this process (the CLI); the Flyte workflow maps answer_shard over the shards instead."""
+    """All shards in this process (the CLI; the Flyte workflow maps one task over the shards instead). `work_dir`
+    keeps the shards and each finished shard's answers: run again with the same folder and only unfinished shards
+    are answered."""
+    import pandas as pd
+    from tqdm import tqdm
+
     check_batch_request(request)
     prompts = load_prompts(data_dir, split)
-    generator = Generator(model_dir)
-    answers = [answer_shard(generator, part, request) for part in shard(prompts, request.shards)]
-    return merge(answers, request, generator.fingerprint, read_manifest(data_dir).fingerprint)
+    shard_files = write_shards(prompts, request.shards, work_dir)
+    generator = Generator(model_dir, max_batch=request.batch_size, max_queue=len(prompts))
+    try:
+        answers, reused = [], 0
+        for shard_file in tqdm(shard_files, desc="shards", unit="shard"):
+            done = work_dir / answers_name(shard_file, generator.fingerprint, request)
+            if done.is_file():
+                frame = pd.read_parquet(done)
+                reused += 1
+            else:
+                frame = answer_shard(generator, pd.read_parquet(shard_file), request, shard_file.stem)
+                tmp = done.with_name(f".{done.name}.tmp")
+                frame.to_parquet(tmp, index=False)
+                tmp.rename(done)
+            answers.append(frame)
+        if reused:
+            log.warning("batch: reused the answers of %d of %d shards from %s", reused, len(shard_files), work_dir)
+        table, result = merge(answers, request, generator.fingerprint, read_manifest(data_dir).fingerprint)
+    finally:
+        generator.close()
+    return table, result
+
+
+def report_html(table: Any, result: serve_pb2.BatchInferenceResult) -> str:
+    """The batch's Deck: totals, latency and length histograms, and sample answers."""
+    from llmft.core import decks
+
+    if not len(table):
+        return ""
+    totals = {
+        "prompts": result.prompts,
+        "completion tokens": result.completion_tokens,
+        "tokens per second": result.tokens_per_second,
+        "shards": table["shard"].nunique(),
+        "median latency (s)": float(table["latency_seconds"].median()),
+        "p99 latency (s)": float(table["latency_seconds"].quantile(0.99)),
+        "stopped by length": int((table["finish_reason"] == "FINISH_REASON_LENGTH").sum()),
+        "fingerprint": result.fingerprint,
+    }
+    return decks.page(
+        decks.table([totals], title="Batch inference"),
+        decks.histogram(list(table["latency_seconds"]), "Latency per prompt", "seconds"),
+        decks.histogram(list(table["completion_tokens"]), "Answer length", "tokens"),
+        decks.table(
+            table.head(20)[["id", "prompt", "output", "finish_reason", "completion_tokens"]].to_dict("records"),
+            title="First answers",
+        ),
+    )

@@ -1,27 +1,40 @@
-"""The serving stage's Flyte face: the tasks of batch inference (split prompts into shards, answer one shard, merge the
-answers with a BatchInferenceResult); llmft.orchestration maps `answer` over the shards. Bodies only unpack, call
-llmft.serve.batch and pack."""
+"""The serving stage's Flyte face: batch inference (split prompts into shards named by content, answer one shard,
+merge the answers with a BatchInferenceResult and a Deck; llmft.orchestration maps `answer` over the shards), the
+Space folder of the chat app, and publishing to the Hub. Bodies only unpack, call the stage's core and pack."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import pandas as pd
-from flytekit import Resources, current_context, task
+from flytekit import Resources, Secret, current_context, task
+from flytekit.core.hash import HashMethod
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from llmft.core import fingerprint as fp
+from llmft.core.datasets import read_manifest
 from llmft.core.training import model_fingerprint
+from llmft.flyte.decks import publish, task_deck_fields
 from llmft.flyte.images import stage_image
-from llmft.flyte.types import download_dataset
+from llmft.flyte.types import ModelDir, download_dataset
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
-from llmft.proto.serve.v1.serve_pb2 import BatchInferenceRequest, BatchInferenceResult
+from llmft.proto.serve.v1.serve_pb2 import (
+    BatchInferenceRequest,
+    BatchInferenceResult,
+    GenerationConfig,
+    PublishRequest,
+    PublishResult,
+)
+from llmft.proto.training.v1.training_pb2 import ModelArtifact
 from llmft.serve import STAGE, __version__
-from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, merge, shard
+from llmft.serve import publish as hub
+from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, merge, report_html, write_shards
 from llmft.serve.generator import Generator
+from llmft.serve.space import SpaceSettings, write_space
 
 IMAGE = stage_image("llmft-serve", __version__, ["grpcio", "grpcio-health-checking", "grpcio-reflection"])
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
@@ -32,28 +45,105 @@ class BatchAnswers(NamedTuple):
     answers: pd.DataFrame
 
 
+def _file_hash(file: FlyteFile) -> str:
+    return fp.fingerprint_file(Path(file.path))
+
+
+# A shard crosses the task boundary hashed on its content, so cache keys do not depend on where it was written.
+ShardFile = Annotated[FlyteFile, HashMethod(_file_hash)]
+
+
 @task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"))
-def split_prompts(request: BatchInferenceRequest, dataset: DatasetManifest, data: FlyteDirectory) -> list[FlyteFile]:
+def split_prompts(request: BatchInferenceRequest, dataset: DatasetManifest, data: FlyteDirectory) -> list[ShardFile]:
     check_batch_request(request)
     prompts = load_prompts(download_dataset(dataset, data))
     folder = Path(tempfile.mkdtemp(prefix="llmft-shards-", dir=current_context().working_directory))
-    out = []
-    for number, part in enumerate(shard(prompts, request.shards)):
-        path = folder / f"shard-{number:05d}.parquet"
-        part.to_parquet(path, index=False)
-        out.append(FlyteFile(path=str(path)))
-    return out
+    return [ShardFile(path=str(path)) for path in write_shards(prompts, request.shards, folder)]
 
 
 @task(container_image=IMAGE, requests=Resources(cpu="2", mem="4Gi"), cache=True, cache_version=CACHE_VERSION, retries=2)
-def answer(shard_file: FlyteFile, model: FlyteDirectory, request: BatchInferenceRequest) -> pd.DataFrame:
-    prompts = pd.read_parquet(shard_file.download())
-    return answer_shard(Generator(Path(model.download())), prompts, request)
+def answer(shard_file: FlyteFile, model: ModelDir, request: BatchInferenceRequest) -> pd.DataFrame:
+    """One shard's answers. Cached on the shard's content, the model's fingerprint and the request, so a rerun of a
+    stopped batch answers only the shards that had not finished."""
+    local = Path(shard_file.download())
+    generator = Generator(Path(model.download()), max_batch=request.batch_size, max_queue=1 << 20)
+    try:
+        return answer_shard(generator, pd.read_parquet(local), request, local.stem)
+    finally:
+        generator.close()
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="1Gi"))
+def batch_request(
+    shards: int, batch_size: int, max_new_tokens: int, temperature: float, seed: int
+) -> BatchInferenceRequest:
+    """The request from plain values (what `pyflyte run` can pass), checked before any shard is written."""
+    request = BatchInferenceRequest(
+        shards=shards,
+        batch_size=batch_size,
+        generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed),
+    )
+    check_batch_request(request)
+    return request
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="1Gi"))
+def prompt_manifest(prompts: FlyteDirectory) -> DatasetManifest:
+    """The manifest of a prompt dataset folder written by `llmft data`."""
+    return read_manifest(Path(prompts.download()))
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"), enable_deck=True, deck_fields=task_deck_fields())
+def merge_answers(
+    answers: list[pd.DataFrame], request: BatchInferenceRequest, dataset: DatasetManifest, model: ModelDir
+) -> BatchAnswers:
+    table, result = merge(answers, request, model_fingerprint(Path(model.download())), dataset.fingerprint)
+    publish("Batch inference", report_html(table, result))
+    return BatchAnswers(result=result, answers=table)
+
+
+# The Hub token, as a Flyte secret (group "huggingface", key "token"); HF_TOKEN in the environment also works.
+HF_TOKEN_SECRET = Secret(group="huggingface", key="token")
+
+
+def _hub_token() -> str:
+    try:
+        token = current_context().secrets.get(HF_TOKEN_SECRET.group, HF_TOKEN_SECRET.key)
+    except ValueError:  # no such secret mounted
+        token = ""
+    return str(token or hub.token_from_environment(os.environ))
 
 
 @task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"))
-def merge_answers(
-    answers: list[pd.DataFrame], request: BatchInferenceRequest, dataset: DatasetManifest, model: FlyteDirectory
-) -> BatchAnswers:
-    table, result = merge(answers, request, model_fingerprint(Path(model.download())), dataset.fingerprint)
-    return BatchAnswers(result=result, answers=table)
+def space_folder(model: ModelDir, model_repo_id: str, title: str) -> FlyteDirectory:
+    """The chat app as a Space folder for `model`: it loads `model_repo_id` from the Hub when given, else the model
+    folder itself (a local launch)."""
+    local = Path(model.download())
+    out = Path(tempfile.mkdtemp(prefix="llmft-space-", dir=current_context().working_directory)) / "space"
+    settings = SpaceSettings(model=model_repo_id or str(local), model_repo_id=model_repo_id, title=title)
+    return FlyteDirectory(path=str(write_space(out, settings, adapter=(local / "adapter_config.json").is_file())))
+
+
+@task(
+    container_image=IMAGE,
+    requests=Resources(cpu="1", mem="4Gi"),
+    secret_requests=[HF_TOKEN_SECRET],
+    enable_deck=True,
+    deck_fields=task_deck_fields(),
+)
+def publish_model(
+    model: ModelDir, request: PublishRequest, datasets: list[DatasetManifest], upstream: list[ModelArtifact]
+) -> PublishResult:
+    """Pushes the model with its card (and the Space when `space_repo_id` is set); the token never leaves the
+    process except to the Hub."""
+    execution = current_context().execution_id
+    result = hub.publish(
+        Path(model.download()),
+        request,
+        _hub_token(),
+        datasets=datasets,
+        upstream=upstream,
+        execution_id=execution.name if execution else "",
+    )
+    publish("Published", hub.result_html(result))
+    return result

@@ -1,0 +1,254 @@
+"""Publishing a trained model to the Hugging Face Hub: the model folder (weights or adapter, tokenizer, generation
+config, llmft's artifact record) with a model card to a model repo, and the Gradio chat app (llmft.serve.space) that
+answers with it to a Space repo.
+
+The card carries the metrics, the datasets and the lineage: every stage's name, version and input fingerprints, and
+the execution that made it. The token comes from the caller (the environment's HF_TOKEN, or a Flyte secret in the
+task) and goes to huggingface_hub only: it is never printed, logged or written. A dry run (`PublishRequest.local_dir`)
+writes exactly the files that would go up, and contacts nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from llmft.core import fingerprint as fp
+from llmft.core.training import ARTIFACT_FILE, model_fingerprint, read_artifact
+from llmft.proto.common.v1 import provenance_pb2
+from llmft.proto.data.v1 import dataset_pb2
+from llmft.proto.serve.v1 import serve_pb2
+from llmft.proto.training.v1 import training_pb2
+from llmft.serve import STAGE, __version__
+from llmft.serve.space import SpaceSettings, write_space
+
+log = logging.getLogger(__name__)
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Files of a model folder that stay behind: training state and scratch.
+SKIPPED = ("checkpoint-", "optimizer", "scheduler", "rng_state", "trainer_state", "training_args")
+
+
+class PublishError(ValueError):
+    """A publish request that cannot be carried out; the message names the field."""
+
+
+def token_from_environment(environ: Mapping[str, str] = os.environ) -> str:
+    return next((environ[name] for name in TOKEN_VARIABLES if environ.get(name)), "")
+
+
+def check_publish_request(request: serve_pb2.PublishRequest, token: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    for name in ("model_repo_id", "space_repo_id"):
+        value = getattr(request, name)
+        if name == "model_repo_id" and not value:
+            raise PublishError("model_repo_id: empty; give the Hub repo to publish to, e.g. org/tiny-llama-sft")
+        if value:
+            try:
+                validate_repo_id(value)
+            except HFValidationError as error:
+                raise PublishError(f"{name}: {value!r} is not a Hub repo id: {error}") from error
+            if "/" not in value:
+                raise PublishError(f"{name}: {value!r} needs its owner, e.g. org/{value}")
+    if not request.local_dir and not token:
+        raise PublishError(
+            f"token: none found; set {TOKEN_VARIABLES[0]} (or the Flyte secret) or give local_dir for a dry run"
+        )
+
+
+def _hub_id(name: str) -> bool:
+    """A Hub model id (owner/name), not an llmft preset, a lineage string or a path."""
+    return (
+        name.count("/") == 1 and "+" not in name and "@" not in name and not name.startswith((".", "/", "~", "llmft/"))
+    )
+
+
+def model_card(
+    artifact: training_pb2.ModelArtifact,
+    request: serve_pb2.PublishRequest,
+    datasets: Iterable[dataset_pb2.DatasetManifest] = (),
+    upstream: Iterable[training_pb2.ModelArtifact] = (),
+    metrics: Mapping[str, float] | None = None,
+    execution_id: str = "",
+) -> str:
+    """The README.md of the model repo: Hub metadata, then metrics, datasets and lineage as tables."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    datasets, upstream = list(datasets), list(upstream)
+    adapter = artifact.format == training_pb2.ARTIFACT_FORMAT_ADAPTER
+    data = ModelCardData(
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        tags=["llmft", artifact.provenance.stage or "llmft"],
+        base_model=artifact.base_model if _hub_id(artifact.base_model) else None,
+    )
+    m = artifact.metrics
+    rows = {
+        "held-out loss before": m.eval_before.loss,
+        "held-out loss after": m.eval_after.loss,
+        "held-out perplexity after": m.eval_after.perplexity,
+        "train loss": m.train_loss,
+        "steps": m.steps,
+        "train tokens": m.train_tokens,
+        **dict(metrics or {}),
+    }
+    metric_lines = "\n".join(f"| {k} | {v:.4g} |" for k, v in rows.items() if v)
+    dataset_lines = "\n".join(
+        f"| {d.name} | {dataset_pb2.DatasetKind.Name(d.kind)} | "
+        f"{sum(s.rows for s in d.splits)} | `{d.fingerprint}` |"
+        for d in datasets
+    )
+    chain = upstream + [artifact]
+    lineage_lines = "\n".join(
+        f"| {a.provenance.stage} {a.provenance.stage_version} | {a.base_model} | `{a.fingerprint}` | "
+        f"{', '.join(f'`{i}`' for i in a.provenance.input_fingerprints)} |"
+        for a in chain
+    )
+    body = f"""# {request.model_repo_id}
+
+A causal language model fine-tuned with llmft from `{artifact.base_model}`
+({artifact.model_family}, {artifact.parameters:,} parameters, {"a LoRA adapter" if adapter else "full weights"}).
+
+## Use
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{request.model_repo_id}")
+model = AutoModelForCausalLM.from_pretrained("{request.model_repo_id}")
+```
+
+## Metrics
+
+| metric | value |
+|---|---|
+{metric_lines}
+
+## Datasets
+
+| name | kind | rows | fingerprint |
+|---|---|---|---|
+{dataset_lines}
+
+## Lineage
+
+| stage | from | model fingerprint | input fingerprints |
+|---|---|---|---|
+{lineage_lines}
+
+Tokenizer fingerprint `{artifact.tokenizer_fingerprint}`; published by llmft.serve {__version__}
+{f"in execution `{execution_id}`" if execution_id else "outside a Flyte execution"}.
+"""
+    return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body))
+
+
+def stage_model(model_dir: Path, card: str, out: Path) -> Path:
+    """The model folder as it goes up: its files less training state, with the card as README.md."""
+    out.mkdir(parents=True)
+    for path in sorted(Path(model_dir).rglob("*")):
+        relative = path.relative_to(model_dir)
+        if path.is_dir() or any(part.startswith(".") for part in relative.parts):
+            continue
+        if relative.parts[0].startswith(SKIPPED) or relative.name == "README.md":
+            continue
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    (out / "README.md").write_text(card, encoding="utf-8")
+    return out
+
+
+def publish(
+    model_dir: Path,
+    request: serve_pb2.PublishRequest,
+    token: str,
+    datasets: Iterable[dataset_pb2.DatasetManifest] = (),
+    upstream: Iterable[training_pb2.ModelArtifact] = (),
+    metrics: Mapping[str, float] | None = None,
+    execution_id: str = "",
+    space: SpaceSettings | None = None,
+) -> serve_pb2.PublishResult:
+    """Uploads the model (and the Space, when `space_repo_id` is set), or writes them under `local_dir`."""
+    check_publish_request(request, token)
+    model_dir = Path(model_dir)
+    artifact = read_artifact(model_dir)
+    if artifact is None:
+        raise PublishError(f"model: {model_dir} has no {ARTIFACT_FILE}; publish a folder written by an llmft stage")
+    datasets = list(datasets)
+    card = model_card(artifact, request, datasets, upstream, metrics, execution_id)
+    adapter = artifact.format == training_pb2.ARTIFACT_FORMAT_ADAPTER
+    fingerprint = model_fingerprint(model_dir)
+    provenance = fp.provenance(STAGE, __version__, request, [fingerprint] + [d.fingerprint for d in datasets])
+    with tempfile.TemporaryDirectory(prefix="llmft-publish-") as scratch:
+        staged_model = stage_model(model_dir, card, Path(scratch) / "model")
+        staged_space = None
+        if request.space_repo_id:
+            settings = space or SpaceSettings()
+            settings.model, settings.model_repo_id = request.model_repo_id, request.model_repo_id
+            settings.grpc_target = ""
+            staged_space = write_space(Path(scratch) / "space", settings, adapter=adapter)
+        if request.local_dir:
+            return _write_dry_run(Path(request.local_dir), staged_model, staged_space, provenance)
+        return _upload(request, token, staged_model, staged_space, provenance, fingerprint)
+
+
+def _write_dry_run(
+    out: Path, model: Path, space: Path | None, provenance: provenance_pb2.Provenance
+) -> serve_pb2.PublishResult:
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"local_dir: {out} exists and is not empty; nothing was overwritten")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    shutil.copytree(model, staging / "model")
+    if space is not None:
+        shutil.copytree(space, staging / "space")
+    if out.exists():
+        out.rmdir()
+    staging.rename(out)
+    log.info("publish: dry run, wrote %s", out)
+    return serve_pb2.PublishResult(
+        model_url=(out / "model").resolve().as_uri(),
+        space_url=(out / "space").resolve().as_uri() if space is not None else "",
+        provenance=provenance,
+    )
+
+
+def _upload(
+    request: serve_pb2.PublishRequest,
+    token: str,
+    model: Path,
+    space: Path | None,
+    provenance: provenance_pb2.Provenance,
+    fingerprint: str,
+) -> serve_pb2.PublishResult:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    message = request.commit_message or f"llmft: model {fingerprint.removeprefix('sha256:')[:12]}"
+    model_url = api.create_repo(request.model_repo_id, private=request.private, exist_ok=True)
+    model_commit = api.upload_folder(repo_id=request.model_repo_id, folder_path=model, commit_message=message)
+    log.info("publish: model %s at commit %s", model_url, model_commit.oid)
+    result = serve_pb2.PublishResult(model_url=str(model_url), model_commit=model_commit.oid, provenance=provenance)
+    if space is not None:
+        space_url = api.create_repo(
+            request.space_repo_id, repo_type="space", space_sdk="gradio", private=request.private, exist_ok=True
+        )
+        space_commit = api.upload_folder(
+            repo_id=request.space_repo_id, repo_type="space", folder_path=space, commit_message=message
+        )
+        log.info("publish: Space %s at commit %s", space_url, space_commit.oid)
+        result.space_url, result.space_commit = str(space_url), space_commit.oid
+    return result
+
+
+def result_html(result: serve_pb2.PublishResult) -> str:
+    """The Deck of a publish: where the model and the Space went, at which commits."""
+    from llmft.core import decks
+
+    rows = [{"repo": "model", "url": result.model_url, "commit": result.model_commit}]
+    if result.space_url:
+        rows.append({"repo": "space", "url": result.space_url, "commit": result.space_commit})
+    return decks.page(decks.table(rows, title="Published"))

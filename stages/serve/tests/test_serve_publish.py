@@ -1,0 +1,153 @@
+"""Publishing to the Hub with the real huggingface_hub client against a local stand-in of the Hub's HTTP API
+(llmft.testing_hub, reached through HF_ENDPOINT): a dry run writes exactly what an upload sends; the model, its card
+and the Space land in their repos; the token is sent to the Hub and appears nowhere else; the published model can
+then be served by its Hub id."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmft.core.models import resolve_model_dir
+from llmft.core.training import build_artifact, model_fingerprint
+from llmft.proto.training.v1 import training_pb2 as T
+from llmft.testing import write_prompt_dataset
+from llmft.testing_hub import LocalHub
+
+TOKEN = "hf_llmftTestToken0123456789abcdefXYZ"
+MODEL_REPO, SPACE_REPO = "llmft-tester/tiny-chat-model", "llmft-tester/tiny-chat"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny preset as an SFT stage would leave it: weights, tokenizer and an artifact record."""
+    from transformers import AutoModelForCausalLM
+
+    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    base = resolve_model_dir("llmft/tiny-llama").directory
+    out = tmp_path_factory.mktemp("sft") / "model"
+    shutil.copytree(base, out)
+    (out / "checkpoint-2").mkdir()  # training state that must stay behind
+    (out / "checkpoint-2" / "optimizer.pt").write_bytes(b"state")
+    metrics = T.TrainingMetrics(
+        eval_before=T.EvalMetrics(loss=4.5, perplexity=90.0),
+        eval_after=T.EvalMetrics(loss=2.25, perplexity=9.5),
+        steps=8,
+    )
+    build_artifact(
+        model=AutoModelForCausalLM.from_pretrained(out),
+        out_dir=out,
+        fmt=T.ARTIFACT_FORMAT_MERGED,
+        base_name="llmft/tiny-llama",
+        base_dir=base,
+        request=T.TrainingRequest(),
+        stage="llmft.train_sft",
+        stage_version="0.3.0",
+        input_fingerprints=["sha256:chatdata"],
+        metrics=metrics,
+    )
+    return out
+
+
+def llmft_serve(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`llmft serve ...` in a fresh process, so huggingface_hub reads HF_ENDPOINT at import as it would for a user."""
+    return subprocess.run(
+        [sys.executable, "-m", "llmft.serve", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def environment(hub: LocalHub, home: Path, token: str = "") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(home), HF_HUB_VERBOSITY="debug", HF_HUB_DISABLE_TELEMETRY="1")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_publish_dry_run_upload_and_serving_the_published_model(model_dir: Path, tmp_path: Path) -> None:
+    data = write_prompt_dataset(tmp_path / "prompts", rows=4)
+    common = ["publish", "--model", str(model_dir), "--model-repo-id", MODEL_REPO, "--space-repo-id", SPACE_REPO,
+              "--dataset", str(data), "--execution-id", "exec-42", "--title", "tiny chat"]  # fmt: skip
+    with LocalHub(TOKEN) as hub:
+        # Without a token and without a dry run: a clear error, nothing sent.
+        refused = llmft_serve(common, environment(hub, tmp_path / "home"))
+        assert refused.returncode == 2 and "HF_TOKEN" in refused.stderr
+        # The dry run contacts nothing and writes the two folders.
+        dry = tmp_path / "dry"
+        done = llmft_serve([*common, "--dry-run", str(dry)], environment(hub, tmp_path / "home"))
+        assert done.returncode == 0, done.stderr
+        assert hub.requests == []
+        assert not (dry / "model" / "checkpoint-2").exists()
+        card = (dry / "model" / "README.md").read_text(encoding="utf-8")
+        meta = yaml.safe_load(card.split("---")[1])
+        assert meta["library_name"] == "transformers" and "llmft" in meta["tags"]
+        for fact in ("2.25", "llmft.train_sft 0.3.0", "sha256:chatdata", "exec-42", json.loads(
+            (model_dir / "llmft_artifact.json").read_text())["fingerprint"], "DATASET_KIND_PROMPT"):  # fmt: skip
+            assert fact in card, fact
+        front = yaml.safe_load((dry / "space" / "README.md").read_text(encoding="utf-8").split("---")[1])
+        assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and front["models"] == [MODEL_REPO]
+        assert json.loads((dry / "space" / "space_config.json").read_text())["model"] == MODEL_REPO
+
+        # The upload sends exactly the dry run's files.
+        home = tmp_path / "home"
+        pushed = llmft_serve(common, environment(hub, home, TOKEN))
+        assert pushed.returncode == 0, pushed.stderr
+        result = json.loads(pushed.stdout[pushed.stdout.index("{") :])
+        assert hub.files("model", MODEL_REPO) == tree(dry / "model")
+        assert hub.files("space", SPACE_REPO) == tree(dry / "space")
+        assert hub.repos[("space", SPACE_REPO)].sdk == "gradio"
+        assert result["modelUrl"].endswith(MODEL_REPO) and result["spaceUrl"].endswith(SPACE_REPO)
+        assert result["modelCommit"] == hub.repos[("model", MODEL_REPO)].head[0]
+        writes = [r for r in hub.requests if r.method == "POST"]
+        assert writes and all(r.authorised for r in writes)
+        # Publishing again is a new commit on the same repos.
+        again = llmft_serve([*common, "--commit-message", "second"], environment(hub, home, TOKEN))
+        assert again.returncode == 0, again.stderr
+        assert len(hub.repos[("model", MODEL_REPO)].commits) == 2
+
+        # The token went to the Hub and nowhere else: not the output (debug logging on), not a file.
+        assert TOKEN not in pushed.stdout + pushed.stderr + again.stdout + again.stderr
+        for folder in (dry, home, tmp_path / "prompts"):
+            for path in folder.rglob("*"):
+                assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
+        for kind, repo in (("model", MODEL_REPO), ("space", SPACE_REPO)):
+            assert all(TOKEN.encode() not in content for content in hub.files(kind, repo).values())
+
+        # The published model serves by its Hub id: the gRPC service downloads it and answers with the same weights.
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llmft.serve", "grpc", "--model", MODEL_REPO, "--port", "0"],
+            env=environment(hub, tmp_path / "serving-home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            failure = server.stderr.read() if server.poll() is not None and server.stderr else ""
+            assert re.search(r"listening on 127\.0\.0\.1:\d+", line), line + failure
+            assert model_fingerprint(model_dir) in line
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=60) == 0
+        finally:
+            if server.poll() is None:
+                server.kill()
+
+
+def test_publish_refuses_bad_repo_ids_before_anything_is_written(model_dir: Path, tmp_path: Path) -> None:
+    with LocalHub(TOKEN) as hub:
+        for bad in ("no-owner", "a/b/c", "bad id/x"):
+            run = llmft_serve(
+                ["publish", "--model", str(model_dir), "--model-repo-id", bad, "--dry-run", str(tmp_path / "dry")],
+                environment(hub, tmp_path / "home", TOKEN),
+            )
+            assert run.returncode == 2 and "model_repo_id" in run.stderr, run.stderr
+        assert not (tmp_path / "dry").exists() and hub.requests == []

@@ -1,0 +1,211 @@
+"""The Gradio Space: the folder `llmft serve space` writes, launched as a Space would launch it (`python app.py`), and
+used from headless Chromium (Debian's chromium and chromium-driver): type a message, watch the answer stream in.
+The screenshot is kept under $LLMFT_TEST_ARTIFACTS (scripts/test.sh sets it to dist/test-artifacts)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmft.core.models import resolve_model_dir
+from llmft.proto.serve.v1 import serve_pb2 as S
+from llmft.serve.__main__ import main
+from llmft.serve.generator import Generator
+from llmft.serve.server import ServerOptions, build_server
+
+MESSAGE = "What does a Flyte task do?"
+MAX_NEW_TOKENS = 120
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    return resolve_model_dir("llmft/tiny-llama").directory
+
+
+@pytest.fixture(scope="module")
+def expected_answer(model_dir: Path) -> str:
+    generator = Generator(model_dir, max_batch=1, max_queue=0)
+    try:
+        request = S.GenerateRequest(
+            messages=[S.ChatMessage(role="user", content=MESSAGE)],
+            generation=S.GenerationConfig(max_new_tokens=MAX_NEW_TOKENS),
+        )
+        return generator.generate(request).text.strip()
+    finally:
+        generator.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(space: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=space,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"app.py exited {process.returncode}: {output}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise AssertionError("app.py did not listen within 120 s")
+
+
+def chromium() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,900",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+# Records every text the last bot message shows, so the test sees the answer grow.
+OBSERVE = """
+window.__seen = [];
+const record = () => {
+  const bots = document.querySelectorAll('[data-testid="bot"]');
+  if (bots.length) { const t = bots[bots.length - 1].innerText; if (window.__seen.at(-1) !== t) window.__seen.push(t); }
+};
+new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def chat_in_browser(url: str, artifact: Path) -> list[str]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    try:
+        driver.get(url)  # type: ignore[attr-defined]
+        wait = WebDriverWait(driver, 60)
+        box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "textarea")))
+        driver.execute_script(OBSERVE)  # type: ignore[attr-defined]
+        box.send_keys(MESSAGE)
+        box.send_keys(Keys.ENTER)
+        # Done when the answer has stopped changing for a second.
+        seen: list[str] = []
+        stable_since = time.monotonic()
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            now = driver.execute_script("return window.__seen")  # type: ignore[attr-defined]
+            if now != seen:
+                seen, stable_since = now, time.monotonic()
+            elif seen and time.monotonic() - stable_since > 1.5:
+                break
+            time.sleep(0.1)
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(artifact))  # type: ignore[attr-defined]
+        return seen
+    finally:
+        driver.quit()  # type: ignore[attr-defined]
+
+
+def artifacts() -> Path:
+    return Path(os.environ.get("LLMFT_TEST_ARTIFACTS") or Path(os.environ.get("TMPDIR", "/tmp")) / "llmft-artifacts")
+
+
+def check_streamed(seen: list[str], expected: str) -> None:
+    texts = [t.strip() for t in seen if t.strip()]
+    assert texts, "no answer appeared"
+    assert texts[-1] == expected
+    # Streamed: the answer showed up in several growing pieces before the whole of it.
+    partial = [t for t in texts[:-1] if expected.startswith(t) and len(t) < len(expected)]
+    assert len(partial) >= 2, texts
+
+
+def test_space_folder_runs_in_a_browser_and_streams(model_dir: Path, tmp_path: Path, expected_answer: str) -> None:
+    space = tmp_path / "space"
+    assert (
+        main(
+            ["space", "--model", str(model_dir), "--out", str(space), "--title", "tiny chat",
+             "--max-new-tokens", str(MAX_NEW_TOKENS)]
+        )
+        == 0
+    )  # fmt: skip
+    readme = (space / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(readme.split("---")[1])
+    assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and front["sdk_version"]
+    requirements = (space / "requirements.txt").read_text().split()
+    assert any(r.startswith("gradio==") for r in requirements) and any(
+        r.startswith("transformers==") for r in requirements
+    )
+    assert json.loads((space / "space_config.json").read_text())["model"] == str(model_dir)
+    process, url = launch(space, {})
+    try:
+        seen = chat_in_browser(url, artifacts() / "space_chat.png")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    check_streamed(seen, expected_answer)
+    assert (artifacts() / "space_chat.png").stat().st_size > 10_000
+
+
+def test_space_calls_the_grpc_service(model_dir: Path, tmp_path: Path, expected_answer: str) -> None:
+    running = build_server(model_dir, ServerOptions(port=0, token="space-token"))
+    space = tmp_path / "space"
+    try:
+        assert main(["space", "--grpc-target", f"127.0.0.1:{running.port}", "--out", str(space),
+                     "--max-new-tokens", str(MAX_NEW_TOKENS)]) == 0  # fmt: skip
+        assert (space / "llmft" / "proto" / "serve" / "v1" / "serve_pb2_grpc.py").is_file()
+        assert "grpcio" in (space / "requirements.txt").read_text()
+
+        def answered() -> int:
+            return sum(running.generator.engine.stats().finished.get(r, 0) for r in ("stop", "length"))
+
+        before = answered()
+        process, url = launch(space, {"LLMFT_GRPC_TOKEN": "space-token"})
+        try:
+            seen = chat_in_browser(url, artifacts() / "space_chat_grpc.png")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        check_streamed(seen, expected_answer)
+        assert answered() == before + 1  # the answer came from the service
+    finally:
+        running.stop(grace=None)
