@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Everything CI checks, from a fresh machine: bootstraps Pants (./pants) and buf, then
+#   headless Chromium from Debian's packages, for the Space's browser test;
 #   pants tailor --check, lint (black, ruff, the BUILD files' dependency rules), check (mypy), test;
 #   a probe for each kind of forbidden import, which `pants lint` must catch;
 #   pants package (a wheel per package);
@@ -11,7 +12,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
+step "headless Chromium for the Space's browser test (Debian's chromium and chromium-driver)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+chromium --version
+
 step "pants: tailor --check, lint, check, test"
+# Test artifacts (the Space's screenshots) go here.
+export LLMFT_TEST_ARTIFACTS="$PWD/dist/test-artifacts"
 ./pants tailor --check lint check test ::
 
 step "pants lint catches each kind of forbidden import"

@@ -2,6 +2,7 @@
 protobuf messages between tasks, Flyte directories for the blobs."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -181,3 +182,55 @@ def test_elastic_training_task_runs_two_local_processes(  # type: ignore[no-unty
     assert train.task_config.nproc_per_node == 2
     assert artifact.metrics.steps == 4
     assert artifact.metrics.train_tokens == 4 * 2 * 4 * 64  # steps x processes x batch x length
+
+
+def test_batch_workflow_starts_with_pyflyte_run(tmp_path: Path) -> None:
+    """What a user types: `pyflyte run ... batch --model DIR --prompts DIR`; the answers and a Deck come back."""
+    import os
+    import subprocess
+    import sys
+
+    from llmft.core.models import resolve_model_dir
+    from llmft.testing import write_prompt_dataset
+
+    data = write_prompt_dataset(tmp_path / "prompts", rows=6)
+    model = resolve_model_dir("llmft/tiny-llama").directory
+    workflow = Path(__file__).parents[1] / "src" / "llmft" / "orchestration" / "batch.py"
+    run = subprocess.run(
+        [sys.executable, "-m", "flytekit.clis.sdk_in_container.pyflyte", "run", "--raw-output-data-prefix",
+         str(tmp_path / "blobs"), str(workflow), "batch", "--model", str(model), "--prompts", str(data),
+         "--shards", "2", "--max_new_tokens", "4"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "FLYTE_SDK_LOGGING_LEVEL": "20"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "prompts: 6" in run.stdout
+    logs = run.stdout + run.stderr
+    start = logs.find("merge_answers task creates flyte deck")
+    assert start >= 0, logs[-2000:]
+    unwrapped = "".join(line.strip() for line in logs[start : start + 800].splitlines())  # rich wraps log lines
+    deck = re.search(r"file://(\S+?deck\.html)", unwrapped)
+    assert deck, unwrapped
+    assert "Batch inference" in Path(deck.group(1)).read_text(encoding="utf-8")
+
+
+def test_shards_cross_tasks_hashed_on_their_content(tmp_path: Path) -> None:
+    """The map task's cache key of a shard is its content, wherever the file was written: a rerun of a stopped
+    batch (on a cluster, where Flyte caches each subtask) answers only the shards that had not finished."""
+    from flytekit.core.context_manager import FlyteContextManager
+    from flytekit.core.type_engine import TypeEngine
+    from flytekit.types.file import FlyteFile
+
+    from llmft.core import fingerprint as fp
+    from llmft.serve.tasks import CACHE_VERSION, ShardFile, answer
+
+    hashes = []
+    for folder in ("a", "b"):
+        path = tmp_path / folder / "shard-x.parquet"
+        path.parent.mkdir()
+        pd.DataFrame({"id": ["1"], "prompt": ["hi"]}).to_parquet(path, index=False)
+        ctx = FlyteContextManager.current_context()
+        literal = TypeEngine.to_literal(ctx, FlyteFile(str(path)), ShardFile, TypeEngine.to_literal_type(ShardFile))
+        hashes.append(literal.hash)
+    assert hashes[0] == hashes[1] == fp.fingerprint_file(tmp_path / "a" / "shard-x.parquet")
+    assert answer.metadata.cache and answer.metadata.cache_version == CACHE_VERSION

@@ -151,3 +151,51 @@ def test_publish_refuses_bad_repo_ids_before_anything_is_written(model_dir: Path
             )
             assert run.returncode == 2 and "model_repo_id" in run.stderr, run.stderr
         assert not (tmp_path / "dry").exists() and hub.requests == []
+
+
+TASK_SCRIPT = """
+import sys
+from pathlib import Path
+
+from flytekit.types.directory import FlyteDirectory
+
+from llmft.proto.serve.v1.serve_pb2 import PublishRequest
+from llmft.serve.tasks import publish_model, space_folder
+
+model, out = sys.argv[1], Path(sys.argv[2])
+space = space_folder(model=FlyteDirectory(model), model_repo_id=sys.argv[3], title="tiny chat")
+out.write_text(str(Path(space.download()) / "README.md"))
+result = publish_model(
+    model=FlyteDirectory(model),
+    request=PublishRequest(model_repo_id=sys.argv[3], space_repo_id=sys.argv[4]),
+    datasets=[],
+    upstream=[],
+)
+print(result.model_commit)
+"""
+
+
+def test_publish_task_takes_the_token_from_a_flyte_secret(model_dir: Path, tmp_path: Path) -> None:
+    """The Flyte tasks: the Space folder for a model, and publishing with the token from the secret group
+    "huggingface", key "token" (flytekit reads it from _FSEC_HUGGINGFACE_TOKEN locally); no HF_TOKEN is set."""
+    with LocalHub(TOKEN) as hub:
+        env = environment(hub, tmp_path / "home")
+        env.update(_FSEC_HUGGINGFACE_TOKEN=TOKEN, FLYTE_SDK_LOGGING_LEVEL="10")
+        readme = tmp_path / "space-readme-path"
+        run = subprocess.run(
+            [sys.executable, "-c", TASK_SCRIPT, str(model_dir), str(readme), MODEL_REPO, SPACE_REPO],
+            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.strip().splitlines()[-1] == hub.repos[("model", MODEL_REPO)].head[0]
+        assert "app.py" in hub.files("space", SPACE_REPO)
+        front = yaml.safe_load(Path(readme.read_text()).read_text(encoding="utf-8").split("---")[1])
+        assert front["models"] == [MODEL_REPO] and front["sdk"] == "gradio"
+        assert TOKEN not in run.stdout + run.stderr  # flytekit's debug logging included
+        logs = "".join(line.strip() for line in (run.stdout + run.stderr).splitlines())  # rich wraps log lines
+        decks = re.findall(r"file://(\S+?deck\.html)", logs)
+        assert any(MODEL_REPO in Path(deck).read_text(encoding="utf-8") for deck in decks)  # the publish Deck
+        for deck in decks:
+            assert TOKEN not in Path(deck).read_text(encoding="utf-8")
+        for path in tmp_path.rglob("*"):
+            assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
