@@ -201,7 +201,12 @@ def test_batch_workflow_starts_with_pyflyte_run(tmp_path: Path) -> None:
          str(tmp_path / "blobs"), str(workflow), "batch", "--model", str(model), "--prompts", str(data),
          "--shards", "2", "--max_new_tokens", "4"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={**os.environ, "FLYTE_SDK_LOGGING_LEVEL": "20"},
+        # Run from tmp_path (nothing lands in the checkout), with this process's import path made absolute.
+        env={
+            **os.environ,
+            "FLYTE_SDK_LOGGING_LEVEL": "20",
+            "PYTHONPATH": os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry),
+        },
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert "prompts: 6" in run.stdout

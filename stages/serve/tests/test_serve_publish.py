@@ -181,6 +181,8 @@ def test_publish_task_takes_the_token_from_a_flyte_secret(model_dir: Path, tmp_p
     with LocalHub(TOKEN) as hub:
         env = environment(hub, tmp_path / "home")
         env.update(_FSEC_HUGGINGFACE_TOKEN=TOKEN, FLYTE_SDK_LOGGING_LEVEL="10")
+        # The script runs from tmp_path: give it this process's import path, made absolute.
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
         readme = tmp_path / "space-readme-path"
         run = subprocess.run(
             [sys.executable, "-c", TASK_SCRIPT, str(model_dir), str(readme), MODEL_REPO, SPACE_REPO],

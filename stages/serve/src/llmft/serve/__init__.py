@@ -1,8 +1,7 @@
-"""llmft.serve: answering with a fine-tuned model. A gRPC inference service (unary and server-streaming generation,
-model info, standard health checks and reflection) and batch inference over a prompt dataset split into shards.
-Inputs: a model folder (Hugging Face format, merged weights or a LoRA adapter) and GenerateRequest or
-BatchInferenceRequest messages; outputs: GenerateResponse / GenerateStreamResponse messages, or answers as Parquet with
-a BatchInferenceResult."""
+"""llmft.serve: answering with a fine-tuned model. A continuous-batching gRPC inference service (unary and streaming
+generation, model info, standard health checks and reflection, deadlines, a bounded queue, TLS and token auth), a
+Gradio chat app laid out as a Hugging Face Space, publishing of the model, its card and the Space to the Hub, and
+batch inference over a prompt dataset split into content-named shards."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 STAGE = "llmft.serve"

@@ -36,7 +36,9 @@ from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, m
 from llmft.serve.generator import Generator
 from llmft.serve.space import SpaceSettings, write_space
 
-IMAGE = stage_image("llmft-serve", __version__, ["grpcio", "grpcio-health-checking", "grpcio-reflection"])
+IMAGE = stage_image(
+    "llmft-serve", __version__, ["gradio", "grpcio", "grpcio-health-checking", "grpcio-reflection", "tqdm"]
+)
 CACHE_VERSION = fp.cache_version(STAGE, __version__)
 
 
