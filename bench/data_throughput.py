@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine
+
 HERE = Path(__file__).resolve().parent
 WORDS = (
     "flyte task workflow cache resources image deck plugin retry input output model token train eval loss "
@@ -127,6 +129,7 @@ def main() -> int:
     )
     record = {
         "benchmark": "data_throughput",
+        **machine(),
         "command": command,
         "rows": args.rows,
         "corpus_bytes": size,

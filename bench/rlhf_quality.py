@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,19 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import machine
+
 HERE = Path(__file__).resolve().parent
 TARGETS = {"rm_pairwise_accuracy": 0.80, "ppo_reward_gain": 0.20, "dpo_reward_gain": 0.20}
 KL_BOUND = 10.0  # nats per answer; the stage README states it
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def recipe(steps: int, lr: float, seed: int, max_length: int = 64, batch: int = 8) -> Any:
@@ -156,8 +147,7 @@ def main() -> int:
         "runs": runs,
         "preset": args.preset,
         "settings": {k: v for k, v in vars(args).items() if k not in {"out"}},
-        "cpu": cpu_name(),
-        "python": sys.version.split()[0],
+        **machine(),
         "command": "python bench/rlhf_quality.py " + " ".join(sys.argv[1:]),
     }
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import socket
 import statistics
@@ -31,18 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from machine import machine
+
 HERE = Path(__file__).resolve().parent
 GOALS = {"batch_speedup": 5.0, "grpc_concurrency_speedup": 3.0}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -271,7 +262,7 @@ def main() -> int:
         print(f"  {name:<44}{f['median']:>12.3f}{f['min']:>12.3f}{f['max']:>12.3f}")
 
     command = "python bench/serve_throughput.py " + " ".join(sys.argv[1:])
-    print(f"\n{command}   ({args.preset}, {cpu_name()}, {args.repeats} repeats)")
+    print(f"\n{command}   ({args.preset}, {machine()['cpu']}, {args.repeats} repeats)")
     print(f"  {'arm':<44}{'median':>12}{'min':>12}{'max':>12}")
     print("batch inference, tokens/s")
     row(f"llmft batch (engine, {args.batch_size} slots)", batch["llmft_batch"], "tokens_per_s")
@@ -308,9 +299,7 @@ def main() -> int:
         "space": space,
         "preset": args.preset,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"},
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
+        **machine(),
         "command": command,
     }
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import machine
+
 HERE = Path(__file__).resolve().parent
 SEQ, BATCH = 256, 8
 SFT_PRESET, SFT_LENGTHS = "llmft/small-llama", (1024, 256)
@@ -372,6 +374,7 @@ def main() -> int:
 
     record = {
         "benchmark": "train_throughput",
+        **machine(),
         "command": command,
         "mfu": mfu,
         "mfu_variant": best,

@@ -1,7 +1,6 @@
 """Batch inference: shards named by their content, answers equal to one-at-a-time generation, the merged table and
 report, and a CLI run killed midway that, started again, answers only the shards it had not finished."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,17 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmft.core.models import resolve_model_dir
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.serve.batch import ANSWER_COLUMNS, answer_shard, report_html, run_batch, shard, shard_name, write_shards
 from llmft.serve.generator import Generator, RequestError
 from llmft.testing import write_prompt_dataset
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return resolve_model_dir("llmft/tiny-llama").directory
 
 
 def test_shards_cover_every_prompt_once_and_are_named_by_content(tmp_path: Path) -> None:

@@ -20,17 +20,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from llmft.core.models import resolve_model_dir
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.proto.serve.v1 import serve_pb2_grpc
 from llmft.serve import engine as E
 from llmft.serve.server import SERVICE_NAME, RunningServer, ServerOptions, build_server
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return resolve_model_dir("llmft/tiny-llama").directory
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llmft.core.models import resolve_model_dir
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.serve import engine as E
 from llmft.serve.generator import Generator, RequestError
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return resolve_model_dir("llmft/tiny-llama").directory
 
 
 @pytest.fixture(scope="module")

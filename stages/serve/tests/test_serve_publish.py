@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmft.core.models import resolve_model_dir
 from llmft.core.training import build_artifact, model_fingerprint
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.testing import write_prompt_dataset
@@ -26,12 +25,11 @@ MODEL_REPO, SPACE_REPO = "llmft-tester/tiny-chat-model", "llmft-tester/tiny-chat
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sft_model(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset as an SFT stage would leave it: weights, tokenizer and an artifact record."""
     from transformers import AutoModelForCausalLM
 
-    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    base = resolve_model_dir("llmft/tiny-llama").directory
+    base = model_dir
     out = tmp_path_factory.mktemp("sft") / "model"
     shutil.copytree(base, out)
     (out / "checkpoint-2").mkdir()  # training state that must stay behind
@@ -75,9 +73,9 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_publish_dry_run_upload_and_serving_the_published_model(model_dir: Path, tmp_path: Path) -> None:
+def test_publish_dry_run_upload_and_serving_the_published_model(sft_model: Path, tmp_path: Path) -> None:
     data = write_prompt_dataset(tmp_path / "prompts", rows=4)
-    common = ["publish", "--model", str(model_dir), "--model-repo-id", MODEL_REPO, "--space-repo-id", SPACE_REPO,
+    common = ["publish", "--model", str(sft_model), "--model-repo-id", MODEL_REPO, "--space-repo-id", SPACE_REPO,
               "--dataset", str(data), "--execution-id", "exec-42", "--title", "tiny chat"]  # fmt: skip
     with LocalHub(TOKEN) as hub:
         # Without a token and without a dry run: a clear error, nothing sent.
@@ -93,7 +91,7 @@ def test_publish_dry_run_upload_and_serving_the_published_model(model_dir: Path,
         meta = yaml.safe_load(card.split("---")[1])
         assert meta["library_name"] == "transformers" and "llmft" in meta["tags"]
         for fact in ("2.25", "llmft.train_sft 0.3.0", "sha256:chatdata", "exec-42", json.loads(
-            (model_dir / "llmft_artifact.json").read_text())["fingerprint"], "DATASET_KIND_PROMPT"):  # fmt: skip
+            (sft_model / "llmft_artifact.json").read_text())["fingerprint"], "DATASET_KIND_PROMPT"):  # fmt: skip
             assert fact in card, fact
         front = yaml.safe_load((dry / "space" / "README.md").read_text(encoding="utf-8").split("---")[1])
         assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and front["models"] == [MODEL_REPO]
@@ -134,7 +132,7 @@ def test_publish_dry_run_upload_and_serving_the_published_model(model_dir: Path,
             line = server.stdout.readline()
             failure = server.stderr.read() if server.poll() is not None and server.stderr else ""
             assert re.search(r"listening on 127\.0\.0\.1:\d+", line), line + failure
-            assert model_fingerprint(model_dir) in line
+            assert model_fingerprint(sft_model) in line
             server.send_signal(signal.SIGTERM)
             assert server.wait(timeout=60) == 0
         finally:
@@ -142,11 +140,11 @@ def test_publish_dry_run_upload_and_serving_the_published_model(model_dir: Path,
                 server.kill()
 
 
-def test_publish_refuses_bad_repo_ids_before_anything_is_written(model_dir: Path, tmp_path: Path) -> None:
+def test_publish_refuses_bad_repo_ids_before_anything_is_written(sft_model: Path, tmp_path: Path) -> None:
     with LocalHub(TOKEN) as hub:
         for bad in ("no-owner", "a/b/c", "bad id/x"):
             run = llmft_serve(
-                ["publish", "--model", str(model_dir), "--model-repo-id", bad, "--dry-run", str(tmp_path / "dry")],
+                ["publish", "--model", str(sft_model), "--model-repo-id", bad, "--dry-run", str(tmp_path / "dry")],
                 environment(hub, tmp_path / "home", TOKEN),
             )
             assert run.returncode == 2 and "model_repo_id" in run.stderr, run.stderr
@@ -175,7 +173,7 @@ print(result.model_commit)
 """
 
 
-def test_publish_task_takes_the_token_from_a_flyte_secret(model_dir: Path, tmp_path: Path) -> None:
+def test_publish_task_takes_the_token_from_a_flyte_secret(sft_model: Path, tmp_path: Path) -> None:
     """The Flyte tasks: the Space folder for a model, and publishing with the token from the secret group
     "huggingface", key "token" (flytekit reads it from _FSEC_HUGGINGFACE_TOKEN locally); no HF_TOKEN is set."""
     with LocalHub(TOKEN) as hub:
@@ -185,7 +183,7 @@ def test_publish_task_takes_the_token_from_a_flyte_secret(model_dir: Path, tmp_p
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
         readme = tmp_path / "space-readme-path"
         run = subprocess.run(
-            [sys.executable, "-c", TASK_SCRIPT, str(model_dir), str(readme), MODEL_REPO, SPACE_REPO],
+            [sys.executable, "-c", TASK_SCRIPT, str(sft_model), str(readme), MODEL_REPO, SPACE_REPO],
             env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]

@@ -8,13 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from llmft.core.models import resolve_model_dir
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.serve.__main__ import main
 from llmft.serve.generator import Generator
@@ -22,12 +23,6 @@ from llmft.serve.server import ServerOptions, build_server
 
 MESSAGE = "What does a Flyte task do?"
 MAX_NEW_TOKENS = 120
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return resolve_model_dir("llmft/tiny-llama").directory
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +44,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch(space: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+@contextmanager
+def space_app(space: Path, env: dict[str, str]) -> Iterator[str]:
+    """Runs the Space folder as a Space does (`python app.py`) and yields its URL once it listens."""
     port = free_port()
     environment = {
         **os.environ,
@@ -59,27 +56,25 @@ def launch(space: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str
         "HF_HUB_OFFLINE": "1",
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=space,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"app.py exited {process.returncode}: {output}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process, url
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise AssertionError("app.py did not listen within 120 s")
+    log = space.parent / f"{space.name}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=environment, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"app.py exited {process.returncode}: {log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"app.py did not listen within 120 s: {log.read_text()}") from None
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def chromium() -> Any:
@@ -176,12 +171,8 @@ def test_space_folder_runs_in_a_browser_and_streams(model_dir: Path, tmp_path: P
         r.startswith("transformers==") for r in requirements
     )
     assert json.loads((space / "space_config.json").read_text())["model"] == str(model_dir)
-    process, url = launch(space, {})
-    try:
+    with space_app(space, {}) as url:
         seen = chat_in_browser(url, artifacts() / "space_chat.png")
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     check_streamed(seen, expected_answer)
     assert (artifacts() / "space_chat.png").stat().st_size > 10_000
 
@@ -199,12 +190,8 @@ def test_space_calls_the_grpc_service(model_dir: Path, tmp_path: Path, expected_
             return sum(running.generator.engine.stats().finished.get(r, 0) for r in ("stop", "length"))
 
         before = answered()
-        process, url = launch(space, {"LLMFT_GRPC_TOKEN": "space-token"})
-        try:
+        with space_app(space, {"LLMFT_GRPC_TOKEN": "space-token"}) as url:
             seen = chat_in_browser(url, artifacts() / "space_chat_grpc.png")
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
         check_streamed(seen, expected_answer)
         assert answered() == before + 1  # the answer came from the service
     finally:
