@@ -22,6 +22,9 @@ STAGE_IMAGES = {
 # How a task runs the code its image installs; fast registration would run "pyflyte-fast-execute" instead.
 IMAGE_ENTRYPOINTS = ("pyflyte-execute", "pyflyte-map-execute")
 TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft.rlhf.tasks.")
+# Tasks that must be cached on a cluster: each shard of batch inference is its own cache entry there, so a stopped
+# batch answers only its unfinished shards when started again.
+CACHED = ("llmft.serve.tasks.answer",)
 # The workflows a user starts; each must be in the archive.
 WORKFLOWS = ("llmft.orchestration.skeleton.skeleton", "llmft.orchestration.rlhf.rlhf", "llmft.orchestration.batch.")
 
@@ -60,10 +63,15 @@ def check(archive: Path) -> list[str]:
                 problems.append(f"{name}: no cpu and memory requests ({sorted(requested)})")
             if template.metadata.discoverable and not template.metadata.discovery_version.startswith("llmft."):
                 problems.append(f"{name}: cache version {template.metadata.discovery_version!r} is not derived")
+            if name in CACHED and not template.metadata.discoverable:
+                problems.append(f"{name}: not cached")
             if name.startswith(TRAINING) and template.metadata.retries.retries < 1:
                 problems.append(f"{name}: a training task without retries")
     if tasks == 0:
         problems.append(f"{archive}: holds no llmft tasks")
+    for name in CACHED:
+        if not any(name in member for member in names):
+            problems.append(f"{archive}: no task {name}")
     return problems
 
 
