@@ -89,13 +89,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def model_folder(name: str, revision: str = "") -> Path:
+    """The local folder of --model (a folder, a preset or a Hub id); the error names --model, not base_model."""
+    from llmft.core.models import ModelNotFoundError, resolve_model_dir
+
+    try:
+        return resolve_model_dir(name, revision).directory
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(str(error).replace("base_model:", "--model:", 1)) from error
+
+
 def run_grpc(args: argparse.Namespace) -> None:
     """Serves until SIGINT or SIGTERM, then drains calls in flight."""
     import os
     import signal
     import threading
 
-    from llmft.core.models import resolve_model_dir
     from llmft.serve.server import ServerOptions, build_server
 
     options = ServerOptions(
@@ -107,7 +116,7 @@ def run_grpc(args: argparse.Namespace) -> None:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
-    model_dir = resolve_model_dir(args.model, args.revision).directory
+    model_dir = model_folder(args.model, args.revision)
     running = build_server(model_dir, options)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -131,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "batch":
             import shutil
 
-            from llmft.core.models import resolve_model_dir
             from llmft.serve.batch import run_batch
 
             if args.out.exists():
@@ -144,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
             work_dir = args.work_dir or args.out.with_name(f"{args.out.stem}.shards")
-            model_dir = resolve_model_dir(args.model).directory
+            model_dir = model_folder(args.model)
             table, result = run_batch(model_dir, args.data, request, work_dir, args.split)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             tmp = args.out.with_name(f".{args.out.name}.tmp")
@@ -190,10 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             out = write_space(args.out, settings, adapter=adapter)
             print(f"llmft serve space: wrote {out}; start it with: cd {out} && python app.py")
         else:
-            from llmft.core.models import resolve_model_dir
             from llmft.serve.generator import Generator
 
-            generator = Generator(resolve_model_dir(args.model).directory, max_batch=1, max_queue=0)
+            generator = Generator(model_folder(args.model), max_batch=1, max_queue=0)
             try:
                 response = generator.generate(
                     serve_pb2.GenerateRequest(
