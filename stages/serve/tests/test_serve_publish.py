@@ -157,17 +157,23 @@ from pathlib import Path
 
 from flytekit.types.directory import FlyteDirectory
 
-from llmft.proto.serve.v1.serve_pb2 import PublishRequest
+from llmft.proto.serve.v1.serve_pb2 import AnswerExample, ModelAnswers, PublishRequest
 from llmft.serve.tasks import publish_model, space_folder
 
 model, out = sys.argv[1], Path(sys.argv[2])
-space = space_folder(model=FlyteDirectory(model), model_repo_id=sys.argv[3], title="tiny chat")
+answers = ModelAnswers(
+    first_sentence_match=0.5,
+    examples=[AnswerExample(question="What is 2 + 3?", reference="5.", answer="5.", first_sentence_matches=True)],
+)
+space = space_folder(model=FlyteDirectory(model), model_repo_id=sys.argv[3], title="tiny chat", answers=answers)
 out.write_text(str(Path(space.download()) / "README.md"))
 result = publish_model(
     model=FlyteDirectory(model),
     request=PublishRequest(model_repo_id=sys.argv[3], space_repo_id=sys.argv[4]),
     datasets=[],
     upstream=[],
+    answers=answers,
+    title="tiny chat",
 )
 print(result.model_commit)
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,11 @@ def provenance(stage: str, stage_version: str, config: Message, inputs: Iterable
     )
 
 
-def cache_version(stage: str, stage_version: str) -> str:
-    """A Flyte cache_version derived from the stage and its version: a new release invalidates its cached outputs
-    (inputs, which carry content fingerprints, key the rest)."""
-    return f"{stage}-{stage_version}"
+def cache_version(stage: str, stage_version: str, dependencies: Mapping[str, str]) -> str:
+    """A Flyte cache_version derived from what a stage's code is: its own version and the version of every package it
+    runs with (the llmft libraries and the locked third-party pins). A release of the stage, of a library it uses or a
+    new lock invalidates its cached outputs; inputs, which carry content fingerprints, key the rest. Readable prefix,
+    hashed tail: `<stage>-<version>-<12 hex digits>`."""
+    lines = [f"{stage}=={stage_version}", *(f"{name}=={dependencies[name]}" for name in sorted(dependencies))]
+    digest = fingerprint_text("\n".join(lines))
+    return f"{stage}-{stage_version}-{short(digest)}"

@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from llmft.core import __version__ as CORE_VERSION
+from llmft.core import fingerprint as fp
 from llmft.flyte import __version__ as FLYTE_VERSION
 
 # The lockfile's versions (3rdparty/python/default.lock; tests/test_images.py checks) of every third-party package an
@@ -106,15 +107,36 @@ def pinned(names: Sequence[str]) -> list[str]:
     return [f"{name}=={PINS[name]}" for name in names]
 
 
-def stage_image(distribution: str, version: str, packages: Sequence[str], apt_packages: Sequence[str] = ()) -> Any:
+def image_packages(packages: Sequence[str]) -> list[str]:
+    """The third-party packages an image holds: what the llmft libraries declare plus the stage's own."""
+    return sorted(set(LIBRARY_PACKAGES) | set(packages))
+
+
+def stage_cache_version(distribution: str, version: str, packages: Sequence[str]) -> str:
+    """The cache_version of a stage's cached tasks, derived from exactly what its image holds: the stage's version,
+    the llmft libraries' versions and the locked pins of its third-party packages. Never a hand-bumped string: a new
+    release of the stage, of a library, or a new lock of a package the stage uses gives a new version, and nothing
+    else does."""
+    pins = dict(requirement.split("==") for requirement in pinned(image_packages(packages)))
+    return fp.cache_version(distribution, version, {**LIBRARIES, **pins})
+
+
+def stage_image(
+    distribution: str,
+    version: str,
+    packages: Sequence[str],
+    apt_packages: Sequence[str] = (),
+    with_wheels: dict[str, str] | None = None,
+) -> Any:
     """The ImageSpec of one stage: its wheel `distribution` at `version`, the llmft libraries' wheels, and the
     third-party `packages` its wheel declares beyond the libraries' (pinned). With a library as `distribution`, the
-    image holds the libraries alone (llmft.flyte.summary runs there)."""
+    image holds the libraries alone (llmft.flyte.summary runs there). `with_wheels` adds other llmft wheels (name ->
+    version): the orchestration image, whose dynamic workflow imports every stage, holds them all."""
     from flytekit import ImageSpec
 
-    versions = {distribution: version, **LIBRARIES}
+    versions = {distribution: version, **(with_wheels or {}), **LIBRARIES}
     wheels = [f"{dist_dir()}/{wheel_file(name, v)}" for name, v in versions.items()]
-    names = sorted(set(LIBRARY_PACKAGES) | set(packages))
+    names = image_packages(packages)
     return ImageSpec(
         name=distribution,
         registry=registry(),

@@ -4,6 +4,8 @@ task body every training stage shares (fetch inputs, restore, call the stage's c
 
 from __future__ import annotations
 
+import copy
+import importlib
 import os
 import shutil
 import tempfile
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flytekit import current_context
+from flytekit.core.base_task import TaskResolverMixin
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.core.distributed import under_launcher, world_size
@@ -96,17 +99,18 @@ def restore_flyte_checkpoints(checkpoint_dir: Path, checkpoint: Any = None) -> P
     return latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
 
 
-def elastic(nproc_per_node: int = 1) -> Any:
-    """The Elastic launch of llmft's training tasks: one node, `nproc_per_node` torch elastic workers. A single
+def elastic(nproc_per_node: int = 1, nnodes: int = 1) -> Any:
+    """The Elastic launch of llmft's training tasks: `nnodes` nodes of `nproc_per_node` torch elastic workers. One node
+    runs in a plain pod; several become a PyTorchJob (kubeflow training operator) with that many workers. A single
     worker is forked from the task's process, which skips re-importing torch and transformers: on a 1-minute CPU run
     the task then costs ~1 s more than a bare script instead of ~8 s (bench/train_throughput.py). Several workers are
     spawned: forked gloo workers hung in our tests. The agent checks its workers every second (flytekit's default is
     5 s, torch's 0.1 s): with 5 s a finished run waited 2.5 s on average for the agent to notice."""
     from flytekitplugins.kfpytorch import Elastic
 
-    start_method = "fork" if nproc_per_node == 1 else "spawn"
+    start_method = "fork" if nproc_per_node == 1 and nnodes == 1 else "spawn"
     return Elastic(
-        nnodes=1,
+        nnodes=nnodes,
         nproc_per_node=nproc_per_node,
         increase_shared_mem=False,
         start_method=start_method,
@@ -117,13 +121,83 @@ def elastic(nproc_per_node: int = 1) -> Any:
 MONITOR_INTERVAL_S = 1
 
 
-def training_overrides(resources: ComputeResources, distributed: DistributedConfig) -> dict[str, Any]:
-    """`with_overrides` arguments for a training task from its request: CPU, memory and GPU requests and the
-    accelerator (recorded in the compiled workflow), and the Elastic launch's processes per node (read by the task
-    when it runs).
+def launch_shape(distributed: DistributedConfig) -> tuple[int, int]:
+    """(nodes, processes per node) of a request's launch; 0 means 1."""
+    return max(distributed.nnodes, 1), max(distributed.nproc_per_node, 1)
 
-    Only single-node launches can be set this way: flytekit fixes an Elastic task's type (pod or PyTorchJob) and its
-    node counts when the task is defined, and `with_overrides(task_config=...)` changes neither."""
+
+class LaunchedTaskResolver(TaskResolverMixin):
+    """Finds a training task built for a launch shape when its container starts: the loader arguments name the
+    module-level task it was built from and the shape, and `load_task` builds the same variant again. flytekit's
+    default resolver can only find module-level tasks, and a task's Elastic shape (pod or PyTorchJob, node count,
+    processes per node) is fixed when the task object is made, so each shape a config asks for is its own task."""
+
+    def __init__(self) -> None:
+        # task name -> (the variant, the module-level task it was built from, nodes, processes per node)
+        self._built: dict[str, tuple[Any, Any, int, int]] = {}
+
+    @property
+    def location(self) -> str:
+        return f"{__name__}.launched_task_resolver"
+
+    def name(self) -> str:
+        return "LaunchedTaskResolver"
+
+    def loader_args(self, settings: Any, t: Any) -> list[str]:
+        _, base, nnodes, nproc = self._built[t.name]
+        function = base.task_function
+        return [
+            "task-module",
+            function.__module__,
+            "task-name",
+            function.__name__,
+            "nnodes",
+            str(nnodes),
+            "nproc-per-node",
+            str(nproc),
+        ]
+
+    def load_task(self, loader_args: list[str]) -> Any:
+        args = dict(zip(loader_args[::2], loader_args[1::2], strict=True))
+        base = getattr(importlib.import_module(args["task-module"]), args["task-name"])
+        return launched(base, DistributedConfig(nnodes=int(args["nnodes"]), nproc_per_node=int(args["nproc-per-node"])))
+
+    def get_all_tasks(self) -> list[Any]:
+        return [task for task, _, _, _ in self._built.values()]
+
+
+launched_task_resolver = LaunchedTaskResolver()
+
+
+def launched(base: Any, distributed: DistributedConfig) -> Any:
+    """The training task `base` (a module-level Elastic task of one node and one process) with the launch a request's
+    `distributed` asks for: itself for 1x1, else a task named `<base>_<nodes>x<procs>` with everything else of `base`
+    (image, resources, cache, retries, Decks) and the Elastic config of that shape. Several nodes compile into a
+    PyTorchJob of that many workers. Built once per shape; a cluster's container finds it through
+    `launched_task_resolver`."""
+    nnodes, nproc = launch_shape(distributed)
+    if (nnodes, nproc) == (1, 1):
+        return base
+    name = f"{base.name}_{nnodes}x{nproc}"
+    built = launched_task_resolver._built
+    if name in built:
+        return built[name][0]
+    # A shallow copy keeps every option of `base`; what makes the shape is replaced below, as the Elastic plugin's
+    # constructor would set it.
+    variant = copy.copy(base)
+    variant._task_config = elastic(nproc, nnodes)
+    variant._task_type = "python-task" if nnodes == 1 else "pytorch"
+    variant.min_nodes = variant.max_nodes = nnodes
+    variant._name = name
+    variant.set_resolver(launched_task_resolver)
+    variant.set_command_fn(variant.get_default_command)  # the copied one is bound to `base`
+    built[name] = (variant, base, nnodes, nproc)
+    return variant
+
+
+def training_overrides(resources: ComputeResources) -> dict[str, Any]:
+    """`with_overrides` arguments for a training task from its request's resources: CPU, memory and GPU requests and
+    the accelerator (recorded in the compiled workflow). The launch shape is the task itself (`launched`)."""
     from flytekit import Resources
     from flytekit.extras.accelerators import GPUAccelerator
 
@@ -136,14 +210,17 @@ def training_overrides(resources: ComputeResources, distributed: DistributedConf
         if not resources.gpu:
             raise ValueError(f"resources.accelerator: {resources.accelerator!r} needs resources.gpu >= 1")
         overrides["accelerator"] = GPUAccelerator(resources.accelerator)
-    if distributed.nnodes > 1:
-        raise ValueError(
-            f"distributed.nnodes: {distributed.nnodes} nodes need a training task defined with "
-            f"Elastic(nnodes={distributed.nnodes}); these tasks run one node with nproc_per_node processes"
-        )
-    if distributed.nproc_per_node:
-        overrides["task_config"] = elastic(distributed.nproc_per_node)
     return overrides
+
+
+def training_node(base: Any, request: Any) -> Any:
+    """The workflow node calling function of a training request: `training_node(train, request)(request=..., ...)`
+    runs `base` launched as `request.distributed` asks, with `request.resources`."""
+
+    def call(**inputs: Any) -> Any:
+        return launched(base, request.distributed)(**inputs).with_overrides(**training_overrides(request.resources))
+
+    return call
 
 
 def run_training(

@@ -164,3 +164,53 @@ class PublishResult(_message.Message):
     space_commit: str
     provenance: _provenance_pb2.Provenance
     def __init__(self, model_url: _Optional[str] = ..., space_url: _Optional[str] = ..., model_commit: _Optional[str] = ..., space_commit: _Optional[str] = ..., provenance: _Optional[_Union[_provenance_pb2.Provenance, _Mapping]] = ...) -> None: ...
+
+class AnswerEvaluationRequest(_message.Message):
+    __slots__ = ("questions", "max_new_tokens", "batch_size", "examples")
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    questions: int
+    max_new_tokens: int
+    batch_size: int
+    examples: int
+    def __init__(self, questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., batch_size: _Optional[int] = ..., examples: _Optional[int] = ...) -> None: ...
+
+class AnswerExample(_message.Message):
+    __slots__ = ("question", "reference", "answer", "first_sentence_matches")
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SENTENCE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    question: str
+    reference: str
+    answer: str
+    first_sentence_matches: bool
+    def __init__(self, question: _Optional[str] = ..., reference: _Optional[str] = ..., answer: _Optional[str] = ..., first_sentence_matches: _Optional[bool] = ...) -> None: ...
+
+class ModelAnswers(_message.Message):
+    __slots__ = ("name", "model_fingerprint", "first_sentence_match", "exact_match", "mean_answer_tokens", "examples")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SENTENCE_MATCH_FIELD_NUMBER: _ClassVar[int]
+    EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
+    MEAN_ANSWER_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model_fingerprint: str
+    first_sentence_match: float
+    exact_match: float
+    mean_answer_tokens: float
+    examples: _containers.RepeatedCompositeFieldContainer[AnswerExample]
+    def __init__(self, name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., first_sentence_match: _Optional[float] = ..., exact_match: _Optional[float] = ..., mean_answer_tokens: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[AnswerExample, _Mapping]]] = ...) -> None: ...
+
+class AnswerEvaluation(_message.Message):
+    __slots__ = ("models", "questions", "dataset_fingerprint")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelAnswers]
+    questions: int
+    dataset_fingerprint: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelAnswers, _Mapping]]] = ..., questions: _Optional[int] = ..., dataset_fingerprint: _Optional[str] = ...) -> None: ...

@@ -178,9 +178,21 @@ def file_records(path: Path, origin: str, fmt: str, fingerprints: list[str]) -> 
         yield from docstring_conversations(text, origin)
 
 
+def wrong_first_sentence(name: str, kind: str, module: str) -> str:
+    """The first sentence of a rejected answer: the symbol's kind or its module gets wrong (chosen by a hash of the
+    name, so the same source gives the same pairs)."""
+    parent = module.rsplit(".", 1)[0]
+    if parent != module and hashlib.sha256(name.encode()).digest()[0] % 2:
+        return f"`{name}` is a {kind} in `{parent}`."
+    wrong = {"class": "function", "function": "class", "method": "class"}[kind]
+    return f"`{name}` is a {wrong} in `{module}`."
+
+
 def docstring_conversations(code: str, origin: str) -> Iterator[Record]:
-    """Derives chat conversations from Python source: for each public, documented function or class, a user asks
-    what it does and the assistant answers with its docstring's summary and its signature."""
+    """Derives records from Python source: for each public, documented function or class, a user asks what it does
+    and the assistant answers with its docstring's summary and its signature. As a chat dataset that is the
+    conversation; as a preference dataset the answer is chosen over the same answer whose first sentence names the
+    wrong kind or module; as a prompt dataset it is the question."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -206,7 +218,10 @@ def docstring_conversations(code: str, origin: str) -> Iterator[Record]:
                     answer = f"`{name}` is a {kind} in `{module}`. {summary}\n\nSignature: `{signature}`"
                     question = f"What does `{name}` in `{module}` do?"
                     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-                    yield Record({"messages": messages}, f"{origin}:{child.lineno}")
+                    rejected = answer.replace(f"`{name}` is a {kind} in `{module}`.", wrong_first_sentence(name, kind, module), 1)
+                    # One record serves every kind: a chat conversation, a preference pair, a prompt.
+                    fields = {"messages": messages, "prompt": question, "chosen": answer, "rejected": rejected}
+                    yield Record(fields, f"{origin}:{child.lineno}")
             if isinstance(child, ast.ClassDef):
                 yield from visit(child, f"{name}.")
 

@@ -31,14 +31,13 @@ from llmft.data.build import acquire_frame, build_dataset, config_of, frame_chun
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
 from llmft.flyte.decks import publish
-from llmft.flyte.images import stage_image
+from llmft.flyte.images import stage_cache_version, stage_image
 from llmft.flyte.types import DatasetDir
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 
-IMAGE = stage_image(
-    "llmft-data", __version__, ["datasets", "datasketch", "flytekitplugins-pandera", "langid", "pandera"], ["git"]
-)
-CACHE_VERSION = fp.cache_version(STAGE, __version__)
+PACKAGES = ["datasets", "datasketch", "flytekitplugins-pandera", "langid", "pandera"]
+IMAGE = stage_image("llmft-data", __version__, PACKAGES, ["git"])
+CACHE_VERSION = stage_cache_version("llmft-data", __version__, PACKAGES)
 RESOURCES = Resources(cpu="2", mem="4Gi")
 
 

@@ -1,8 +1,8 @@
 """The RLHF stage's Flyte face: reward-model training, PPO and DPO as Elastic tasks on the shared training body
 (llmft.flyte.training.run_training: checkpoints mirrored into Flyte's checkpoint store and restored on a retry, the
 report as a Deck); the held-out comparison of policies; the synthetic demo data. Bodies only unpack, call the core
-(llmft.rlhf.reward, .ppo, .dpo, .evaluation, .demo) and pack; `overrides` reads a request's resources and Elastic
-launch."""
+(llmft.rlhf.reward, .ppo, .dpo, .evaluation, .demo) and pack. A workflow calls a training task through
+`llmft.flyte.training.training_node(task, request)`, which applies the request's launch shape and resources."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
 from llmft.flyte.decks import publish, task_deck_fields
-from llmft.flyte.images import stage_image
-from llmft.flyte.training import elastic, run_training, training_overrides
+from llmft.flyte.images import stage_cache_version, stage_image
+from llmft.flyte.training import elastic, run_training
 from llmft.flyte.types import DatasetDir, ModelDir, download_dataset
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
+from llmft.proto.training.v1.training_pb2 import ModelArtifact
 from llmft.proto.rlhf.v1.rlhf_pb2 import (
     DpoReport,
     DpoRequest,
@@ -36,25 +37,27 @@ from llmft.rlhf.evaluation import evaluate_policies
 from llmft.rlhf.ppo import train_ppo
 from llmft.rlhf.reward import train_reward_model
 
-IMAGE = stage_image(
-    "llmft-rlhf", __version__, ["accelerate", "bitsandbytes", "datasets", "deepspeed", "safetensors", "trl"]
-)
-CACHE_VERSION = fp.cache_version(STAGE, __version__)
+PACKAGES = ["accelerate", "bitsandbytes", "datasets", "deepspeed", "safetensors", "trl"]
+IMAGE = stage_image("llmft-rlhf", __version__, PACKAGES)
+CACHE_VERSION = stage_cache_version("llmft-rlhf", __version__, PACKAGES)
 
 
 class RewardModel(NamedTuple):
     report: RewardModelReport
     model: ModelDir
+    artifact: ModelArtifact  # the model's own artifact, as every training task hands it on
 
 
 class DpoPolicy(NamedTuple):
     report: DpoReport
     model: ModelDir
+    artifact: ModelArtifact  # the model's own artifact, as every training task hands it on
 
 
 class PpoPolicy(NamedTuple):
     report: PpoReport
     model: ModelDir
+    artifact: ModelArtifact  # the model's own artifact, as every training task hands it on
 
 
 class DemoData(NamedTuple):
@@ -79,7 +82,7 @@ def reward_model(
     base_model: Optional[FlyteDirectory] = None,
 ) -> RewardModel:
     result, model = run_training(train_reward_model, request, dataset, data, base_model, "Reward model")
-    return RewardModel(report=result.report, model=model)
+    return RewardModel(report=result.report, model=model, artifact=result.report.reward_model)
 
 
 @task(
@@ -96,7 +99,7 @@ def dpo(
     request: DpoRequest, dataset: DatasetManifest, data: FlyteDirectory, policy: Optional[FlyteDirectory] = None
 ) -> DpoPolicy:
     result, model = run_training(train_dpo, request, dataset, data, policy, "DPO")
-    return DpoPolicy(report=result.report, model=model)
+    return DpoPolicy(report=result.report, model=model, artifact=result.report.policy)
 
 
 @task(
@@ -119,7 +122,7 @@ def ppo(
     """PPO of `policy` (or the request's base_model) against `reward_model` (or the request's reward_model)."""
     reward_dir = Path(reward_model.download()) if reward_model is not None else None
     result, model = run_training(partial(train_ppo, reward_model_dir=reward_dir), request, dataset, data, policy, "PPO")
-    return PpoPolicy(report=result.report, model=model)
+    return PpoPolicy(report=result.report, model=model, artifact=result.report.policy)
 
 
 @task(
@@ -159,8 +162,3 @@ def demo_data(kind: str, seed: int = 0) -> DemoData:
     manifest = write_demo_dataset(out, kind, seed=seed)
     return DemoData(manifest=manifest, data=FlyteDirectory(path=str(out)))
 
-
-def overrides(request: RewardModelRequest | PpoRequest | DpoRequest) -> dict[str, Any]:
-    """`reward_model(...).with_overrides(**overrides(request))`: the request's resources, accelerator and Elastic
-    launch."""
-    return training_overrides(request.resources, request.distributed)

@@ -73,8 +73,10 @@ def model_card(
     upstream: Iterable[training_pb2.ModelArtifact] = (),
     metrics: Mapping[str, float] | None = None,
     execution_id: str = "",
+    answers: serve_pb2.ModelAnswers | None = None,
 ) -> str:
-    """The README.md of the model repo: Hub metadata, then metrics, datasets and lineage as tables."""
+    """The README.md of the model repo: Hub metadata, then metrics, held-out answers, datasets and lineage (every
+    stage's version, inputs, held-out loss and training time) as tables."""
     from huggingface_hub import ModelCard, ModelCardData
 
     datasets, upstream = list(datasets), list(upstream)
@@ -104,9 +106,11 @@ def model_card(
     chain = upstream + [artifact]
     lineage_lines = "\n".join(
         f"| {a.provenance.stage} {a.provenance.stage_version} | {a.base_model} | `{a.fingerprint}` | "
-        f"{', '.join(f'`{i}`' for i in a.provenance.input_fingerprints)} |"
+        f"{', '.join(f'`{i}`' for i in a.provenance.input_fingerprints)} | "
+        f"{a.metrics.eval_after.loss:.4g} | {a.metrics.train_seconds:.1f} |"
         for a in chain
     )
+    held_out = f"## Held-out answers\n\n{answers_markdown(answers)}\n\n" if answers and answers.examples else ""
     body = f"""# {request.model_repo_id}
 
 A causal language model fine-tuned with llmft from `{artifact.base_model}`
@@ -127,7 +131,7 @@ model = AutoModelForCausalLM.from_pretrained("{request.model_repo_id}")
 |---|---|
 {metric_lines}
 
-## Datasets
+{held_out}## Datasets
 
 | name | kind | rows | fingerprint |
 |---|---|---|---|
@@ -135,14 +139,38 @@ model = AutoModelForCausalLM.from_pretrained("{request.model_repo_id}")
 
 ## Lineage
 
-| stage | from | model fingerprint | input fingerprints |
-|---|---|---|---|
+| stage | from | model fingerprint | input fingerprints | held-out loss | train seconds |
+|---|---|---|---|---|---|
 {lineage_lines}
 
 Tokenizer fingerprint `{artifact.tokenizer_fingerprint}`; published by llmft.serve {__version__}
 {f"in execution `{execution_id}`" if execution_id else "outside a Flyte execution"}.
 """
     return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body))
+
+
+def answers_markdown(answers: serve_pb2.ModelAnswers) -> str:
+    """The held-out answer figure and its examples, for the card and the Space's README."""
+    lines = [summary_sentence(answers), ""]
+    for example in answers.examples:
+        verdict = "matches" if example.first_sentence_matches else "differs"
+        lines += [
+            f"- **Q:** {example.question}",
+            f"  - reference: {_one_line(example.reference)}",
+            f"  - answer ({verdict}): {_one_line(example.answer)}",
+        ]
+    return "\n".join(lines)
+
+
+def summary_sentence(answers: serve_pb2.ModelAnswers) -> str:
+    return (
+        f"On held-out questions, the first sentence of {answers.first_sentence_match:.0%} of this model's greedy "
+        f"answers equals the reference's first sentence ({answers.exact_match:.0%} of answers match in full)."
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def stage_model(model_dir: Path, card: str, out: Path) -> Path:
@@ -170,6 +198,7 @@ def publish(
     metrics: Mapping[str, float] | None = None,
     execution_id: str = "",
     space: SpaceSettings | None = None,
+    answers: serve_pb2.ModelAnswers | None = None,
 ) -> serve_pb2.PublishResult:
     """Uploads the model (and the Space, when `space_repo_id` is set), or writes them under `local_dir`."""
     check_publish_request(request, token)
@@ -178,7 +207,7 @@ def publish(
     if artifact is None:
         raise PublishError(f"model: {model_dir} has no {ARTIFACT_FILE}; publish a folder written by an llmft stage")
     datasets = list(datasets)
-    card = model_card(artifact, request, datasets, upstream, metrics, execution_id)
+    card = model_card(artifact, request, datasets, upstream, metrics, execution_id, answers)
     adapter = artifact.format == training_pb2.ARTIFACT_FORMAT_ADAPTER
     fingerprint = model_fingerprint(model_dir)
     provenance = fp.provenance(STAGE, __version__, request, [fingerprint] + [d.fingerprint for d in datasets])

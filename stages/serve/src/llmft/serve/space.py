@@ -61,7 +61,8 @@ def front_matter(settings: SpaceSettings) -> dict[str, object]:
         "sdk_version": metadata.version("gradio"),
         "app_file": "app.py",
         "pinned": False,
-        "short_description": (settings.description or f"Chat with {settings.model_repo_id or 'an llmft model'}")[:60],
+        # The Hub allows 60 characters; the (markdown) description goes into the README body and the app instead.
+        "short_description": f"Chat with {settings.model_repo_id or 'an llmft model'}"[:60],
         "tags": ["llmft", "chat"],
     }
     if settings.model_repo_id:

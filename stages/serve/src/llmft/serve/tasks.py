@@ -17,15 +17,19 @@ from flytekit.types.file import FlyteFile
 
 from llmft.core import fingerprint as fp
 from llmft.core.datasets import read_manifest
+from llmft.core.models import resolve_model_dir
 from llmft.core.training import model_fingerprint
 from llmft.flyte.decks import publish, task_deck_fields
-from llmft.flyte.images import stage_image
+from llmft.flyte.images import stage_cache_version, stage_image
 from llmft.flyte.types import ModelDir, download_dataset
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.serve.v1.serve_pb2 import (
+    AnswerEvaluation,
+    AnswerEvaluationRequest,
     BatchInferenceRequest,
     BatchInferenceResult,
     GenerationConfig,
+    ModelAnswers,
     PublishRequest,
     PublishResult,
 )
@@ -33,13 +37,13 @@ from llmft.proto.training.v1.training_pb2 import ModelArtifact
 from llmft.serve import STAGE, __version__
 from llmft.serve import publish as hub
 from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, merge, report_html, write_shards
+from llmft.serve.evaluation import evaluate_answers as evaluate_held_out_answers
 from llmft.serve.generator import Generator
 from llmft.serve.space import SpaceSettings, write_space
 
-IMAGE = stage_image(
-    "llmft-serve", __version__, ["gradio", "grpcio", "grpcio-health-checking", "grpcio-reflection", "tqdm"]
-)
-CACHE_VERSION = fp.cache_version(STAGE, __version__)
+PACKAGES = ["gradio", "grpcio", "grpcio-health-checking", "grpcio-reflection", "tqdm"]
+IMAGE = stage_image("llmft-serve", __version__, PACKAGES)
+CACHE_VERSION = stage_cache_version("llmft-serve", __version__, PACKAGES)
 
 
 class BatchAnswers(NamedTuple):
@@ -116,13 +120,51 @@ def _hub_token() -> str:
     return str(token or hub.token_from_environment(os.environ))
 
 
-@task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"))
-def space_folder(model: ModelDir, model_repo_id: str, title: str) -> FlyteDirectory:
+@task(
+    container_image=IMAGE,
+    requests=Resources(cpu="2", mem="4Gi"),
+    cache=True,
+    cache_version=CACHE_VERSION,
+    retries=1,
+    enable_deck=True,
+    deck_fields=task_deck_fields(),
+)
+def evaluate_answers(
+    request: AnswerEvaluationRequest, dataset: DatasetManifest, data: FlyteDirectory, models: dict[str, ModelDir]
+) -> AnswerEvaluation:
+    """Every model (name -> folder) answers the chat dataset's held-out questions greedily; first-sentence and exact
+    matches with the references, and examples, as a Deck."""
+    result = evaluate_held_out_answers(
+        request, download_dataset(dataset, data), {name: Path(folder.download()) for name, folder in models.items()}
+    )
+    publish("Held-out answers", result.report_html)
+    return result.evaluation
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="4Gi"))
+def model_folder(model: str) -> ModelDir:
+    """A model named by preset, Hub id or path, as a folder the other tasks take (the base model a pipeline compares
+    its candidate with). Not cached: a Hub id can move to a new revision under the same name."""
+    return FlyteDirectory(path=str(resolve_model_dir(model).directory))
+
+
+def space_settings(title: str, answers: ModelAnswers) -> SpaceSettings:
+    """The Space's title, and as its description the held-out answer figure with examples (when evaluated)."""
+    return SpaceSettings(
+        title=title or SpaceSettings.title,
+        description=hub.answers_markdown(answers) if answers.examples else "",
+        examples=[example.question for example in answers.examples],
+    )
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"), cache=True, cache_version=CACHE_VERSION)
+def space_folder(model: ModelDir, model_repo_id: str, title: str, answers: ModelAnswers) -> FlyteDirectory:
     """The chat app as a Space folder for `model`: it loads `model_repo_id` from the Hub when given, else the model
-    folder itself (a local launch)."""
+    folder itself (a local launch). `answers` (possibly empty) describes the model to visitors."""
     local = Path(model.download())
     out = Path(tempfile.mkdtemp(prefix="llmft-space-", dir=current_context().working_directory)) / "space"
-    settings = SpaceSettings(model=model_repo_id or str(local), model_repo_id=model_repo_id, title=title)
+    settings = space_settings(title, answers)
+    settings.model, settings.model_repo_id = model_repo_id or str(local), model_repo_id
     return FlyteDirectory(path=str(write_space(out, settings, adapter=(local / "adapter_config.json").is_file())))
 
 
@@ -134,10 +176,15 @@ def space_folder(model: ModelDir, model_repo_id: str, title: str) -> FlyteDirect
     deck_fields=task_deck_fields(),
 )
 def publish_model(
-    model: ModelDir, request: PublishRequest, datasets: list[DatasetManifest], upstream: list[ModelArtifact]
+    model: ModelDir,
+    request: PublishRequest,
+    datasets: list[DatasetManifest],
+    upstream: list[ModelArtifact],
+    answers: ModelAnswers,
+    title: str,
 ) -> PublishResult:
     """Pushes the model with its card (and the Space when `space_repo_id` is set); the token never leaves the
-    process except to the Hub."""
+    process except to the Hub. `answers` (possibly empty) goes into the card and the Space's description."""
     execution = current_context().execution_id
     result = hub.publish(
         Path(model.download()),
@@ -145,7 +192,10 @@ def publish_model(
         _hub_token(),
         datasets=datasets,
         upstream=upstream,
+        metrics={"held-out first-sentence match": answers.first_sentence_match} if answers.examples else None,
         execution_id=execution.name if execution else "",
+        space=space_settings(title, answers),
+        answers=answers,
     )
     publish("Published", hub.result_html(result))
     return result

@@ -1,5 +1,5 @@
 """The SFT stage's Flyte face: one Elastic training task (torch elastic workers locally and in a pod; a PyTorchJob
-when nnodes > 1). The body only unpacks the inputs, calls llmft.train_sft.train and packs the outputs."""
+when nnodes > 1, through llmft.flyte.training.training_node). The body only unpacks the inputs, calls llmft.train_sft.train and packs the outputs."""
 
 from __future__ import annotations
 
@@ -10,16 +10,17 @@ from flytekit.types.directory import FlyteDirectory
 
 from llmft.core import fingerprint as fp
 from llmft.flyte.decks import task_deck_fields
-from llmft.flyte.images import stage_image
-from llmft.flyte.training import elastic, train_in_task, training_overrides
+from llmft.flyte.images import stage_cache_version, stage_image
+from llmft.flyte.training import elastic, train_in_task
 from llmft.flyte.types import TrainedModel
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
 from llmft.train_sft import STAGE, __version__
 from llmft.train_sft.train import train_sft
 
-IMAGE = stage_image("llmft-train-sft", __version__, ["accelerate", "bitsandbytes", "datasets", "deepspeed", "trl"])
-CACHE_VERSION = fp.cache_version(STAGE, __version__)
+PACKAGES = ["accelerate", "bitsandbytes", "datasets", "deepspeed", "trl"]
+IMAGE = stage_image("llmft-train-sft", __version__, PACKAGES)
+CACHE_VERSION = stage_cache_version("llmft-train-sft", __version__, PACKAGES)
 
 
 @task(
@@ -40,7 +41,3 @@ def train(
 ) -> TrainedModel:
     return train_in_task(train_sft, request, dataset, data, base_model, "SFT")
 
-
-def overrides(request: TrainingRequest) -> dict[str, Any]:
-    """`train(...).with_overrides(**overrides(request))`: the request's resources, accelerator and Elastic launch."""
-    return training_overrides(request.resources, request.distributed)

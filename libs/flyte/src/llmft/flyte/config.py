@@ -1,0 +1,189 @@
+"""A user's run as one YAML file: a `PipelineRequest` (llmft/proto/pipeline/v1) written with the proto's field names.
+A stage runs when its section is present. Reading a config fills what it leaves to the run (each stage's base model
+and each dataset's tokenizer from the top-level `base_model`, the datasets' kinds) and checks it whole, naming the
+field, before anything runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+
+from llmft.flyte.pipeline import ANSWER_METRICS, POLICY_METRICS
+from llmft.proto.data.v1 import dataset_pb2 as D
+from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+
+TRAINING_STAGES = ("cpt", "sft", "reward_model", "ppo", "dpo")
+POLICIES = ("cpt", "sft", "ppo", "dpo")  # stages whose model can be the candidate
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DATASET_KINDS = {
+    "corpus": D.DATASET_KIND_RAW_TEXT,
+    "chat": D.DATASET_KIND_CHAT,
+    "preferences": D.DATASET_KIND_PREFERENCE,
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the file and the field."""
+
+
+def present(request: P.PipelineRequest, section: str) -> bool:
+    return request.HasField(section)  # type: ignore[arg-type]
+
+
+def load_config(path: str | Path) -> P.PipelineRequest:
+    """Reads, completes and checks a config file; a ConfigError names the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: no such config file") from error
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not a readable YAML file: {error}") from error
+    return parse_config(data, str(path))
+
+
+def parse_config(data: Any, where: str = "config") -> P.PipelineRequest:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a config is a mapping of PipelineRequest fields, got {type(data).__name__}")
+    request = P.PipelineRequest()
+    try:
+        json_format.ParseDict(data, request)
+    except json_format.ParseError as error:
+        raise ConfigError(f"{where}: {error}") from error
+    try:
+        complete(request)
+        check(request)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error
+    return request
+
+
+def complete(request: P.PipelineRequest) -> None:
+    """Fills what a config leaves to the run: stage base models and dataset tokenizers from `base_model`, dataset
+    kinds from the section they are in, the evaluation's candidate."""
+    for section in TRAINING_STAGES:
+        if present(request, section) and not getattr(request, section).base_model:
+            getattr(request, section).base_model = request.base_model
+    for section, kind in DATASET_KINDS.items():
+        if not present(request, section):
+            continue
+        dataset = getattr(request, section)
+        if dataset.kind == D.DATASET_KIND_UNSPECIFIED:
+            dataset.kind = kind
+        if not dataset.tokenizer:
+            dataset.tokenizer = request.base_model
+        if not dataset.name:
+            dataset.name = f"{request.name}-{section}"
+    if present(request, "evaluation") and not request.evaluation.candidate:
+        request.evaluation.candidate = candidate(request)
+
+
+def candidate(request: P.PipelineRequest) -> str:
+    """The model that is published and served: the config's choice, else the last trained policy."""
+    if present(request, "evaluation") and request.evaluation.candidate:
+        return request.evaluation.candidate
+    return next((s for s in ("ppo", "dpo", "sft", "cpt") if present(request, s)), "")
+
+
+def check(request: P.PipelineRequest) -> None:
+    problems = []
+    if not _NAME.match(request.name):
+        problems.append(f"name: {request.name!r} must be a folder name (letters, digits, '.', '_', '-')")
+    if not any(present(request, s) for s in TRAINING_STAGES):
+        problems.append(f"no training stage: give at least one of {', '.join(TRAINING_STAGES)}")
+    for section in TRAINING_STAGES:
+        if present(request, section) and not getattr(request, section).base_model and not upstream(request, section):
+            problems.append(f"{section}.base_model: empty, and neither base_model nor an earlier stage gives one")
+    needs = {"cpt": "corpus", "sft": "chat", "reward_model": "preferences", "ppo": "preferences", "dpo": "preferences"}
+    for section, dataset in needs.items():
+        if present(request, section) and not present(request, dataset):
+            problems.append(f"{section}: needs the `{dataset}` dataset section")
+    for section, kind in DATASET_KINDS.items():
+        if present(request, section):
+            dataset = getattr(request, section)
+            if dataset.kind != kind:
+                problems.append(f"{section}.kind: {D.DatasetKind.Name(dataset.kind)}; this section takes "
+                                f"{D.DatasetKind.Name(kind)}")
+            if not dataset.sources:
+                problems.append(f"{section}.sources: empty; name at least one source")
+    if present(request, "corpus") and not present(request, "cpt"):
+        problems.append("corpus: given, but no `cpt` section trains on it")
+    if present(request, "preferences") and not any(present(request, s) for s in ("reward_model", "ppo", "dpo")):
+        problems.append("preferences: given, but no `reward_model`, `ppo` or `dpo` section uses it")
+    if present(request, "ppo") and not present(request, "reward_model") and not request.ppo.reward_model:
+        problems.append("ppo: needs a `reward_model` section or ppo.reward_model (a trained reward model)")
+    problems += check_evaluation(request)
+    if present(request, "publish"):
+        if not request.publish.model_repo_id:
+            problems.append("publish.model_repo_id: empty; name the Hub repository, e.g. 'org/model'")
+        if not candidate(request):
+            problems.append("publish: no trained model to publish")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def upstream(request: P.PipelineRequest, section: str) -> str:
+    """The stage whose model `section` starts from, or "" (its base_model)."""
+    earlier = {"cpt": (), "sft": ("cpt",), "reward_model": ("sft", "cpt"), "ppo": ("sft", "cpt"), "dpo": ("sft", "cpt")}
+    return next((s for s in earlier[section] if present(request, s)), "")
+
+
+def check_evaluation(request: P.PipelineRequest) -> list[str]:
+    if not present(request, "evaluation"):
+        return []
+    evaluation, problems = request.evaluation, []
+    trained = [s for s in POLICIES if present(request, s)]
+    if evaluation.candidate not in trained:
+        problems.append(f"evaluation.candidate: {evaluation.candidate!r} is not a trained stage of this run "
+                        f"({', '.join(trained) or 'none'})")
+    baseline = evaluation.baseline or "base"
+    if baseline != "base" and baseline not in trained:
+        problems.append(f"evaluation.baseline: {baseline!r} is neither 'base' nor a trained stage of this run")
+    if baseline == evaluation.candidate:
+        problems.append(f"evaluation.baseline: the candidate {baseline!r} cannot be its own baseline")
+    if evaluation.HasField("answers") and not present(request, "chat"):
+        problems.append("evaluation.answers: needs the `chat` dataset (its held-out questions)")
+    policies = evaluation.HasField("policies")
+    if policies and not (present(request, "reward_model") and (present(request, "ppo") or present(request, "dpo"))):
+        problems.append("evaluation.policies: needs a `reward_model` section and a `ppo` or `dpo` section")
+    for i, condition in enumerate(evaluation.gate):
+        field = f"evaluation.gate[{i}].metric"
+        if condition.metric in ANSWER_METRICS:
+            if not evaluation.HasField("answers"):
+                problems.append(f"{field}: {condition.metric} needs evaluation.answers")
+        elif condition.metric in POLICY_METRICS:
+            if not policies:
+                problems.append(f"{field}: {condition.metric} needs evaluation.policies")
+            elif {evaluation.candidate, baseline} - {"sft", "ppo", "dpo"}:
+                problems.append(f"{field}: {condition.metric} compares only sft, ppo and dpo (the reward model's "
+                                f"comparison); candidate {evaluation.candidate!r}, baseline {baseline!r}")
+        else:
+            problems.append(f"{field}: unknown metric {condition.metric!r}; one of "
+                            f"{', '.join(ANSWER_METRICS + POLICY_METRICS)}")
+    return problems
+
+
+def launch_shapes(request: P.PipelineRequest) -> dict[str, tuple[int, int]]:
+    """(nodes, processes per node) of every training stage present."""
+    return {
+        s: (max(getattr(request, s).distributed.nnodes, 1), max(getattr(request, s).distributed.nproc_per_node, 1))
+        for s in TRAINING_STAGES
+        if present(request, s)
+    }
+
+
+def check_local_run(request: P.PipelineRequest) -> None:
+    """What a run on this machine cannot do: several nodes need a cluster (the same config compiles into PyTorchJobs
+    with `pyflyte package` / `register`)."""
+    problems = [
+        f"{stage}.distributed.nnodes: {nodes} nodes need a Flyte cluster (a PyTorchJob); compile this config with "
+        "`pyflyte package` or `pyflyte register`, or set nnodes: 1 to run here"
+        for stage, (nodes, _) in launch_shapes(request).items()
+        if nodes > 1
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -1,0 +1,171 @@
+"""Running workflows on this machine so that reruns hit the cache and users find the results.
+
+flytekit's local executor keeps a task's FlyteDirectory outputs where the task wrote them (its working directory, a
+fresh temp folder by default) and caches a pointer to them in ~/.flyte/local-cache. Temp folders go away, and a cache
+entry pointing at nothing crashes the next run. So a local run here:
+- gives tasks working directories under a persistent folder (`persistent_sandbox`), so cached blobs stay valid;
+- drops the cache entries whose local blobs have disappeared (`prune_local_cache`) instead of clearing the cache, so
+  they are recomputed and everything else still hits;
+- notes where each task wrote its Deck (`DeckRecorder`), to copy them where a user looks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from flytekit.core.context_manager import ExecutionParameters, FlyteContextManager
+from flytekit.core.data_persistence import FileAccessProvider
+from flytekit.core.local_cache import LocalTaskCache
+from flytekit.models.literals import Literal, LiteralMap
+from google.protobuf import json_format
+
+from llmft.flyte.pipeline import report_html
+from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineReport
+
+
+@contextlib.contextmanager
+def persistent_sandbox(root: Path) -> Iterator[Path]:
+    """Within it, local task executions work (and leave their FlyteDirectory/FlyteFile outputs) under `root/work`,
+    and raw outputs (DataFrames between tasks) go under `root/raw`, instead of temp folders."""
+    root = Path(root).resolve()
+    (root / "work").mkdir(parents=True, exist_ok=True)
+    ctx = FlyteContextManager.current_context()
+    access = FileAccessProvider(local_sandbox_dir=str(root / "sandbox"), raw_output_prefix=str(root / "raw"))
+    builder = ExecutionParameters.new_builder(ctx.user_space_params)
+    # flytekit makes each task's folder with mkdtemp(prefix=<this>): "work/task-" gives work/task-XXXXXX.
+    builder.working_dir = str(root / "work" / "task-")
+    builder.raw_output_prefix = access.raw_output_prefix
+    state = ctx.execution_state.with_params(user_space_params=builder.build())
+    with FlyteContextManager.with_context(ctx.with_file_access(access).with_execution_state(state)):
+        yield root
+
+
+def _local_uris(literal: Literal) -> Iterator[str]:
+    if literal.scalar is not None:
+        if literal.scalar.blob is not None:
+            yield literal.scalar.blob.uri
+        if literal.scalar.structured_dataset is not None:
+            yield literal.scalar.structured_dataset.uri
+    if literal.collection is not None:
+        for item in literal.collection.literals:
+            yield from _local_uris(item)
+    if literal.map is not None:
+        for item in literal.map.literals.values():
+            yield from _local_uris(item)
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def missing_blobs(outputs: LiteralMap) -> list[str]:
+    """Local blob paths the cached outputs point at that no longer exist."""
+    uris = [uri for literal in outputs.literals.values() for uri in _local_uris(literal) if uri]
+    return [uri for uri in uris if _is_local(uri) and not os.path.exists(uri.removeprefix("file://"))]
+
+
+def prune_local_cache() -> list[str]:
+    """Deletes the local cache entries whose blobs have disappeared, so those tasks run again instead of handing a
+    dead path downstream; every other entry stays. Returns the deleted keys."""
+    from flyteidl.core.literals_pb2 import LiteralMap as LiteralMapProto
+
+    if not LocalTaskCache._initialized:
+        LocalTaskCache.initialize()
+    cache = LocalTaskCache._cache
+    removed = []
+    for key in list(cache.iterkeys()):
+        value = cache.get(key)
+        if isinstance(value, bytes):
+            proto = LiteralMapProto()
+            proto.ParseFromString(value)
+            outputs = LiteralMap.from_flyte_idl(proto)
+        elif isinstance(value, LiteralMap):
+            outputs = value
+        else:
+            continue
+        if missing_blobs(outputs):
+            cache.delete(key)
+            removed.append(str(key))
+    return removed
+
+
+_DECK_LINE = re.compile(r"(\S+) task creates flyte deck html to file://(\S+deck\.html)")
+
+
+class DeckRecorder(logging.Handler):
+    """Collects (task name, deck path) from flytekit's log line for each Deck a local task writes."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.decks: dict[str, Path] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _DECK_LINE.search(record.getMessage())
+        if match:
+            self.decks[match.group(1)] = Path(match.group(2))
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[DeckRecorder]:
+        from flytekit.loggers import logger
+
+        level = logger.level
+        quiet = [(handler, handler.level) for handler in logger.handlers]
+        for handler in logger.handlers:  # keep the console as it was while this handler hears INFO
+            handler.setLevel(max(handler.level, level) if handler.level else level)
+        logger.addHandler(self)
+        logger.setLevel(min(level, logging.INFO) if level else logging.INFO)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+            for handler, previous in quiet:
+                handler.setLevel(previous)
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    """Copies `source` to `target` whole: into a sibling first, then renamed over the old one."""
+    staging = target.with_name(f".{target.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def _deck_name(task: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task.rsplit(".", 1)[-1] if "." in task else task)
+
+
+def collect_run(
+    run_dir: Path, model: Path, space: Path, report: PipelineReport, decks: dict[str, Path]
+) -> dict[str, Path]:
+    """Puts a finished run where users look: `model/`, `space/` (its app loads `model/`), `decks/<task>.html` (the
+    Decks of the tasks that ran this time; a cache hit keeps the earlier run's), `report.json` and `report.html`.
+    Returns what went where."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _replace_folder(model, run_dir / "model")
+    _replace_folder(space, run_dir / "space")
+    config_file = run_dir / "space" / "space_config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if not report.publish.model_url and Path(str(config.get("model", ""))).is_dir():
+            config["model"] = str((run_dir / "model").resolve())
+            config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (run_dir / "decks").mkdir(exist_ok=True)
+    for task_name, path in decks.items():
+        if path.is_file():
+            shutil.copyfile(path, run_dir / "decks" / f"{_deck_name(task_name)}.html")
+    (run_dir / "report.json").write_text(json_format.MessageToJson(report, indent=2) + "\n", encoding="utf-8")
+    (run_dir / "report.html").write_text(report_html(report), encoding="utf-8")
+    return {
+        "model": run_dir / "model",
+        "space": run_dir / "space",
+        "decks": run_dir / "decks",
+        "report": run_dir / "report.html",
+    }

@@ -1,0 +1,89 @@
+"""A user's pipeline config: completed from its top-level fields, and refused whole, naming each bad field, before
+anything runs."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmft.flyte.config import ConfigError, check_local_run, load_config, parse_config
+from llmft.proto.data.v1 import dataset_pb2 as D
+
+
+def minimal() -> dict:
+    source = [{"local": {"patterns": ["chat.jsonl"]}}]
+    return {
+        "name": "mine",
+        "base_model": "llmft/tiny-llama",
+        "chat": {"sources": source},
+        "preferences": {"sources": source},
+        "sft": {"recipe": {"schedule": {"max_steps": 2}}},
+        "dpo": {},
+        "evaluation": {"answers": {}, "gate": [{"metric": "first_sentence_match"}]},
+    }
+
+
+def test_a_config_is_completed_from_its_top_level_fields() -> None:
+    request = parse_config(minimal())
+    assert request.sft.base_model == request.dpo.base_model == "llmft/tiny-llama"
+    assert request.chat.kind == D.DATASET_KIND_CHAT and request.preferences.kind == D.DATASET_KIND_PREFERENCE
+    assert request.chat.tokenizer == "llmft/tiny-llama" and request.chat.name == "mine-chat"
+    assert request.evaluation.candidate == "dpo"  # the last trained policy
+    assert request.sft.recipe.schedule.max_steps == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(cptt={}), 'no field named "cptt"'),
+        (lambda c: c.update(name="../up"), "name: '../up' must be a folder name"),
+        (lambda c: c.pop("chat"), "sft: needs the `chat` dataset section"),
+        (lambda c: c.update(corpus={"sources": [{"local": {"patterns": ["x"]}}]}), "corpus: given, but no `cpt`"),
+        (lambda c: c["chat"].update(kind="DATASET_KIND_RAW_TEXT"), "chat.kind: DATASET_KIND_RAW_TEXT"),
+        (lambda c: c["chat"].update(sources=[]), "chat.sources: empty"),
+        (lambda c: c.update(ppo={}), "ppo: needs a `reward_model` section or ppo.reward_model"),
+        (lambda c: c["evaluation"].update(candidate="ppo"), "evaluation.candidate: 'ppo' is not a trained stage"),
+        (lambda c: c["evaluation"].update(baseline="dpo"), "evaluation.baseline: the candidate 'dpo' cannot be"),
+        (lambda c: c["evaluation"]["gate"].append({"metric": "bleu"}), "evaluation.gate[1].metric: unknown metric"),
+        (lambda c: c["evaluation"]["gate"].append({"metric": "mean_reward"}), "evaluation.gate[1].metric: mean_reward"),
+        (lambda c: c.update(publish={}), "publish.model_repo_id: empty"),
+        (lambda c: c["sft"].update(recipe={"schedule": {"max_steps": "many"}}), "max_steps"),
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    config = minimal()
+    edit(config)
+    with pytest.raises(ConfigError, match="^config: .*" + message.replace("(", r"\(").replace("[", r"\[")):
+        parse_config(config)
+
+
+def test_every_problem_is_named_at_once() -> None:
+    config = minimal()
+    config.pop("chat")
+    config["evaluation"]["gate"] = [{"metric": "bleu"}]
+    with pytest.raises(ConfigError) as error:
+        parse_config(config)
+    assert "sft: needs the `chat`" in str(error.value) and "evaluation.gate[0].metric" in str(error.value)
+
+
+def test_a_config_file_error_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match=f"^{bad}: not a readable YAML file"):
+        load_config(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text(yaml.safe_dump(["name"]))
+    with pytest.raises(ConfigError, match=f"^{listed}: a config is a mapping"):
+        load_config(listed)
+
+
+def test_several_nodes_compile_but_do_not_run_here() -> None:
+    config = minimal()
+    config["sft"]["distributed"] = {"nnodes": 4, "nproc_per_node": 8}
+    request = parse_config(config)  # valid: it compiles into a PyTorchJob
+    with pytest.raises(ConfigError, match="sft.distributed.nnodes: 4 nodes need a Flyte cluster"):
+        check_local_run(request)
+    check_local_run(parse_config(minimal()))
+

@@ -1,0 +1,211 @@
+"""The whole pipeline, built from a user's config (a PipelineRequest): data → CPT → SFT → reward model → PPO and/or
+DPO → held-out evaluation → a gate (a Flyte conditional) → publish, plus the Space folder and a provenance report.
+A stage runs when its section is in the config; each training task is built for the launch the config asks for (one
+pod, or a PyTorchJob of `distributed.nnodes` workers) with its resources and accelerator.
+
+Run it (offline demo):
+    python -m llmft.orchestration run --config orchestration/src/llmft/orchestration/examples/demo.yaml
+    pyflyte run orchestration/src/llmft/orchestration/pipeline.py pipeline \\
+        --config orchestration/src/llmft/orchestration/examples/demo.yaml
+Compile it for a cluster with a config of your own:
+    LLMFT_PIPELINE_CONFIG=my.yaml pyflyte package --image ghcr.io/llmft/llmft-flyte:latest \\
+        -m llmft.orchestration.pipeline
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from flytekit import conditional, dynamic, workflow
+from flytekit.core.workflow import WorkflowBase
+from flytekit.types.directory import FlyteDirectory
+from flytekit.types.file import FlyteFile
+
+from llmft.data import tasks as data_tasks
+from llmft.orchestration import __version__
+from llmft.flyte import pipeline as steps
+from llmft.flyte.config import candidate, load_config, present
+from llmft.flyte.images import stage_image
+from llmft.flyte.training import training_node
+from llmft.proto.pipeline.v1.pipeline_pb2 import GateDecision, PipelineReport, PipelineRequest
+from llmft.proto.rlhf.v1.rlhf_pb2 import PolicyComparison
+from llmft.proto.serve.v1.serve_pb2 import AnswerEvaluation, PublishResult
+from llmft.rlhf import tasks as rlhf
+from llmft.serve import tasks as serve
+from llmft.train_cpt import tasks as cpt
+from llmft.train_sft import tasks as sft
+
+CONFIG_ENV = "LLMFT_PIPELINE_CONFIG"
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+DEMO_CONFIG = EXAMPLES / "demo.yaml"
+DATA_TASKS = {
+    "corpus": (data_tasks.acquire_raw_text, data_tasks.prepare_raw_text),
+    "chat": (data_tasks.acquire_chat, data_tasks.prepare_chat),
+    "preferences": (data_tasks.acquire_preference, data_tasks.prepare_preference),
+}
+
+
+class PipelineOutputs(NamedTuple):
+    model: FlyteDirectory
+    space: FlyteDirectory
+    report: PipelineReport
+
+
+def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
+    """The pipeline of a complete, checked request (llmft.flyte.config.load_config), its requests bound in."""
+    chosen = candidate(request)
+
+    @workflow
+    def configured() -> PipelineOutputs:
+        datasets: dict[str, Any] = {}
+        for section, (acquire, prepare) in DATA_TASKS.items():
+            if present(request, section):
+                rows = acquire(request=getattr(request, section))
+                datasets[section] = prepare(config=rows.config, rows=rows.rows, acquisition=rows.acquisition)
+
+        trained: dict[str, Any] = {}  # stage -> its task's outputs (.artifact, .model)
+
+        def latest(*stages: str) -> dict[str, Any]:
+            """The `base_model`-style input of the first stage present: its model folder."""
+            return next(({"model": trained[s].model} for s in stages if s in trained), {})
+
+        if present(request, "cpt"):
+            corpus = datasets["corpus"]
+            trained["cpt"] = training_node(cpt.train, request.cpt)(
+                request=request.cpt, dataset=corpus.manifest, data=corpus.data
+            )
+        if present(request, "sft"):
+            chat, base = datasets["chat"], latest("cpt")
+            trained["sft"] = training_node(sft.train, request.sft)(
+                request=request.sft, dataset=chat.manifest, data=chat.data, **_as(base, "base_model")
+            )
+        prefs = datasets.get("preferences")
+        if present(request, "reward_model"):
+            trained["reward_model"] = training_node(rlhf.reward_model, request.reward_model)(
+                request=request.reward_model,
+                dataset=prefs.manifest,
+                data=prefs.data,
+                **_as(latest("sft", "cpt"), "base_model"),
+            )
+        if present(request, "ppo"):
+            reward = {"reward_model": trained["reward_model"].model} if "reward_model" in trained else {}
+            trained["ppo"] = training_node(rlhf.ppo, request.ppo)(
+                request=request.ppo,
+                dataset=prefs.manifest,
+                data=prefs.data,
+                **reward,
+                **_as(latest("sft", "cpt"), "policy"),
+            )
+        if present(request, "dpo"):
+            trained["dpo"] = training_node(rlhf.dpo, request.dpo)(
+                request=request.dpo, dataset=prefs.manifest, data=prefs.data, **_as(latest("sft", "cpt"), "policy")
+            )
+        model = trained[chosen].model
+
+        evaluation = request.evaluation
+        answers: Any = AnswerEvaluation()
+        policies: Any = PolicyComparison()
+        if present(request, "evaluation") and evaluation.HasField("answers"):
+            baseline = evaluation.baseline or "base"
+            compared = {chosen: model}
+            compared[baseline] = (
+                trained[baseline].model if baseline in trained else serve.model_folder(model=request.base_model)
+            )
+            chat = datasets["chat"]
+            answers = serve.evaluate_answers(
+                request=evaluation.answers, dataset=chat.manifest, data=chat.data, models=compared
+            )
+        if present(request, "evaluation") and evaluation.HasField("policies"):
+            reference = trained["sft"].model if "sft" in trained else None
+            policies = rlhf.evaluate(
+                request=evaluation.policies,
+                dataset=prefs.manifest,
+                data=prefs.data,
+                policies={s: trained[s].model for s in ("ppo", "dpo") if s in trained},
+                reward_model=trained["reward_model"].model,
+                **({"reference": reference} if reference is not None else {}),
+            )
+        shown = steps.model_answers(evaluation=answers, name=chosen)
+        space = serve.space_folder(
+            model=model, model_repo_id=request.publish.model_repo_id, title=request.space.title, answers=shown
+        )
+
+        decision: Any = GateDecision(passed=True, reason="no evaluation configured: nothing gates publishing")
+        published: Any = PublishResult()
+        if present(request, "evaluation"):
+            verdict = steps.gate(evaluation=evaluation, candidate=chosen, answers=answers, policies=policies)
+            decision = verdict.decision
+        if present(request, "publish"):
+
+            def publish() -> Any:
+                return serve.publish_model(
+                    model=model,
+                    request=request.publish,
+                    datasets=[d.manifest for d in datasets.values()],
+                    upstream=[trained[s].artifact for s in trained if s not in (chosen, "reward_model")],
+                    answers=shown,
+                    title=request.space.title,
+                )
+
+            if present(request, "evaluation"):
+                published = (
+                    conditional("publish_gate")
+                    .if_(verdict.passed.is_true())
+                    .then(publish())
+                    .else_()
+                    .then(steps.held_back(decision=verdict.decision))
+                )
+            else:
+                published = publish()
+        report = steps.pipeline_report(
+            request=request,
+            candidate=chosen,
+            datasets={name: d.manifest for name, d in datasets.items()},
+            models={s: trained[s].artifact for s in trained},
+            answers=answers,
+            policies=policies,
+            decision=decision,
+            published=published,
+        )
+        return PipelineOutputs(model=model, space=space, report=report)
+
+    return configured
+
+
+def _as(found: dict[str, Any], name: str) -> dict[str, Any]:
+    """`{"model": folder}` as the keyword argument `name` (nothing when no earlier stage ran)."""
+    return {name: found["model"]} if found else {}
+
+
+# The dynamic workflow imports every stage's tasks module: its image holds every llmft wheel.
+IMAGE = stage_image(
+    "llmft-orchestration",
+    __version__,
+    sorted({*data_tasks.PACKAGES, *cpt.PACKAGES, *sft.PACKAGES, *rlhf.PACKAGES, *serve.PACKAGES}),
+    with_wheels={
+        "llmft-data": data_tasks.__version__,
+        "llmft-train-cpt": cpt.__version__,
+        "llmft-train-sft": sft.__version__,
+        "llmft-rlhf": rlhf.__version__,
+        "llmft-serve": serve.__version__,
+    },
+)
+
+
+@dynamic(container_image=IMAGE, requests=steps.SMALL)
+def run_configured(request: PipelineRequest) -> PipelineOutputs:
+    """The pipeline of `request`, built when the request is known (the stages it names, each task's launch)."""
+    return pipeline_workflow(request)()
+
+
+@workflow
+def pipeline(config: FlyteFile) -> PipelineOutputs:
+    """The pipeline of a config file: what `pyflyte run ... pipeline --config my.yaml` starts."""
+    return run_configured(request=steps.read_config(config=config))
+
+
+# The pipeline of one config as a static workflow (every task visible to `pyflyte package` and `register`, each
+# training task with its launch shape): the config $LLMFT_PIPELINE_CONFIG names, else the offline demo.
+configured = pipeline_workflow(load_config(os.environ.get(CONFIG_ENV) or DEMO_CONFIG))

@@ -1,0 +1,146 @@
+"""Held-out answer evaluation: each model answers the chat dataset's held-out questions greedily through the
+continuous-batching engine, and each answer is compared with the reference (the conversation's last assistant turn):
+whole answer, and first sentence. The first sentence is what a visitor of the Space reads first, and for the demo data
+it names the symbol and its kind ("`current_context` is a function in `flytekit`.")."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmft.core.datasets import read_manifest, read_split
+from llmft.core.training import model_fingerprint
+from llmft.proto.serve.v1 import serve_pb2 as S
+from llmft.serve.generator import Generator
+
+DEFAULT_MAX_NEW_TOKENS = 64
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_EXAMPLES = 3
+# A sentence ends at . ! or ? followed by whitespace or the end of the text; a dot inside `flytekit.core` does not.
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s|$)")
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of `text`, whitespace-normalised (the whole text when it has no sentence end)."""
+    text = normalise(text)
+    end = _SENTENCE_END.search(text)
+    return text[: end.start()] if end else text
+
+
+@dataclass
+class Question:
+    messages: list[dict[str, str]]  # the conversation up to the reference answer
+    reference: str
+
+
+def held_out_questions(data_dir: Path, limit: int = 0) -> list[Question]:
+    """The eval split's conversations, each cut before its last assistant turn (the reference)."""
+    frame = read_split(data_dir, "eval")
+    if "messages" not in frame.columns:
+        raise ValueError(f"{data_dir}: not a chat dataset (no 'messages' column); the answer evaluation needs chat data")
+    questions = []
+    for row in frame.itertuples():
+        turns = json.loads(row.messages) if isinstance(row.messages, str) else row.messages  # the data stage's JSON
+        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in turns]
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+        if last < 1:
+            raise ValueError(f"{data_dir}: eval row {row.id!r} has no assistant turn after a question")
+        questions.append(Question(messages[:last], messages[last]["content"]))
+        if limit and len(questions) == limit:
+            break
+    if not questions:
+        raise ValueError(f"{data_dir}: the eval split has no rows; the answer evaluation needs held-out questions")
+    return questions
+
+
+def answer_all(generator: Generator, questions: list[Question], max_new_tokens: int) -> list[tuple[str, int]]:
+    """Greedy answers (text, tokens), all submitted to the engine at once, in the questions' order."""
+    generation = S.GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    handles = []
+    for question in questions:
+        request = S.GenerateRequest(
+            messages=[S.ChatMessage(role=m["role"], content=m["content"]) for m in question.messages],
+            generation=generation,
+        )
+        handles.append((generator.start(request), request))
+    answers = []
+    for handle, request in handles:
+        answer = generator.collect(handle, request)
+        answers.append((answer.text, answer.completion_tokens))
+    return answers
+
+
+def score(name: str, fingerprint: str, questions: list[Question], answers: list[tuple[str, int]], examples: int) -> Any:
+    matches = [first_sentence(a) == first_sentence(q.reference) for q, (a, _) in zip(questions, answers, strict=True)]
+    exact = [normalise(a) == normalise(q.reference) for q, (a, _) in zip(questions, answers, strict=True)]
+    return S.ModelAnswers(
+        name=name,
+        model_fingerprint=fingerprint,
+        first_sentence_match=sum(matches) / len(questions),
+        exact_match=sum(exact) / len(questions),
+        mean_answer_tokens=sum(tokens for _, tokens in answers) / len(questions),
+        examples=[
+            S.AnswerExample(
+                question=q.messages[-1]["content"], reference=q.reference, answer=a, first_sentence_matches=m
+            )
+            for q, (a, _), m in list(zip(questions, answers, matches, strict=True))[:examples]
+        ],
+    )
+
+
+@dataclass
+class AnswerEvaluationResult:
+    evaluation: S.AnswerEvaluation
+    report_html: str
+
+
+def evaluate_answers(
+    request: S.AnswerEvaluationRequest, data_dir: Path, models: dict[str, Path]
+) -> AnswerEvaluationResult:
+    """Every model in `models` (name -> folder) answers the same held-out questions of the chat dataset `data_dir`."""
+    if not models:
+        raise ValueError("models: the answer evaluation needs at least one model")
+    questions = held_out_questions(data_dir, request.questions)
+    max_new_tokens = request.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    evaluation = S.AnswerEvaluation(questions=len(questions), dataset_fingerprint=read_manifest(data_dir).fingerprint)
+    for name, folder in models.items():
+        generator = Generator(folder, max_batch=request.batch_size or DEFAULT_BATCH_SIZE, max_queue=len(questions))
+        try:
+            answers = answer_all(generator, questions, max_new_tokens)
+        finally:
+            generator.close()
+        evaluation.models.append(
+            score(name, model_fingerprint(folder), questions, answers, request.examples or DEFAULT_EXAMPLES)
+        )
+    return AnswerEvaluationResult(evaluation, report_html(evaluation))
+
+
+def report_html(evaluation: S.AnswerEvaluation) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(m.name)}</td><td>{m.first_sentence_match:.1%}</td><td>{m.exact_match:.1%}</td>"
+        f"<td>{m.mean_answer_tokens:.1f}</td></tr>"
+        for m in evaluation.models
+    )
+    examples = "".join(
+        f"<h3>{html.escape(m.name)}</h3>"
+        + "".join(
+            f"<p><b>Q:</b> {html.escape(e.question)}<br><b>Reference:</b> {html.escape(e.reference)}<br>"
+            f"<b>Answer ({'first sentence matches' if e.first_sentence_matches else 'differs'}):</b> "
+            f"{html.escape(e.answer)}</p>"
+            for e in m.examples
+        )
+        for m in evaluation.models
+    )
+    return (
+        f"<h2>Held-out answers ({evaluation.questions} questions, greedy)</h2>"
+        "<table><tr><th>model</th><th>first sentence matches</th><th>exact</th><th>answer tokens</th></tr>"
+        f"{rows}</table>{examples}"
+    )
