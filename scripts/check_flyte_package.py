@@ -18,6 +18,7 @@ STAGE_IMAGES = {
     "llmft.rlhf.": "llmft-rlhf",
     "llmft.serve.": "llmft-serve",
     "llmft.flyte.": "llmft-flyte",
+    "llmft.orchestration.": "llmft-orchestration",
 }
 # How a task runs the code its image installs; fast registration would run "pyflyte-fast-execute" instead.
 IMAGE_ENTRYPOINTS = ("pyflyte-execute", "pyflyte-map-execute")
@@ -26,7 +27,13 @@ TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft
 # batch answers only its unfinished shards when started again.
 CACHED = ("llmft.serve.tasks.answer",)
 # The workflows a user starts; each must be in the archive.
-WORKFLOWS = ("llmft.orchestration.skeleton.skeleton", "llmft.orchestration.rlhf.rlhf", "llmft.orchestration.batch.")
+WORKFLOWS = (
+    "llmft.orchestration.skeleton.skeleton",
+    "llmft.orchestration.rlhf.rlhf",
+    "llmft.orchestration.batch.",
+    "llmft.orchestration.pipeline.configured",
+    "llmft.orchestration.pipeline.pipeline",
+)
 
 
 def check(archive: Path) -> list[str]:

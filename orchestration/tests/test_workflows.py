@@ -110,21 +110,7 @@ def test_training_tasks_are_elastic_with_images_resources_and_retries() -> None:
         assert task.container_image.name.startswith("llmft-")
 
 
-@pytest.fixture
-def restore_task_configs():  # type: ignore[no-untyped-def]
-    """with_overrides(task_config=...) replaces the task's own config (flytekit semantics): put it back."""
-    from llmft.train_cpt.tasks import train as cpt
-    from llmft.train_sft.tasks import train as sft
-
-    saved = {task: task._task_config for task in (cpt, sft)}
-    yield
-    for task, config in saved.items():
-        task._task_config = config
-
-
-def test_requested_resources_and_accelerator_are_compiled(  # type: ignore[no-untyped-def]
-    restore_task_configs,
-) -> None:
+def test_requested_resources_accelerator_and_launch_are_compiled() -> None:
     from collections import OrderedDict
 
     from flytekit.configuration import ImageConfig, SerializationSettings
@@ -137,32 +123,32 @@ def test_requested_resources_and_accelerator_are_compiled(  # type: ignore[no-un
     cpt = T.TrainingRequest()
     cpt.CopyFrom(CPT)
     cpt.resources.CopyFrom(C.ComputeResources(cpu="8", memory="64Gi", gpu=4, accelerator="nvidia-h100"))
-    cpt.distributed.CopyFrom(T.DistributedConfig(nnodes=1, nproc_per_node=4))
+    cpt.distributed.CopyFrom(T.DistributedConfig(nnodes=2, nproc_per_node=4))
     workflow = skeleton_workflow(CORPUS, CHAT, cpt, SFT)
     settings = SerializationSettings(image_config=ImageConfig.auto_default_image())
-    spec = get_serializable(OrderedDict(), settings, workflow)
+    entities: OrderedDict = OrderedDict()
+    spec = get_serializable(entities, settings, workflow)
     trained = [n for n in spec.template.nodes if n.task_node and "train_cpt" in n.task_node.reference_id.name]
-    assert len(trained) == 1
+    assert len(trained) == 1 and trained[0].task_node.reference_id.name == "llmft.train_cpt.tasks.train_2x4"
     overrides = json_format.MessageToDict(trained[0].task_node.overrides.to_flyte_idl())
     requests = {r["name"]: r["value"] for r in overrides["resources"]["requests"]}
     assert requests == {"CPU": "8", "MEMORY": "64Gi", "GPU": "4"}
     assert overrides["extendedResources"]["gpuAccelerator"]["device"] == "nvidia-h100"
-    assert train.task_config.nproc_per_node == 4  # the Elastic launch the task will run
+    job = next(e for e in entities.values() if getattr(e, "template", None) is not None
+               and e.template.id.name == "llmft.train_cpt.tasks.train_2x4").template  # fmt: skip
+    assert job.type == "pytorch" and job.custom["workerReplicas"]["replicas"] == 2
+    assert job.custom["elasticConfig"]["nprocPerNode"] == 4
+    assert train.task_config.nnodes == 1 and train.task_config.nproc_per_node == 1  # the module's task is unchanged
 
-    cpt.distributed.nnodes = 2
-    with pytest.raises(ValueError, match="distributed.nnodes: 2 nodes need a training task defined with"):
-        skeleton_workflow(CORPUS, CHAT, cpt, SFT).compile()
 
-
-def test_elastic_training_task_runs_two_local_processes(  # type: ignore[no-untyped-def]
-    tmp_path: Path, restore_task_configs
-) -> None:
+def test_elastic_training_task_runs_two_local_processes(tmp_path: Path) -> None:
     from flytekit import workflow
     from flytekit.types.directory import FlyteDirectory
 
     from llmft.core.datasets import read_manifest
+    from llmft.flyte.training import training_node
     from llmft.testing import write_text_dataset
-    from llmft.train_cpt.tasks import overrides, train
+    from llmft.train_cpt.tasks import train
 
     data = write_text_dataset(tmp_path / "data", train_docs=80)
     request = short(CPT, 4)
@@ -171,15 +157,12 @@ def test_elastic_training_task_runs_two_local_processes(  # type: ignore[no-unty
 
     @workflow
     def elastic() -> T.ModelArtifact:
-        return (
-            train(request=request, dataset=read_manifest(data), data=FlyteDirectory(str(data)))
-            .with_overrides(**overrides(request))
-            .artifact
-        )
+        return training_node(train, request)(
+            request=request, dataset=read_manifest(data), data=FlyteDirectory(str(data))
+        ).artifact
 
-    assert train.task_config.nproc_per_node == 1
     artifact = elastic()
-    assert train.task_config.nproc_per_node == 2
+    assert train.task_config.nproc_per_node == 1
     assert artifact.metrics.steps == 4
     assert artifact.metrics.train_tokens == 4 * 2 * 4 * 64  # steps x processes x batch x length
 

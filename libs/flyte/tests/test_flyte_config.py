@@ -86,4 +86,3 @@ def test_several_nodes_compile_but_do_not_run_here() -> None:
     with pytest.raises(ConfigError, match="sft.distributed.nnodes: 4 nodes need a Flyte cluster"):
         check_local_run(request)
     check_local_run(parse_config(minimal()))
-

@@ -24,8 +24,8 @@ def test_reward_model_and_dpo_tasks_train_and_hand_back_report_and_folder(tmp_pa
     from flytekit.types.directory import FlyteDirectory
 
     from llmft.core.training import read_artifact
-    from llmft.proto.rlhf.v1 import rlhf_pb2 as R
     from llmft.flyte.training import training_node
+    from llmft.proto.rlhf.v1 import rlhf_pb2 as R
     from llmft.rlhf.tasks import dpo, reward_model
     from llmft.testing import write_preference_dataset
 
@@ -46,7 +46,9 @@ def test_reward_model_and_dpo_tasks_train_and_hand_back_report_and_folder(tmp_pa
 
     @workflow
     def preferences() -> Trained:
-        rm = training_node(reward_model, rm_request)(request=rm_request, dataset=manifest, data=FlyteDirectory(str(data)))
+        rm = training_node(reward_model, rm_request)(
+            request=rm_request, dataset=manifest, data=FlyteDirectory(str(data))
+        )
         policy = dpo(request=dpo_request, dataset=manifest, data=FlyteDirectory(str(data)))
         return Trained(reward=rm.report, reward_model=rm.model, dpo=policy.report)
 

@@ -14,8 +14,6 @@ Compile it for a cluster with a config of your own:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from flytekit import conditional, dynamic, workflow
@@ -24,11 +22,11 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from llmft.data import tasks as data_tasks
-from llmft.orchestration import __version__
 from llmft.flyte import pipeline as steps
-from llmft.flyte.config import candidate, load_config, present
+from llmft.flyte.config import candidate, configured_request, present
 from llmft.flyte.images import stage_image
 from llmft.flyte.training import training_node
+from llmft.orchestration import __version__
 from llmft.proto.pipeline.v1.pipeline_pb2 import GateDecision, PipelineReport, PipelineRequest
 from llmft.proto.rlhf.v1.rlhf_pb2 import PolicyComparison
 from llmft.proto.serve.v1.serve_pb2 import AnswerEvaluation, PublishResult
@@ -37,9 +35,6 @@ from llmft.serve import tasks as serve
 from llmft.train_cpt import tasks as cpt
 from llmft.train_sft import tasks as sft
 
-CONFIG_ENV = "LLMFT_PIPELINE_CONFIG"
-EXAMPLES = Path(__file__).resolve().parent / "examples"
-DEMO_CONFIG = EXAMPLES / "demo.yaml"
 DATA_TASKS = {
     "corpus": (data_tasks.acquire_raw_text, data_tasks.prepare_raw_text),
     "chat": (data_tasks.acquire_chat, data_tasks.prepare_chat),
@@ -81,7 +76,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
             trained["sft"] = training_node(sft.train, request.sft)(
                 request=request.sft, dataset=chat.manifest, data=chat.data, **_as(base, "base_model")
             )
-        prefs = datasets.get("preferences")
+        prefs: Any = datasets.get("preferences")  # present whenever a stage below needs it (checked in the config)
         if present(request, "reward_model"):
             trained["reward_model"] = training_node(rlhf.reward_model, request.reward_model)(
                 request=request.reward_model,
@@ -208,4 +203,4 @@ def pipeline(config: FlyteFile) -> PipelineOutputs:
 
 # The pipeline of one config as a static workflow (every task visible to `pyflyte package` and `register`, each
 # training task with its launch shape): the config $LLMFT_PIPELINE_CONFIG names, else the offline demo.
-configured = pipeline_workflow(load_config(os.environ.get(CONFIG_ENV) or DEMO_CONFIG))
+configured = pipeline_workflow(configured_request())

@@ -14,6 +14,7 @@ from flytekit import workflow
 from flytekit.core.workflow import WorkflowBase
 from flytekit.types.directory import FlyteDirectory
 
+from llmft.flyte.training import training_node
 from llmft.orchestration.defaults import DPO, EVALUATION, PPO, REWARD, RLHF_SFT
 from llmft.proto.rlhf.v1.rlhf_pb2 import (
     DpoReport,
@@ -27,8 +28,6 @@ from llmft.proto.rlhf.v1.rlhf_pb2 import (
 )
 from llmft.proto.training.v1.training_pb2 import ModelArtifact, TrainingRequest
 from llmft.rlhf.tasks import demo_data, dpo, evaluate, ppo, reward_model
-from llmft.rlhf.tasks import overrides as rlhf_overrides
-from llmft.train_sft.tasks import overrides as sft_overrides
 from llmft.train_sft.tasks import train as train_sft
 
 
@@ -56,15 +55,15 @@ def rlhf_workflow(
     def rlhf() -> RlhfOutputs:
         chat = demo_data(kind="chat", seed=0)
         prefs = demo_data(kind="preference", seed=0)
-        policy = train_sft(request=sft, dataset=chat.manifest, data=chat.data).with_overrides(**sft_overrides(sft))
-        rm = reward_model(
+        policy = training_node(train_sft, sft)(request=sft, dataset=chat.manifest, data=chat.data)
+        rm = training_node(reward_model, reward)(
             request=reward, dataset=prefs.manifest, data=prefs.data, base_model=policy.model
-        ).with_overrides(**rlhf_overrides(reward))
-        by_ppo = ppo(
+        )
+        by_ppo = training_node(ppo, ppo_request)(
             request=ppo_request, dataset=prefs.manifest, data=prefs.data, reward_model=rm.model, policy=policy.model
-        ).with_overrides(**rlhf_overrides(ppo_request))
-        by_dpo = dpo(request=dpo_request, dataset=prefs.manifest, data=prefs.data, policy=policy.model).with_overrides(
-            **rlhf_overrides(dpo_request)
+        )
+        by_dpo = training_node(dpo, dpo_request)(
+            request=dpo_request, dataset=prefs.manifest, data=prefs.data, policy=policy.model
         )
         comparison = evaluate(
             request=evaluation,

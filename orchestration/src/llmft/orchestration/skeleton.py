@@ -15,12 +15,11 @@ from flytekit.types.directory import FlyteDirectory
 
 from llmft.data.tasks import acquire_chat, acquire_raw_text, prepare_chat, prepare_raw_text
 from llmft.flyte.summary import loss_summary
+from llmft.flyte.training import training_node
 from llmft.orchestration.defaults import CHAT, CORPUS, CPT, SFT
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 from llmft.proto.training.v1.training_pb2 import ModelArtifact, TrainingRequest
-from llmft.train_cpt.tasks import overrides as cpt_overrides
 from llmft.train_cpt.tasks import train as train_cpt
-from llmft.train_sft.tasks import overrides as sft_overrides
 from llmft.train_sft.tasks import train as train_sft
 
 
@@ -47,12 +46,10 @@ def skeleton_workflow(
         )
         chat_rows = acquire_chat(request=chat)
         chat_data = prepare_chat(config=chat_rows.config, rows=chat_rows.rows, acquisition=chat_rows.acquisition)
-        cpt_model = train_cpt(request=cpt, dataset=corpus_data.manifest, data=corpus_data.data).with_overrides(
-            **cpt_overrides(cpt)
-        )
-        sft_model = train_sft(
+        cpt_model = training_node(train_cpt, cpt)(request=cpt, dataset=corpus_data.manifest, data=corpus_data.data)
+        sft_model = training_node(train_sft, sft)(
             request=sft, dataset=chat_data.manifest, data=chat_data.data, base_model=cpt_model.model
-        ).with_overrides(**sft_overrides(sft))
+        )
         return SkeletonOutputs(
             corpus=corpus_data.manifest,
             chat=chat_data.manifest,

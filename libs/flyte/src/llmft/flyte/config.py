@@ -5,7 +5,9 @@ field, before anything runs."""
 
 from __future__ import annotations
 
+import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ DATASET_KINDS = {
     "chat": D.DATASET_KIND_CHAT,
     "preferences": D.DATASET_KIND_PREFERENCE,
 }
+
+
+CONFIG_ENV = "LLMFT_PIPELINE_CONFIG"
 
 
 class ConfigError(ValueError):
@@ -99,15 +104,17 @@ def check(request: P.PipelineRequest) -> None:
         if present(request, section) and not getattr(request, section).base_model and not upstream(request, section):
             problems.append(f"{section}.base_model: empty, and neither base_model nor an earlier stage gives one")
     needs = {"cpt": "corpus", "sft": "chat", "reward_model": "preferences", "ppo": "preferences", "dpo": "preferences"}
-    for section, dataset in needs.items():
-        if present(request, section) and not present(request, dataset):
-            problems.append(f"{section}: needs the `{dataset}` dataset section")
+    for section, needed in needs.items():
+        if present(request, section) and not present(request, needed):
+            problems.append(f"{section}: needs the `{needed}` dataset section")
     for section, kind in DATASET_KINDS.items():
         if present(request, section):
             dataset = getattr(request, section)
             if dataset.kind != kind:
-                problems.append(f"{section}.kind: {D.DatasetKind.Name(dataset.kind)}; this section takes "
-                                f"{D.DatasetKind.Name(kind)}")
+                problems.append(
+                    f"{section}.kind: {D.DatasetKind.Name(dataset.kind)}; this section takes "
+                    f"{D.DatasetKind.Name(kind)}"
+                )
             if not dataset.sources:
                 problems.append(f"{section}.sources: empty; name at least one source")
     if present(request, "corpus") and not present(request, "cpt"):
@@ -138,8 +145,10 @@ def check_evaluation(request: P.PipelineRequest) -> list[str]:
     evaluation, problems = request.evaluation, []
     trained = [s for s in POLICIES if present(request, s)]
     if evaluation.candidate not in trained:
-        problems.append(f"evaluation.candidate: {evaluation.candidate!r} is not a trained stage of this run "
-                        f"({', '.join(trained) or 'none'})")
+        problems.append(
+            f"evaluation.candidate: {evaluation.candidate!r} is not a trained stage of this run "
+            f"({', '.join(trained) or 'none'})"
+        )
     baseline = evaluation.baseline or "base"
     if baseline != "base" and baseline not in trained:
         problems.append(f"evaluation.baseline: {baseline!r} is neither 'base' nor a trained stage of this run")
@@ -159,11 +168,14 @@ def check_evaluation(request: P.PipelineRequest) -> list[str]:
             if not policies:
                 problems.append(f"{field}: {condition.metric} needs evaluation.policies")
             elif {evaluation.candidate, baseline} - {"sft", "ppo", "dpo"}:
-                problems.append(f"{field}: {condition.metric} compares only sft, ppo and dpo (the reward model's "
-                                f"comparison); candidate {evaluation.candidate!r}, baseline {baseline!r}")
+                problems.append(
+                    f"{field}: {condition.metric} compares only sft, ppo and dpo (the reward model's "
+                    f"comparison); candidate {evaluation.candidate!r}, baseline {baseline!r}"
+                )
         else:
-            problems.append(f"{field}: unknown metric {condition.metric!r}; one of "
-                            f"{', '.join(ANSWER_METRICS + POLICY_METRICS)}")
+            problems.append(
+                f"{field}: unknown metric {condition.metric!r}; one of " f"{', '.join(ANSWER_METRICS + POLICY_METRICS)}"
+            )
     return problems
 
 
@@ -187,3 +199,13 @@ def check_local_run(request: P.PipelineRequest) -> None:
     ]
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def example_config(name: str) -> Path:
+    """A config shipped in llmft.orchestration's examples folder, e.g. "demo.yaml" (the offline demo)."""
+    return Path(str(resources.files("llmft.orchestration") / "examples" / name))
+
+
+def configured_request() -> P.PipelineRequest:
+    """The config a compiled pipeline is built from: the file $LLMFT_PIPELINE_CONFIG names, else the offline demo."""
+    return load_config(os.environ.get(CONFIG_ENV) or example_config("demo.yaml"))

@@ -27,6 +27,7 @@ PINS: dict[str, str] = {
     "datasets": "5.2.0",
     "datasketch": "2.0.0",
     "deepspeed": "0.19.8",
+    "flyteidl": "1.16.8",
     "flytekit": "1.16.31",
     "flytekitplugins-kfpytorch": "1.16.31",
     "flytekitplugins-pandera": "1.16.31",
@@ -53,10 +54,11 @@ PINS: dict[str, str] = {
 
 # The llmft libraries every stage's wheel depends on, at their versions (tests/test_versions.py checks them against the
 # BUILD files).
-PROTO_VERSION = "0.3.0"
+PROTO_VERSION = "0.4.0"
 LIBRARIES: dict[str, str] = {"llmft-proto": PROTO_VERSION, "llmft-core": CORE_VERSION, "llmft-flyte": FLYTE_VERSION}
 # What the llmft libraries themselves declare: every image installs these.
 LIBRARY_PACKAGES = (
+    "flyteidl",
     "flytekit",
     "flytekitplugins-kfpytorch",
     "grpcio",

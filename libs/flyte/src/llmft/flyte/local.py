@@ -10,14 +10,18 @@ entry pointing at nothing crashes the next run. So a local run here:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from flytekit.core.context_manager import ExecutionParameters, FlyteContextManager
 from flytekit.core.data_persistence import FileAccessProvider
@@ -25,8 +29,9 @@ from flytekit.core.local_cache import LocalTaskCache
 from flytekit.models.literals import Literal, LiteralMap
 from google.protobuf import json_format
 
-from llmft.flyte.pipeline import report_html
-from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineReport
+from llmft.flyte.config import ConfigError, check_local_run, load_config
+from llmft.flyte.pipeline import report_html, report_text
+from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineReport, PipelineRequest
 
 
 @contextlib.contextmanager
@@ -145,7 +150,8 @@ def _deck_name(task: str) -> str:
 def collect_run(
     run_dir: Path, model: Path, space: Path, report: PipelineReport, decks: dict[str, Path]
 ) -> dict[str, Path]:
-    """Puts a finished run where users look: `model/`, `space/` (its app loads `model/`), `decks/<task>.html` (the
+    """Puts a finished run where users look: `model/`, `space/` (its app loads `model/` unless the model was
+    published), `decks/<task>.html` (the
     Decks of the tasks that ran this time; a cache hit keeps the earlier run's), `report.json` and `report.html`.
     Returns what went where."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +160,7 @@ def collect_run(
     config_file = run_dir / "space" / "space_config.json"
     if config_file.is_file():
         config = json.loads(config_file.read_text(encoding="utf-8"))
-        if not report.publish.model_url and Path(str(config.get("model", ""))).is_dir():
+        if not report.publish.model_url:  # nothing on the Hub to load: the local launch serves the run's model
             config["model"] = str((run_dir / "model").resolve())
             config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (run_dir / "decks").mkdir(exist_ok=True)
@@ -169,3 +175,56 @@ def collect_run(
         "decks": run_dir / "decks",
         "report": run_dir / "report.html",
     }
+
+
+RUN_HELP = """The whole pipeline of a config on this machine (flytekit's local executor), with its outputs under
+runs/<name>/ and the paths printed at the end. A rerun reuses every cached step whose inputs and code are unchanged."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m llmft.orchestration", description=RUN_HELP)
+    commands = p.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the pipeline of a config file here")
+    run.add_argument("--config", required=True, type=Path, help="a PipelineRequest as YAML (see examples/demo.yaml)")
+    run.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where runs/<name>/ and the cached blobs go (runs/)"
+    )
+    return p
+
+
+def run(config: Path, runs_dir: Path, build: Callable[[PipelineRequest], Any]) -> int:
+    """Runs the pipeline `build(request)` makes from the config here; 2 for a bad config (nothing run or written)."""
+    try:
+        request = load_config(config)
+        check_local_run(request)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if request.publish.local_dir and not Path(request.publish.local_dir).is_absolute():
+        request.publish.local_dir = str(Path(request.publish.local_dir).resolve())
+    run_dir = runs_dir / request.name
+    started = time.perf_counter()
+    with persistent_sandbox(runs_dir / ".flyte"):
+        stale = prune_local_cache()
+        if stale:
+            print(f"{len(stale)} cached step(s) lost their outputs and will run again", flush=True)
+        with DeckRecorder().recording() as decks:
+            outputs = build(request)()
+        paths = collect_run(
+            run_dir, Path(outputs.model.download()), Path(outputs.space.download()), outputs.report, decks.decks
+        )
+    print(f"\n{report_text(outputs.report)}\n")
+    print(f"Pipeline {request.name!r} finished in {time.perf_counter() - started:.0f} s.")
+    for what, path in paths.items():
+        print(f"  {what + ':':<8} {path}")
+    if request.publish.local_dir and outputs.report.publish.model_url:
+        print(f"  {'hub:':<8} {request.publish.local_dir} (dry run: what the upload would send)")
+    print(f"Chat with the model locally: cd {paths['space']} && python app.py")
+    return 0
+
+
+def main(build: Callable[[PipelineRequest], Any], argv: list[str] | None = None) -> int:
+    """`python -m llmft.orchestration run --config my.yaml [--runs-dir runs]`, with the workflow builder
+    llmft.orchestration gives."""
+    args = parser().parse_args(argv)
+    return run(args.config, args.runs_dir, build)

@@ -66,15 +66,19 @@ def decide(
     if not decision.checks:
         decision.reason = f"no gate metrics configured: {candidate} is published without a comparison"
     elif failed:
-        decision.reason = "; ".join(
-            f"{candidate} {c.metric} {c.candidate:.4g} does not beat {baseline} {c.baseline:.4g} by more than "
-            f"{c.min_improvement:.4g}"
-            for c in failed
-        ) + ": publishing held back"
+        decision.reason = (
+            "; ".join(
+                f"{candidate} {c.metric} {c.candidate:.4g} does not beat {baseline} {c.baseline:.4g} by more than "
+                f"{c.min_improvement:.4g}"
+                for c in failed
+            )
+            + ": publishing held back"
+        )
     else:
-        decision.reason = ", ".join(
-            f"{c.metric} {c.candidate:.4g} vs {c.baseline:.4g}" for c in decision.checks
-        ) + f": {candidate} beats {baseline}, published"
+        decision.reason = (
+            ", ".join(f"{c.metric} {c.candidate:.4g} vs {c.baseline:.4g}" for c in decision.checks)
+            + f": {candidate} beats {baseline}, published"
+        )
     return decision
 
 

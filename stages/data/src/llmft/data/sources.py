@@ -218,7 +218,9 @@ def docstring_conversations(code: str, origin: str) -> Iterator[Record]:
                     answer = f"`{name}` is a {kind} in `{module}`. {summary}\n\nSignature: `{signature}`"
                     question = f"What does `{name}` in `{module}` do?"
                     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-                    rejected = answer.replace(f"`{name}` is a {kind} in `{module}`.", wrong_first_sentence(name, kind, module), 1)
+                    rejected = answer.replace(
+                        f"`{name}` is a {kind} in `{module}`.", wrong_first_sentence(name, kind, module), 1
+                    )
                     # One record serves every kind: a chat conversation, a preference pair, a prompt.
                     fields = {"messages": messages, "prompt": question, "chosen": answer, "rejected": rejected}
                     yield Record(fields, f"{origin}:{child.lineno}")

@@ -26,7 +26,7 @@ from flytekit.types.directory import FlyteDirectory
 from pandera.typing import DataFrame
 
 from llmft.core import fingerprint as fp
-from llmft.data import STAGE, __version__
+from llmft.data import __version__
 from llmft.data.build import acquire_frame, build_dataset, config_of, frame_chunks, prepare
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from flytekit import Resources, current_context, task
 from flytekit.types.directory import FlyteDirectory
 
-from llmft.core import fingerprint as fp
 from llmft.flyte.decks import publish, task_deck_fields
 from llmft.flyte.images import stage_cache_version, stage_image
 from llmft.flyte.training import elastic, run_training
 from llmft.flyte.types import DatasetDir, ModelDir, download_dataset
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
-from llmft.proto.training.v1.training_pb2 import ModelArtifact
 from llmft.proto.rlhf.v1.rlhf_pb2 import (
     DpoReport,
     DpoRequest,
@@ -30,7 +28,8 @@ from llmft.proto.rlhf.v1.rlhf_pb2 import (
     RewardModelReport,
     RewardModelRequest,
 )
-from llmft.rlhf import STAGE, __version__
+from llmft.proto.training.v1.training_pb2 import ModelArtifact
+from llmft.rlhf import __version__
 from llmft.rlhf.demo import write_demo_dataset
 from llmft.rlhf.dpo import train_dpo
 from llmft.rlhf.evaluation import evaluate_policies
@@ -161,4 +160,3 @@ def demo_data(kind: str, seed: int = 0) -> DemoData:
     out = Path(current_context().working_directory) / f"demo-{kind}"
     manifest = write_demo_dataset(out, kind, seed=seed)
     return DemoData(manifest=manifest, data=FlyteDirectory(path=str(out)))
-

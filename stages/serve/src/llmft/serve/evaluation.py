@@ -45,7 +45,9 @@ def held_out_questions(data_dir: Path, limit: int = 0) -> list[Question]:
     """The eval split's conversations, each cut before its last assistant turn (the reference)."""
     frame = read_split(data_dir, "eval")
     if "messages" not in frame.columns:
-        raise ValueError(f"{data_dir}: not a chat dataset (no 'messages' column); the answer evaluation needs chat data")
+        raise ValueError(
+            f"{data_dir}: not a chat dataset (no 'messages' column); the answer evaluation needs chat data"
+        )
     questions = []
     for row in frame.itertuples():
         turns = json.loads(row.messages) if isinstance(row.messages, str) else row.messages  # the data stage's JSON

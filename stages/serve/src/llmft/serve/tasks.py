@@ -34,7 +34,7 @@ from llmft.proto.serve.v1.serve_pb2 import (
     PublishResult,
 )
 from llmft.proto.training.v1.training_pb2 import ModelArtifact
-from llmft.serve import STAGE, __version__
+from llmft.serve import __version__
 from llmft.serve import publish as hub
 from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, merge, report_html, write_shards
 from llmft.serve.evaluation import evaluate_answers as evaluate_held_out_answers

@@ -1,21 +1,21 @@
-"""The CPT stage's Flyte face: one Elastic training task (torch elastic workers locally and in a pod; a PyTorchJob
-when nnodes > 1, through llmft.flyte.training.training_node). The body only unpacks the inputs, calls llmft.train_cpt.train and packs the outputs."""
+"""The CPT stage's Flyte face: one Elastic training task (torch elastic workers locally and in a pod; a
+PyTorchJob when nnodes > 1, through llmft.flyte.training.training_node). The body only unpacks the inputs, calls
+llmft.train_cpt.train and packs the outputs."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
-from llmft.core import fingerprint as fp
 from llmft.flyte.decks import task_deck_fields
 from llmft.flyte.images import stage_cache_version, stage_image
 from llmft.flyte.training import elastic, train_in_task
 from llmft.flyte.types import TrainedModel
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
-from llmft.train_cpt import STAGE, __version__
+from llmft.train_cpt import __version__
 from llmft.train_cpt.train import train_cpt
 
 PACKAGES = ["accelerate", "bitsandbytes", "datasets", "deepspeed"]
@@ -40,4 +40,3 @@ def train(
     base_model: Optional[FlyteDirectory] = None,
 ) -> TrainedModel:
     return train_in_task(train_cpt, request, dataset, data, base_model, "CPT")
-

@@ -1,0 +1,134 @@
+"""The whole pipeline from a user's config, run here the way `python -m llmft.orchestration run` runs it: outputs
+under runs/<name>/, and caches that survive reruns (a rerun with nothing changed runs no cached step; one changed
+SFT row reruns exactly what depends on it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmft.flyte.config import example_config, load_config
+
+STEPS = {"cpt": 4, "sft": 6, "reward_model": 4, "dpo": 4}
+
+
+def documented_module(index: int) -> str:
+    """A Python file with documented functions and a class: what `python_docstrings` turns into chat and pairs."""
+    functions = "".join(
+        f'def compute_{index}_{j}(value):\n    """Computes the {j}th transform of a value for module {index}."""\n'
+        f"    return value + {j}\n\n\n"
+        for j in range(4)
+    )
+    return functions + (
+        f'class Holder{index}:\n    """Holds values of module {index} between the steps."""\n\n'
+        '    def read(self):\n        """Reads the held value back out of the holder."""\n        return 1\n'
+    )
+
+
+def write_config(tmp_path: Path) -> Path:
+    code, corpus = tmp_path / "code", tmp_path / "corpus"
+    code.mkdir(exist_ok=True)
+    corpus.mkdir(exist_ok=True)
+    for i in range(12):
+        (code / f"mod{i}.py").write_text(documented_module(i))
+        (corpus / f"lib{i}.py").write_text(documented_module(100 + i))
+    source = [{"local": {"patterns": [str(code)]}, "format": "python_docstrings"}]
+    recipe = {"max_length": 160, "seed": 0, "checkpoint": {"save_steps": 2, "save_total_limit": 1}}
+
+    def training(stage: str) -> dict:
+        return {"recipe": {**recipe, "schedule": {"max_steps": STEPS[stage], "learning_rate": 0.001,
+                                                  "per_device_batch_size": 4}}}  # fmt: skip
+
+    config = {
+        "name": "small",
+        "base_model": "llmft/tiny-llama",
+        "corpus": {"sources": [{"local": {"patterns": [str(corpus)]}, "format": "text"}], "max_tokens": 64,
+                   "cleaning": {"min_chars": 10}, "split": {"eval_fraction": 0.2}},  # fmt: skip
+        "chat": {"sources": source, "split": {"eval_fraction": 0.2}},
+        "preferences": {"sources": source, "split": {"eval_fraction": 0.2}},
+        **{stage: training(stage) for stage in STEPS},
+        "evaluation": {"answers": {"max_new_tokens": 8, "questions": 4}, "gate": [{"metric": "exact_match"}]},
+        "publish": {"model_repo_id": "me/small", "space_repo_id": "me/small-chat", "local_dir": str(tmp_path / "hub")},
+        "space": {"title": "small"},
+    }
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The cached tasks that ran (a cache miss writes an entry), in a fresh ~/.flyte/local-cache."""
+    from flytekit.core.local_cache import LocalTaskCache
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "llmft-cache"))
+    monkeypatch.setattr(LocalTaskCache, "_initialized", False)
+    names: list[str] = []
+    original = LocalTaskCache.set
+
+    def spy(task_name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        names.append(task_name.removeprefix("llmft."))
+        return original(task_name, *args, **kwargs)
+
+    monkeypatch.setattr(LocalTaskCache, "set", staticmethod(spy))
+    return names
+
+
+def run(config: Path, runs: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    from llmft.flyte.local import run as run_here
+    from llmft.orchestration.pipeline import pipeline_workflow
+
+    assert run_here(config, runs, pipeline_workflow) == 0
+    return capsys.readouterr().out
+
+
+def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
+    tmp_path: Path, executed: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, runs = write_config(tmp_path), tmp_path / "runs"
+    out = run(config, runs, capsys)
+    assert set(executed) == {
+        "data.tasks.prepare_raw_text",
+        "data.tasks.prepare_chat",
+        "data.tasks.prepare_preference",
+        "train_cpt.tasks.train",
+        "train_sft.tasks.train",
+        "rlhf.tasks.reward_model",
+        "rlhf.tasks.dpo",
+        "serve.tasks.evaluate_answers",
+        "serve.tasks.space_folder",
+    }
+    run_dir = runs / "small"
+    assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "space" / "app.py").is_file()
+    assert (run_dir / "report.json").is_file() and (run_dir / "decks" / "pipeline_report.html").is_file()
+    assert str(run_dir / "space") in out and "python app.py" in out
+    stages = {s["name"] for s in json.loads((run_dir / "report.json").read_text())["stages"]}
+    assert {"data:corpus", "data:chat", "data:preferences", "cpt", "sft", "reward_model", "dpo"} <= stages
+
+    executed.clear()
+    run(config, runs, capsys)
+    assert executed == []  # nothing changed: every cached step hits
+
+    module = tmp_path / "code" / "mod0.py"
+    module.write_text(module.read_text().replace("1th transform", "first transform"))  # one chat row changes
+    executed.clear()
+    run(config, runs, capsys)
+    # SFT data, SFT, the reward model and DPO (both start from SFT), the evaluation and the Space rerun; CPT does not.
+    assert set(executed) == {
+        "data.tasks.prepare_chat",
+        "data.tasks.prepare_preference",
+        "train_sft.tasks.train",
+        "rlhf.tasks.reward_model",
+        "rlhf.tasks.dpo",
+        "serve.tasks.evaluate_answers",
+        "serve.tasks.space_folder",
+    }
+
+
+def test_the_shipped_examples_are_valid_configs() -> None:
+    for name in ("demo.yaml", "redpajama-qlora.yaml", "cluster-multinode.yaml"):
+        assert load_config(example_config(name)).name
