@@ -5,6 +5,7 @@ non-zero naming each task that falls short."""
 
 from __future__ import annotations
 
+import re
 import sys
 import tarfile
 from pathlib import Path
@@ -26,6 +27,8 @@ TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft
 # Tasks that must be cached on a cluster: each shard of batch inference is its own cache entry there, so a stopped
 # batch answers only its unfinished shards when started again.
 CACHED = ("llmft.serve.tasks.answer",)
+# llmft.flyte.images.stage_cache_version: <distribution>-<version>-<12 hex digits of the pinned dependencies>.
+DERIVED_CACHE_VERSION = re.compile(r"^llmft-[a-z0-9-]+-\d+\.\d+\.\d+-[0-9a-f]{12}$")
 # The workflows a user starts; each must be in the archive.
 WORKFLOWS = (
     "llmft.orchestration.skeleton.skeleton",
@@ -68,8 +71,9 @@ def check(archive: Path) -> list[str]:
             requested = {r.name for r in template.container.resources.requests}
             if not {1, 3} <= requested:  # CPU = 1, MEMORY = 3 in flyteidl's ResourceName
                 problems.append(f"{name}: no cpu and memory requests ({sorted(requested)})")
-            if template.metadata.discoverable and not template.metadata.discovery_version.startswith("llmft."):
-                problems.append(f"{name}: cache version {template.metadata.discovery_version!r} is not derived")
+            version = template.metadata.discovery_version
+            if template.metadata.discoverable and not DERIVED_CACHE_VERSION.match(version):
+                problems.append(f"{name}: cache version {version!r} is not derived")
             if name in CACHED and not template.metadata.discoverable:
                 problems.append(f"{name}: not cached")
             if name.startswith(TRAINING) and template.metadata.retries.retries < 1:

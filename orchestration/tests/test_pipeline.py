@@ -132,3 +132,78 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
 def test_the_shipped_examples_are_valid_configs() -> None:
     for name in ("demo.yaml", "redpajama-qlora.yaml", "cluster-multinode.yaml"):
         assert load_config(example_config(name)).name
+
+
+def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:
+    """`pyflyte package` of llmft.orchestration with the pipeline built from `config`: task templates by name, and the
+    nodes of the `configured` workflow."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    from flyteidl.admin import task_pb2, workflow_pb2
+    from google.protobuf import json_format
+
+    archive = tmp_path / f"{config.stem}.tgz"
+    env = {**os.environ, "LLMFT_PIPELINE_CONFIG": str(config), "HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
+    run = subprocess.run(
+        [sys.executable, "-m", "flytekit.clis.sdk_in_container.pyflyte", "--pkgs", "llmft.orchestration", "package",
+         "--copy", "none", "--image", "ghcr.io/llmft/llmft:test", "-o", str(archive)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    tasks, nodes = {}, []
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read() if member.isfile() else b""  # type: ignore[union-attr]
+            if "pipeline.configured" in member.name:  # the workflow (its launch plan shares the name)
+                spec = workflow_pb2.WorkflowSpec()
+                try:
+                    spec.ParseFromString(data)
+                except Exception:
+                    continue
+                nodes = nodes or [json_format.MessageToDict(n) for n in spec.template.nodes]
+                continue
+            task = task_pb2.TaskSpec()
+            try:
+                task.ParseFromString(data)
+            except Exception:
+                continue
+            if task.template.id.name:
+                tasks[task.template.id.name] = json_format.MessageToDict(task.template)
+    return tasks, nodes
+
+
+def node_overrides(nodes: list, task: str) -> dict:
+    node = next(n for n in nodes if n.get("taskNode", {}).get("referenceId", {}).get("name") == task)
+    overrides = node["taskNode"].get("overrides", {})
+    requests = {r["name"]: r["value"] for r in overrides.get("resources", {}).get("requests", [])}
+    accelerator = overrides.get("extendedResources", {}).get("gpuAccelerator", {}).get("device", "")
+    return {"requests": requests, "accelerator": accelerator}
+
+
+def test_the_demo_and_a_multi_node_gpu_config_compile_with_images_resources_and_node_counts(tmp_path: Path) -> None:
+    tasks, nodes = compiled(tmp_path, example_config("demo.yaml"))
+    for name, image in (("llmft.train_cpt.tasks.train", "llmft-train-cpt"), ("llmft.rlhf.tasks.dpo", "llmft-rlhf")):
+        assert tasks[name]["type"] == "python-task" and f"/{image}:" in tasks[name]["container"]["image"]
+        assert node_overrides(nodes, name) == {"requests": {"CPU": "2", "MEMORY": "8Gi"}, "accelerator": ""}
+    assert "/llmft-serve:" in tasks["llmft.serve.tasks.evaluate_answers"]["container"]["image"]
+    assert "/llmft-orchestration:" in tasks["llmft.orchestration.pipeline.run_configured"]["container"]["image"]
+
+    tasks, nodes = compiled(tmp_path, example_config("cluster-multinode.yaml"))
+    for name, image in (
+        ("llmft.train_sft.tasks.train_2x8", "llmft-train-sft"),
+        ("llmft.rlhf.tasks.reward_model_2x8", "llmft-rlhf"),
+        ("llmft.rlhf.tasks.dpo_2x8", "llmft-rlhf"),
+    ):
+        task = tasks[name]
+        assert task["type"] == "pytorch" and f"/{image}:" in task["container"]["image"]
+        assert task["custom"]["workerReplicas"]["replicas"] == 2
+        assert task["custom"]["elasticConfig"]["nprocPerNode"] == 8
+        assert "llmft.flyte.training.launched_task_resolver" in task["container"]["args"]
+        assert node_overrides(nodes, name) == {
+            "requests": {"CPU": "64", "MEMORY": "900Gi", "GPU": "8"},
+            "accelerator": "nvidia-h100",
+        }
