@@ -154,7 +154,8 @@ def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    tasks, nodes = {}, []
+    tasks: dict = {}
+    nodes: list = []
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             data = tar.extractfile(member).read() if member.isfile() else b""  # type: ignore[union-attr]
