@@ -5,14 +5,20 @@ SFT row reruns exactly what depends on it)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from llmft.flyte.config import example_config, load_config
+from llmft.flyte.config import load_config
+from llmft.orchestration.pipeline import EXAMPLES
 
 STEPS = {"cpt": 4, "sft": 6, "reward_model": 4, "dpo": 4}
+
+
+def example_config(name: str) -> Path:
+    return Path(EXAMPLES) / name
 
 
 def documented_module(index: int) -> str:
@@ -59,23 +65,55 @@ def write_config(tmp_path: Path) -> Path:
     return path
 
 
+class CacheLog:
+    """What the local cache saw: tasks that ran (a miss writes an entry) and tasks served from it (a hit)."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.hits: list[str] = []
+
+    def clear(self) -> None:
+        self.ran.clear()
+        self.hits.clear()
+
+
 @pytest.fixture
-def executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The cached tasks that ran (a cache miss writes an entry), in a fresh ~/.flyte/local-cache."""
+def cache_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CacheLog:
+    """A fresh ~/.flyte/local-cache, watched."""
     from flytekit.core.local_cache import LocalTaskCache
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "llmft-cache"))
     monkeypatch.setattr(LocalTaskCache, "_initialized", False)
-    names: list[str] = []
-    original = LocalTaskCache.set
+    log = CacheLog()
+    original_get, original_set = LocalTaskCache.get, LocalTaskCache.set
 
-    def spy(task_name, *args, **kwargs):  # type: ignore[no-untyped-def]
-        names.append(task_name.removeprefix("llmft."))
-        return original(task_name, *args, **kwargs)
+    def get(task_name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        found = original_get(task_name, *args, **kwargs)
+        if found is not None:
+            log.hits.append(task_name.removeprefix("llmft."))
+        return found
 
-    monkeypatch.setattr(LocalTaskCache, "set", staticmethod(spy))
-    return names
+    def set_(task_name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        log.ran.append(task_name.removeprefix("llmft."))
+        return original_set(task_name, *args, **kwargs)
+
+    monkeypatch.setattr(LocalTaskCache, "get", staticmethod(get))
+    monkeypatch.setattr(LocalTaskCache, "set", staticmethod(set_))
+    return log
+
+
+CACHED = {
+    "data.tasks.prepare_raw_text",
+    "data.tasks.prepare_chat",
+    "data.tasks.prepare_preference",
+    "train_cpt.tasks.train",
+    "train_sft.tasks.train",
+    "rlhf.tasks.reward_model",
+    "rlhf.tasks.dpo",
+    "serve.tasks.evaluate_answers",
+    "serve.tasks.space_folder",
+}
 
 
 def run(config: Path, runs: Path, capsys: pytest.CaptureFixture[str]) -> str:
@@ -87,21 +125,11 @@ def run(config: Path, runs: Path, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
-    tmp_path: Path, executed: list[str], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cache_log: CacheLog, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, runs = write_config(tmp_path), tmp_path / "runs"
     out = run(config, runs, capsys)
-    assert set(executed) == {
-        "data.tasks.prepare_raw_text",
-        "data.tasks.prepare_chat",
-        "data.tasks.prepare_preference",
-        "train_cpt.tasks.train",
-        "train_sft.tasks.train",
-        "rlhf.tasks.reward_model",
-        "rlhf.tasks.dpo",
-        "serve.tasks.evaluate_answers",
-        "serve.tasks.space_folder",
-    }
+    assert set(cache_log.ran) == CACHED and cache_log.hits == []
     run_dir = runs / "small"
     assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "space" / "app.py").is_file()
     assert (run_dir / "report.json").is_file() and (run_dir / "decks" / "pipeline_report.html").is_file()
@@ -109,16 +137,17 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     stages = {s["name"] for s in json.loads((run_dir / "report.json").read_text())["stages"]}
     assert {"data:corpus", "data:chat", "data:preferences", "cpt", "sft", "reward_model", "dpo"} <= stages
 
-    executed.clear()
+    cache_log.clear()
     run(config, runs, capsys)
-    assert executed == []  # nothing changed: every cached step hits
+    assert cache_log.ran == [] and set(cache_log.hits) == CACHED  # nothing changed: every cached step hits
 
     module = tmp_path / "code" / "mod0.py"
     module.write_text(module.read_text().replace("1th transform", "first transform"))  # one chat row changes
-    executed.clear()
+    cache_log.clear()
     run(config, runs, capsys)
     # SFT data, SFT, the reward model and DPO (both start from SFT), the evaluation and the Space rerun; CPT does not.
-    assert set(executed) == {
+    assert set(cache_log.hits) == {"data.tasks.prepare_raw_text", "train_cpt.tasks.train"}
+    assert set(cache_log.ran) == {
         "data.tasks.prepare_chat",
         "data.tasks.prepare_preference",
         "train_sft.tasks.train",
@@ -127,6 +156,36 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
         "serve.tasks.evaluate_answers",
         "serve.tasks.space_folder",
     }
+
+    # A new serve release (its version only) reruns only serving; its cache version is derived from it.
+    import importlib
+
+    import llmft.serve
+    import llmft.serve.tasks
+
+    released = llmft.serve.__version__
+    try:
+        llmft.serve.__version__ = "99.0.0"
+        importlib.reload(llmft.serve.tasks)
+        cache_log.clear()
+        run(config, runs, capsys)
+        assert set(cache_log.ran) == {"serve.tasks.evaluate_answers", "serve.tasks.space_folder"}
+    finally:
+        llmft.serve.__version__ = released
+        importlib.reload(llmft.serve.tasks)
+
+    # CPT's cached model folder disappears: the entry is dropped and CPT trains again instead of a crash.
+    from llmft.core.training import read_artifact
+
+    models = [p.parent for p in (runs / ".flyte" / "work").rglob("model.safetensors")]
+    cpt = [m for m in models if (a := read_artifact(m)) is not None and a.provenance.stage == "llmft.train_cpt"]
+    assert cpt
+    for folder in cpt:
+        shutil.rmtree(folder)
+    cache_log.clear()
+    out = run(config, runs, capsys)
+    assert "lost their outputs and will run again" in out
+    assert "train_cpt.tasks.train" in cache_log.ran and "data.tasks.prepare_raw_text" in cache_log.hits
 
 
 def test_the_shipped_examples_are_valid_configs() -> None:

@@ -32,6 +32,15 @@ def test_a_config_is_completed_from_its_top_level_fields() -> None:
     assert request.sft.recipe.schedule.max_steps == 2
 
 
+def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
+    config = minimal()
+    config["sft"]["recipe"]["schedule"]["max_steps"] = 40
+    config["dpo"] = {"recipe": {"checkpoint": {"save_steps": 0}}}
+    request = parse_config(config)
+    assert (request.sft.recipe.checkpoint.save_steps, request.sft.recipe.checkpoint.save_total_limit) == (10, 2)
+    assert request.dpo.recipe.checkpoint.save_steps == 0  # explicitly off stays off
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -47,6 +56,8 @@ def test_a_config_is_completed_from_its_top_level_fields() -> None:
         (lambda c: c["evaluation"]["gate"].append({"metric": "bleu"}), "evaluation.gate[1].metric: unknown metric"),
         (lambda c: c["evaluation"]["gate"].append({"metric": "mean_reward"}), "evaluation.gate[1].metric: mean_reward"),
         (lambda c: c.update(publish={}), "publish.model_repo_id: empty"),
+        (lambda c: [c.pop(k) for k in ("sft", "dpo", "evaluation")] and c.update(reward_model={}), "no model to serve"),
+        (lambda c: c.pop("base_model") and c["sft"].update(base_model="x"), "evaluation.baseline: 'base' is compared"),
         (lambda c: c["sft"].update(recipe={"schedule": {"max_steps": "many"}}), "max_steps"),
     ],
 )

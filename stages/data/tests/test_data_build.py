@@ -232,6 +232,34 @@ def test_python_package_source_reads_installed_code_and_derives_docstring_chats(
         acquire_frame(missing)
 
 
+def test_docstrings_give_preference_pairs_whose_rejected_answer_names_the_wrong_kind_or_module(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "tools.py").write_text(
+        "".join(f'def tool_{i}(x):\n    """Turns a value into the {i}th tool output."""\n\n\n' for i in range(12))
+        + 'class Box:\n    """Holds one value for the tools above."""\n'
+    )
+    req = D.DatasetRequest(
+        name="pairs",
+        kind=D.DATASET_KIND_PREFERENCE,
+        sources=[D.DatasetSource(local=D.LocalSource(patterns=[str(tmp_path / "pkg")]), format="python_docstrings")],
+    )
+    frame, _ = acquire_frame(req)
+    assert len(frame) == 13
+    module = frame["chosen"].iloc[0].split(" in `", 1)[1].split("`", 1)[0]
+    assert module.endswith("pkg.tools")
+    kinds = {"function": 0, "class": 0, "module": 0}
+    for row in frame.itertuples():
+        chosen_first, rejected_first = row.chosen.split(". ", 1)[0], row.rejected.split(". ", 1)[0]
+        assert row.chosen.startswith(rejected_first.split(" is a ")[0]) and chosen_first != rejected_first
+        assert row.chosen.split(". ", 1)[1] == row.rejected.split(". ", 1)[1]  # only the first sentence differs
+        assert row.prompt == f"What does {chosen_first.split(' is a ')[0]} in `{module}` do?"
+        if f"in `{module}`" not in rejected_first:
+            kinds["module"] += 1
+        else:
+            kinds[rejected_first.split(" is a ")[1].split(" ")[0]] += 1
+    assert kinds["module"] > 0 and kinds["function"] + kinds["class"] > 0  # both kinds of corruption occur
+
+
 def test_validation_failures_render_for_the_deck(tmp_path: Path) -> None:
     from llmft.data.report import failures_html
 

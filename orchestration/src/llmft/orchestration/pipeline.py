@@ -35,6 +35,8 @@ from llmft.serve import tasks as serve
 from llmft.train_cpt import tasks as cpt
 from llmft.train_sft import tasks as sft
 
+# The shipped configs (package data); pipeline.py's own folder, without importing a path library.
+EXAMPLES = __file__.removesuffix("pipeline.py") + "examples/"
 DATA_TASKS = {
     "corpus": (data_tasks.acquire_raw_text, data_tasks.prepare_raw_text),
     "chat": (data_tasks.acquire_chat, data_tasks.prepare_chat),
@@ -203,4 +205,4 @@ def pipeline(config: FlyteFile) -> PipelineOutputs:
 
 # The pipeline of one config as a static workflow (every task visible to `pyflyte package` and `register`, each
 # training task with its launch shape): the config $LLMFT_PIPELINE_CONFIG names, else the offline demo.
-configured = pipeline_workflow(configured_request())
+configured = pipeline_workflow(configured_request(EXAMPLES + "demo.yaml"))

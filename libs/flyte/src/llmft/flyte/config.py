@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from google.protobuf import json_format
 from llmft.flyte.pipeline import ANSWER_METRICS, POLICY_METRICS
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+from llmft.proto.training.v1 import training_pb2 as T
 
 TRAINING_STAGES = ("cpt", "sft", "reward_model", "ppo", "dpo")
 POLICIES = ("cpt", "sft", "ppo", "dpo")  # stages whose model can be the candidate
@@ -85,6 +85,23 @@ def complete(request: P.PipelineRequest) -> None:
             dataset.name = f"{request.name}-{section}"
     if present(request, "evaluation") and not request.evaluation.candidate:
         request.evaluation.candidate = candidate(request)
+    for section in TRAINING_STAGES:
+        if present(request, section):
+            checkpoint_by_default(getattr(request, section).recipe)
+
+
+DEFAULT_SAVE_STEPS = 500  # when a recipe trains by epochs, not steps
+DEFAULT_CHECKPOINTS_KEPT = 2
+
+
+def checkpoint_by_default(recipe: T.TrainingRecipe) -> None:
+    """A pipeline's training checkpoints unless its recipe says how (a `checkpoint` section; save_steps 0 there turns
+    it off), so a retried task resumes: four checkpoints over a run of max_steps, else every 500 steps."""
+    if recipe.HasField("checkpoint"):
+        return
+    steps = recipe.schedule.max_steps
+    recipe.checkpoint.save_steps = max(1, steps // 4) if steps else DEFAULT_SAVE_STEPS
+    recipe.checkpoint.save_total_limit = DEFAULT_CHECKPOINTS_KEPT
 
 
 def candidate(request: P.PipelineRequest) -> str:
@@ -100,6 +117,10 @@ def check(request: P.PipelineRequest) -> None:
         problems.append(f"name: {request.name!r} must be a folder name (letters, digits, '.', '_', '-')")
     if not any(present(request, s) for s in TRAINING_STAGES):
         problems.append(f"no training stage: give at least one of {', '.join(TRAINING_STAGES)}")
+    elif not candidate(request):
+        problems.append(
+            f"no model to serve: a reward model alone is not a chat model; give one of {', '.join(POLICIES)}"
+        )
     for section in TRAINING_STAGES:
         if present(request, section) and not getattr(request, section).base_model and not upstream(request, section):
             problems.append(f"{section}.base_model: empty, and neither base_model nor an earlier stage gives one")
@@ -156,9 +177,13 @@ def check_evaluation(request: P.PipelineRequest) -> list[str]:
         problems.append(f"evaluation.baseline: the candidate {baseline!r} cannot be its own baseline")
     if evaluation.HasField("answers") and not present(request, "chat"):
         problems.append("evaluation.answers: needs the `chat` dataset (its held-out questions)")
+    if evaluation.HasField("answers") and baseline == "base" and not request.base_model:
+        problems.append("evaluation.baseline: 'base' is compared by its answers, which needs base_model")
     policies = evaluation.HasField("policies")
     if policies and not (present(request, "reward_model") and (present(request, "ppo") or present(request, "dpo"))):
         problems.append("evaluation.policies: needs a `reward_model` section and a `ppo` or `dpo` section")
+    if policies and not present(request, "sft") and not evaluation.policies.reference_model:
+        problems.append("evaluation.policies.reference_model: empty, and no `sft` section gives the reference policy")
     for i, condition in enumerate(evaluation.gate):
         field = f"evaluation.gate[{i}].metric"
         if condition.metric in ANSWER_METRICS:
@@ -201,11 +226,6 @@ def check_local_run(request: P.PipelineRequest) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def example_config(name: str) -> Path:
-    """A config shipped in llmft.orchestration's examples folder, e.g. "demo.yaml" (the offline demo)."""
-    return Path(str(resources.files("llmft.orchestration") / "examples" / name))
-
-
-def configured_request() -> P.PipelineRequest:
-    """The config a compiled pipeline is built from: the file $LLMFT_PIPELINE_CONFIG names, else the offline demo."""
-    return load_config(os.environ.get(CONFIG_ENV) or example_config("demo.yaml"))
+def configured_request(default: str | Path) -> P.PipelineRequest:
+    """The config a compiled pipeline is built from: the file $LLMFT_PIPELINE_CONFIG names, else `default`."""
+    return load_config(os.environ.get(CONFIG_ENV) or default)

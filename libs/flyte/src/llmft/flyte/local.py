@@ -103,8 +103,23 @@ def prune_local_cache() -> list[str]:
 _DECK_LINE = re.compile(r"(\S+) task creates flyte deck html to file://(\S+deck\.html)")
 
 
+_DECK_TAB = re.compile(r'handleLinkClick\(this\)">([^<]+)')
+# flytekit's own Deck tabs; a task's report is any other.
+_FLYTEKIT_TABS = ("Timeline", "Source Code", "Dependencies", "Input", "Output", "Pandera Report")
+
+
+def deck_title(html: str) -> str:
+    """The title of the last report a task published in its Deck (flytekit's local Decks also carry the Decks of
+    the tasks before it in the same run, in order), or ""."""
+    titles = [t.strip() for t in _DECK_TAB.findall(html) if not t.strip().startswith(_FLYTEKIT_TABS)]
+    return titles[-1] if titles else ""
+
+
 class DeckRecorder(logging.Handler):
-    """Collects (task name, deck path) from flytekit's log line for each Deck a local task writes."""
+    """Collects, from flytekit's log line for each Deck a local task writes, a file name and the Deck's path. The log
+    names a task by the last part of its name only (`train` for both CPT and SFT); such a name, once taken, is told
+    apart by the task's report title (`train-sft`). The workflow's own Deck (flytekit calls it "local") is
+    `workflow`."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
@@ -112,8 +127,13 @@ class DeckRecorder(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         match = _DECK_LINE.search(record.getMessage())
-        if match:
-            self.decks[match.group(1)] = Path(match.group(2))
+        if not match:
+            return
+        name, path = ("workflow" if match.group(1) == "local" else match.group(1)), Path(match.group(2))
+        if name in self.decks and self.decks[name] != path and path.is_file():
+            title = deck_title(path.read_text(encoding="utf-8"))
+            name = f"{name}-{title}" if title else f"{name}-{len(self.decks)}"
+        self.decks[re.sub(r"[^A-Za-z0-9_.-]+", "-", name).lower()] = path
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[DeckRecorder]:
@@ -143,17 +163,12 @@ def _replace_folder(source: Path, target: Path) -> None:
     staging.rename(target)
 
 
-def _deck_name(task: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task.rsplit(".", 1)[-1] if "." in task else task)
-
-
 def collect_run(
     run_dir: Path, model: Path, space: Path, report: PipelineReport, decks: dict[str, Path]
 ) -> dict[str, Path]:
     """Puts a finished run where users look: `model/`, `space/` (its app loads `model/` unless the model was
-    published), `decks/<task>.html` (the
-    Decks of the tasks that ran this time; a cache hit keeps the earlier run's), `report.json` and `report.html`.
-    Returns what went where."""
+    published), `decks/<task>.html` (the Decks of the tasks that ran this time; a cache hit keeps the earlier run's),
+    `report.json` and `report.html`. Returns what went where."""
     run_dir.mkdir(parents=True, exist_ok=True)
     _replace_folder(model, run_dir / "model")
     _replace_folder(space, run_dir / "space")
@@ -164,9 +179,9 @@ def collect_run(
             config["model"] = str((run_dir / "model").resolve())
             config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (run_dir / "decks").mkdir(exist_ok=True)
-    for task_name, path in decks.items():
+    for name, path in decks.items():
         if path.is_file():
-            shutil.copyfile(path, run_dir / "decks" / f"{_deck_name(task_name)}.html")
+            shutil.copyfile(path, run_dir / "decks" / f"{name}.html")
     (run_dir / "report.json").write_text(json_format.MessageToJson(report, indent=2) + "\n", encoding="utf-8")
     (run_dir / "report.html").write_text(report_html(report), encoding="utf-8")
     return {

@@ -147,11 +147,15 @@ def build_report(
         publish=published,
         candidate=candidate,
     )
-    for model in answers.models:
-        if model.name in {record.name for record in report.stages}:
-            record = next(r for r in report.stages if r.name == model.name)
-            record.metrics["first_sentence_match"] = model.first_sentence_match
+    matches = {model.name: model.first_sentence_match for model in answers.models}
+    for record in report.stages:
+        if record.name in matches:
+            record.metrics["first_sentence_match"] = matches[record.name]
     return report
+
+
+def metrics_text(record: P.StageRecord) -> str:
+    return ", ".join(f"{name} {value:.4g}" for name, value in sorted(record.metrics.items()))
 
 
 def report_html(report: P.PipelineReport) -> str:
@@ -165,7 +169,7 @@ def report_html(report: P.PipelineReport) -> str:
         + cell(fp.short(r.provenance.config_fingerprint))
         + cell(", ".join(fp.short(i) for i in r.provenance.input_fingerprints))
         + cell(fp.short(r.output_fingerprint))
-        + cell(", ".join(f"{k} {v:.4g}" for k, v in sorted(r.metrics.items())))
+        + cell(metrics_text(r))
         + cell(f"{r.seconds:.1f}" if r.seconds else "")
         + "</tr>"
         for r in report.stages
@@ -232,11 +236,12 @@ def model_answers(evaluation: AnswerEvaluation, name: str) -> ModelAnswers:
 
 def report_text(report: P.PipelineReport) -> str:
     """The run's results in a few lines for the terminal."""
-    lines = [f"{'stage':<14} {'code':<24} {'output':<14} {'seconds':>8}  metrics"]
+    lines = [f"{'stage':<16} {'code':<24} {'output':<14} {'seconds':>8}  metrics"]
     for r in report.stages:
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(r.metrics.items()))
         code = f"{r.provenance.stage} {r.provenance.stage_version}"
-        lines.append(f"{r.name:<14} {code:<24} {fp.short(r.output_fingerprint):<14} {r.seconds:>8.1f}  {metrics}")
+        lines.append(
+            f"{r.name:<16} {code:<24} {fp.short(r.output_fingerprint):<14} {r.seconds:>8.1f}  {metrics_text(r)}"
+        )
     for m in report.answers.models:
         lines.append(
             f"held-out answers, {m.name}: first sentence matches the reference in {m.first_sentence_match:.1%} "
