@@ -267,3 +267,37 @@ def test_the_demo_and_a_multi_node_gpu_config_compile_with_images_resources_and_
             "requests": {"CPU": "64", "MEMORY": "900Gi", "GPU": "8"},
             "accelerator": "nvidia-h100",
         }
+
+
+def test_pyflyte_run_takes_a_config_file_and_refuses_a_bad_one_before_any_stage(tmp_path: Path) -> None:
+    """The other entry point: `pyflyte run .../pipeline.py pipeline --config my.yaml` (a dynamic workflow builds the
+    stages the config names)."""
+    import os
+    import subprocess
+    import sys
+
+    full = yaml.safe_load(write_config(tmp_path).read_text())
+    config = {key: full[key] for key in ("name", "base_model", "chat", "sft")}
+    good, bad = tmp_path / "sft-only.yaml", tmp_path / "bad.yaml"
+    good.write_text(yaml.safe_dump(config))
+    bad.write_text(yaml.safe_dump({**config, "sft": {"recipe": {"schedule": {"max_stepz": 2}}}}))
+    workflow = Path(EXAMPLES).parent / "pipeline.py"
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "LLMFT_CACHE": str(tmp_path / "llmft-cache")}
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
+
+    def pyflyte_run(path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flytekit.clis.sdk_in_container.pyflyte", "run", str(workflow), "pipeline",
+             "--config", str(path)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    refused = pyflyte_run(bad)
+    assert refused.returncode != 0
+    assert 'no field named "max_stepz"' in refused.stdout + refused.stderr
+    assert "train_sft" not in refused.stdout + refused.stderr  # no stage ran
+
+    ran = pyflyte_run(good)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    out = " ".join(line.strip() for line in ran.stdout.splitlines())  # rich wraps long lines
+    assert 'name: "small"' in out and 'stage: "llmft.train_sft"' in out  # the report, with SFT's stage record

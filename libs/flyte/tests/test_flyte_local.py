@@ -47,7 +47,7 @@ def test_decks_of_tasks_with_the_same_short_name_are_told_apart(tmp_path: Path) 
     flow = deck(tmp_path / "3" / "deck.html", "Timeline", "Pandera Report: ChatRow")
     assert deck_title(sft.read_text()) == "SFT" and deck_title(flow.read_text()) == ""
     recorder = DeckRecorder()
-    for task, path in (("train", cpt), ("train", sft), ("local", flow)):
+    for task, path in (("train", cpt), ("train", sft), ("local", cpt), ("local", flow)):
         message = f"{task} task creates flyte deck html to file://{path}"
         recorder.emit(logging.LogRecord("flytekit", logging.INFO, __file__, 1, message, None, None))
     assert recorder.decks == {"train": cpt, "train-sft": sft, "workflow": flow}

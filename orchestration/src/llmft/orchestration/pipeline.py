@@ -106,7 +106,8 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
         policies: Any = PolicyComparison()
         if present(request, "evaluation") and evaluation.HasField("answers"):
             baseline = evaluation.baseline or "base"
-            compared = {chosen: model}
+            # The candidate, its baseline and every chat policy trained (the report shows what each stage bought).
+            compared = {s: trained[s].model for s in ("sft", "ppo", "dpo", chosen) if s in trained}
             compared[baseline] = (
                 trained[baseline].model if baseline in trained else serve.model_folder(model=request.base_model)
             )

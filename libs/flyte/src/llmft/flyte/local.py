@@ -130,7 +130,8 @@ class DeckRecorder(logging.Handler):
         if not match:
             return
         name, path = ("workflow" if match.group(1) == "local" else match.group(1)), Path(match.group(2))
-        if name in self.decks and self.decks[name] != path and path.is_file():
+        # The workflow's Deck is written again as it grows: the latest is the whole one.
+        if name != "workflow" and name in self.decks and self.decks[name] != path and path.is_file():
             title = deck_title(path.read_text(encoding="utf-8"))
             name = f"{name}-{title}" if title else f"{name}-{len(self.decks)}"
         self.decks[re.sub(r"[^A-Za-z0-9_.-]+", "-", name).lower()] = path
@@ -167,7 +168,7 @@ def collect_run(
     run_dir: Path, model: Path, space: Path, report: PipelineReport, decks: dict[str, Path]
 ) -> dict[str, Path]:
     """Puts a finished run where users look: `model/`, `space/` (its app loads `model/` unless the model was
-    published), `decks/<task>.html` (the Decks of the tasks that ran this time; a cache hit keeps the earlier run's),
+    published to a Hub), `decks/<task>.html` (the Decks of the tasks that ran this time; a cache hit keeps the earlier run's),
     `report.json` and `report.html`. Returns what went where."""
     run_dir.mkdir(parents=True, exist_ok=True)
     _replace_folder(model, run_dir / "model")
@@ -175,7 +176,8 @@ def collect_run(
     config_file = run_dir / "space" / "space_config.json"
     if config_file.is_file():
         config = json.loads(config_file.read_text(encoding="utf-8"))
-        if not report.publish.model_url:  # nothing on the Hub to load: the local launch serves the run's model
+        # Unless the model is on the Hub (a dry run writes file:// URLs), the local launch serves the run's model.
+        if not report.publish.model_url.startswith(("https://", "http://")):
             config["model"] = str((run_dir / "model").resolve())
             config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (run_dir / "decks").mkdir(exist_ok=True)
