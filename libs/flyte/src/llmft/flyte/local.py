@@ -168,8 +168,8 @@ def collect_run(
     run_dir: Path, model: Path, space: Path, report: PipelineReport, decks: dict[str, Path]
 ) -> dict[str, Path]:
     """Puts a finished run where users look: `model/`, `space/` (its app loads `model/` unless the model was
-    published to a Hub), `decks/<task>.html` (the Decks of the tasks that ran this time; a cache hit keeps the earlier run's),
-    `report.json` and `report.html`. Returns what went where."""
+    published to a Hub), `decks/<task>.html` (the Decks of the tasks that ran this time; a cache hit keeps the
+    earlier run's), `report.json` and `report.html`. Returns what went where."""
     run_dir.mkdir(parents=True, exist_ok=True)
     _replace_folder(model, run_dir / "model")
     _replace_folder(space, run_dir / "space")
