@@ -43,7 +43,8 @@ def with_callbacks(*extra: Any) -> Any:
     """The stage's train function with `extra` callbacks after the task's own (the checkpoint mirror first)."""
 
     def train(*args: Any, callbacks: list, **kwargs: Any) -> Any:
-        return train_sft(*args, **{**kwargs, "callbacks": [*callbacks, *extra]})
+        kwargs["callbacks"] = [*callbacks, *extra]
+        return train_sft(*args, **kwargs)
 
     return train
 
