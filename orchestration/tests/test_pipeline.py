@@ -56,7 +56,8 @@ def write_config(tmp_path: Path) -> Path:
         "chat": {"sources": source, "split": {"eval_fraction": 0.2}},
         "preferences": {"sources": source, "split": {"eval_fraction": 0.2}},
         **{stage: training(stage) for stage in STEPS},
-        "evaluation": {"answers": {"max_new_tokens": 8, "questions": 4}, "gate": [{"metric": "exact_match"}]},
+        # No gate metrics: every run publishes (a dry run), so a rerun publishes again over the first.
+        "evaluation": {"answers": {"max_new_tokens": 8, "questions": 4}},
         "publish": {"model_repo_id": "me/small", "space_repo_id": "me/small-chat", "local_dir": str(tmp_path / "hub")},
         "space": {"title": "small"},
     }
@@ -134,6 +135,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "space" / "app.py").is_file()
     assert (run_dir / "report.json").is_file() and (run_dir / "decks" / "pipeline_report.html").is_file()
     assert str(run_dir / "space") in out and "python app.py" in out
+    assert (tmp_path / "hub" / "model" / "model.safetensors").is_file() and "published" in out
     stages = {s["name"] for s in json.loads((run_dir / "report.json").read_text())["stages"]}
     assert {"data:corpus", "data:chat", "data:preferences", "cpt", "sft", "reward_model", "dpo"} <= stages
 

@@ -97,3 +97,26 @@ def test_several_nodes_compile_but_do_not_run_here() -> None:
     with pytest.raises(ConfigError, match="sft.distributed.nnodes: 4 nodes need a Flyte cluster"):
         check_local_run(request)
     check_local_run(parse_config(minimal()))
+
+
+def test_the_gate_passes_only_when_the_candidate_beats_the_baseline_by_more_than_the_margin() -> None:
+    from llmft.flyte.pipeline import decide
+    from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+    from llmft.proto.rlhf.v1 import rlhf_pb2 as R
+    from llmft.proto.serve.v1 import serve_pb2 as S
+
+    answers = S.AnswerEvaluation(
+        models=[
+            S.ModelAnswers(name="sft", first_sentence_match=0.7),
+            S.ModelAnswers(name="base", first_sentence_match=0.0),
+        ]
+    )
+    policies = R.PolicyComparison(policies=[R.PolicyEvaluation(name="sft", mean_reward=1.0)])
+    gate = [P.GateMetric(metric="first_sentence_match", min_improvement=0.1)]
+    passed = decide(gate, "sft", "base", answers, policies)
+    assert passed.passed and passed.checks[0].candidate == 0.7 and "sft beats base" in passed.reason
+    held = decide([P.GateMetric(metric="first_sentence_match", min_improvement=0.8)], "sft", "base", answers, policies)
+    assert not held.passed and "does not beat base 0 by more than 0.8: publishing held back" in held.reason
+    with pytest.raises(ValueError, match="mean_reward was not measured for model 'base'"):
+        decide([P.GateMetric(metric="mean_reward")], "sft", "base", answers, policies)
+    assert decide([], "sft", "base", answers, policies).passed

@@ -140,6 +140,26 @@ def test_publish_dry_run_upload_and_serving_the_published_model(sft_model: Path,
                 server.kill()
 
 
+def test_a_dry_run_replaces_an_earlier_dry_run_but_nothing_else(sft_model: Path, tmp_path: Path) -> None:
+    """A pipeline run twice publishes twice: the second dry run replaces the first (as a second upload makes a new
+    commit); a folder holding anything else is left alone."""
+    from llmft.proto.serve.v1.serve_pb2 import PublishRequest
+    from llmft.serve.publish import publish
+
+    out = tmp_path / "hub"
+    request = PublishRequest(model_repo_id=MODEL_REPO, space_repo_id=SPACE_REPO, local_dir=str(out))
+    publish(sft_model, request, token="")
+    (out / "model" / "stale.txt").write_text("from the first run")
+    second = publish(sft_model, request, token="", execution_id="second")
+    assert not (out / "model" / "stale.txt").exists() and "second" in (out / "model" / "README.md").read_text()
+    assert second.model_url == (out / "model").resolve().as_uri()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub"]  # no staging folders left behind
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds other files than an earlier dry run \(notes.txt\)"):
+        publish(sft_model, request, token="")
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model" / "README.md").is_file()
+
+
 def test_publish_refuses_bad_repo_ids_before_anything_is_written(sft_model: Path, tmp_path: Path) -> None:
     with LocalHub(TOKEN) as hub:
         for bad in ("no-owner", "a/b/c", "bad id/x"):

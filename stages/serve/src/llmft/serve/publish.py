@@ -224,19 +224,32 @@ def publish(
         return _upload(request, token, staged_model, staged_space, provenance, fingerprint)
 
 
+DRY_RUN_FOLDERS = ("model", "space")
+
+
 def _write_dry_run(
     out: Path, model: Path, space: Path | None, provenance: provenance_pb2.Provenance
 ) -> serve_pb2.PublishResult:
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"local_dir: {out} exists and is not empty; nothing was overwritten")
+    # A folder that holds an earlier dry run (only model/ and space/) is replaced whole, as a second upload makes a
+    # new commit; any other content is the user's and is never overwritten.
+    others = sorted(p.name for p in out.iterdir() if p.name not in DRY_RUN_FOLDERS) if out.is_dir() else []
+    if others or (out.exists() and not out.is_dir()):
+        raise FileExistsError(
+            f"local_dir: {out} holds other files than an earlier dry run ({', '.join(others) or out.name}); "
+            "nothing was overwritten"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     shutil.copytree(model, staging / "model")
     if space is not None:
         shutil.copytree(space, staging / "space")
     if out.exists():
-        out.rmdir()
-    staging.rename(out)
+        earlier = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        out.rename(earlier / out.name)
+        staging.rename(out)
+        shutil.rmtree(earlier)
+    else:
+        staging.rename(out)
     log.info("publish: dry run, wrote %s", out)
     return serve_pb2.PublishResult(
         model_url=(out / "model").resolve().as_uri(),
