@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmft.flyte.config import load_config
+from llmft.flyte.config import lineage, load_config
 from llmft.orchestration.pipeline import EXAMPLES
 
 STEPS = {"cpt": 4, "sft": 6, "reward_model": 4, "dpo": 4}
@@ -193,6 +193,8 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
 def test_the_shipped_examples_are_valid_configs() -> None:
     for name in ("demo.yaml", "redpajama-qlora.yaml", "cluster-multinode.yaml"):
         assert load_config(example_config(name)).name
+    demo = load_config(example_config("demo.yaml"))
+    assert lineage(demo, "dpo") == ["cpt", "sft"] and lineage(demo, "cpt") == []  # the model card's lineage
 
 
 def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmft.flyte.config import ConfigError, check_local_run, load_config, parse_config
+from llmft.flyte.config import ConfigError, check_local_run, lineage, load_config, parse_config
 from llmft.proto.data.v1 import dataset_pb2 as D
 
 
@@ -30,6 +30,7 @@ def test_a_config_is_completed_from_its_top_level_fields() -> None:
     assert request.chat.tokenizer == "llmft/tiny-llama" and request.chat.name == "mine-chat"
     assert request.evaluation.candidate == "dpo"  # the last trained policy
     assert request.sft.recipe.schedule.max_steps == 2
+    assert lineage(request, "dpo") == ["sft"] and lineage(request, "sft") == []
 
 
 def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:

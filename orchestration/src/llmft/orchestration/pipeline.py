@@ -23,7 +23,7 @@ from flytekit.types.file import FlyteFile
 
 from llmft.data import tasks as data_tasks
 from llmft.flyte import pipeline as steps
-from llmft.flyte.config import candidate, configured_request, present
+from llmft.flyte.config import candidate, configured_request, lineage, present, upstream
 from llmft.flyte.images import stage_image
 from llmft.flyte.training import training_node
 from llmft.orchestration import __version__
@@ -64,9 +64,10 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
 
         trained: dict[str, Any] = {}  # stage -> its task's outputs (.artifact, .model)
 
-        def latest(*stages: str) -> dict[str, Any]:
-            """The `base_model`-style input of the first stage present: its model folder."""
-            return next(({"model": trained[s].model} for s in stages if s in trained), {})
+        def start_from(argument: str, section: str) -> dict[str, Any]:
+            """`{argument: model folder}` of the stage `section` starts from, or {} (its request's base_model)."""
+            earlier = upstream(request, section)
+            return {argument: trained[earlier].model} if earlier else {}
 
         if present(request, "cpt"):
             corpus = datasets["corpus"]
@@ -74,9 +75,9 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 request=request.cpt, dataset=corpus.manifest, data=corpus.data
             )
         if present(request, "sft"):
-            chat, base = datasets["chat"], latest("cpt")
+            chat = datasets["chat"]
             trained["sft"] = training_node(sft.train, request.sft)(
-                request=request.sft, dataset=chat.manifest, data=chat.data, **_as(base, "base_model")
+                request=request.sft, dataset=chat.manifest, data=chat.data, **start_from("base_model", "sft")
             )
         prefs: Any = datasets.get("preferences")  # present whenever a stage below needs it (checked in the config)
         if present(request, "reward_model"):
@@ -84,7 +85,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 request=request.reward_model,
                 dataset=prefs.manifest,
                 data=prefs.data,
-                **_as(latest("sft", "cpt"), "base_model"),
+                **start_from("base_model", "reward_model"),
             )
         if present(request, "ppo"):
             reward = {"reward_model": trained["reward_model"].model} if "reward_model" in trained else {}
@@ -93,11 +94,11 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 dataset=prefs.manifest,
                 data=prefs.data,
                 **reward,
-                **_as(latest("sft", "cpt"), "policy"),
+                **start_from("policy", "ppo"),
             )
         if present(request, "dpo"):
             trained["dpo"] = training_node(rlhf.dpo, request.dpo)(
-                request=request.dpo, dataset=prefs.manifest, data=prefs.data, **_as(latest("sft", "cpt"), "policy")
+                request=request.dpo, dataset=prefs.manifest, data=prefs.data, **start_from("policy", "dpo")
             )
         model = trained[chosen].model
 
@@ -142,7 +143,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                     model=model,
                     request=request.publish,
                     datasets=[d.manifest for d in datasets.values()],
-                    upstream=[trained[s].artifact for s in trained if s not in (chosen, "reward_model")],
+                    upstream=[trained[s].artifact for s in lineage(request, chosen)],
                     answers=shown,
                     title=request.space.title,
                 )
@@ -170,11 +171,6 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
         return PipelineOutputs(model=model, space=space, report=report)
 
     return configured
-
-
-def _as(found: dict[str, Any], name: str) -> dict[str, Any]:
-    """`{"model": folder}` as the keyword argument `name` (nothing when no earlier stage ran)."""
-    return {name: found["model"]} if found else {}
 
 
 # The dynamic workflow imports every stage's tasks module: its image holds every llmft wheel.

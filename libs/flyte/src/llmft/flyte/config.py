@@ -154,10 +154,21 @@ def check(request: P.PipelineRequest) -> None:
         raise ConfigError("; ".join(problems))
 
 
+EARLIER = {"cpt": (), "sft": ("cpt",), "reward_model": ("sft", "cpt"), "ppo": ("sft", "cpt"), "dpo": ("sft", "cpt")}
+
+
 def upstream(request: P.PipelineRequest, section: str) -> str:
     """The stage whose model `section` starts from, or "" (its base_model)."""
-    earlier = {"cpt": (), "sft": ("cpt",), "reward_model": ("sft", "cpt"), "ppo": ("sft", "cpt"), "dpo": ("sft", "cpt")}
-    return next((s for s in earlier[section] if present(request, s)), "")
+    return next((s for s in EARLIER[section] if present(request, s)), "")
+
+
+def lineage(request: P.PipelineRequest, section: str) -> list[str]:
+    """The stages a model of `section` descends from, oldest first (its model card's lineage)."""
+    chain, earlier = [], upstream(request, section)
+    while earlier:
+        chain.insert(0, earlier)
+        earlier = upstream(request, earlier)
+    return chain
 
 
 def check_evaluation(request: P.PipelineRequest) -> list[str]:
