@@ -164,7 +164,8 @@ def upstream(request: P.PipelineRequest, section: str) -> str:
 
 def lineage(request: P.PipelineRequest, section: str) -> list[str]:
     """The stages a model of `section` descends from, oldest first (its model card's lineage)."""
-    chain, earlier = [], upstream(request, section)
+    chain: list[str] = []
+    earlier = upstream(request, section)
     while earlier:
         chain.insert(0, earlier)
         earlier = upstream(request, earlier)
