@@ -33,6 +33,15 @@ def test_a_config_is_completed_from_its_top_level_fields() -> None:
     assert lineage(request, "dpo") == ["sft"] and lineage(request, "sft") == []
 
 
+def test_the_chat_template_reaches_every_stage_and_chat_dataset_that_names_none() -> None:
+    config = minimal()
+    config["chat_template"] = "llama-2"
+    config["dpo"] = {"recipe": {"chat_template": "chatml"}}
+    request = parse_config(config)
+    assert request.sft.recipe.chat_template == "llama-2" and request.dpo.recipe.chat_template == "chatml"
+    assert request.chat.chat_template == request.preferences.chat_template == "llama-2"
+
+
 def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
     config = minimal()
     config["sft"]["recipe"]["schedule"]["max_steps"] = 40
@@ -60,6 +69,8 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
         (lambda c: [c.pop(k) for k in ("sft", "dpo", "evaluation")] and c.update(reward_model={}), "no model to serve"),
         (lambda c: c.pop("base_model") and c["sft"].update(base_model="x"), "evaluation.baseline: 'base' is compared"),
         (lambda c: c["sft"].update(recipe={"schedule": {"max_steps": "many"}}), "max_steps"),
+        (lambda c: c.update(chat_template="llama2"), "chat_template: 'llama2' is neither a shipped template"),
+        (lambda c: c["sft"]["recipe"].update(chat_template="vicuna"), "sft.recipe.chat_template: 'vicuna' is neither"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -102,6 +102,36 @@ def test_token_statistics_with_a_tokenizer(tmp_path: Path, monkeypatch: pytest.M
     assert manifest.tokenizer_fingerprint.startswith("sha256:")
 
 
+def test_chat_token_statistics_with_a_tokenizer_that_ships_no_template(tmp_path: Path) -> None:
+    """A RedPajama-INCITE tokenizer as the Hub ships it: chat rows cannot be counted without a template, so the
+    request is refused naming `chat_template`; with the family's chosen, rows are counted in its format."""
+    from llmft.data.build import DatasetRequestError
+    from llmft.testing_tokenizers import write_family_tokenizer
+
+    tokenizer = write_family_tokenizer("redpajama-incite", tmp_path / "tok")
+    write_jsonl(tmp_path / "c.jsonl", [chat(f"What is {n} plus 1?", f"{n} plus 1 is {n + 1}.") for n in range(8)])
+    req = request(D.DATASET_KIND_CHAT, str(tmp_path / "c.jsonl"), tokenizer=str(tokenizer))
+    with pytest.raises(DatasetRequestError, match="has no chat template; set chat_template to one of"):
+        build_dataset(req, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    req.chat_template = "redpajama-incite"
+    manifest, report = build_dataset(req, tmp_path / "out")
+    from transformers import AutoTokenizer
+
+    from llmft.core.chat_templates import FORMATS
+    from llmft.core.models import tokenizer_fingerprint
+
+    counter = AutoTokenizer.from_pretrained(tokenizer)
+    counter.chat_template = FORMATS["redpajama-incite"].template
+    rows = pd.concat([read_split(tmp_path / "out", split) for split in ("train", "eval")])
+    expected = sum(
+        len(counter.apply_chat_template(json.loads(m), tokenize=True)["input_ids"]) for m in rows["messages"]
+    )
+    assert sum(split.tokens for split in manifest.splits) == expected
+    # The statistics' tokenizer is the files and the chosen template, not the files alone.
+    assert manifest.tokenizer_fingerprint not in ("", tokenizer_fingerprint(tokenizer))
+
+
 def test_preference_pairs_reject_chosen_equal_to_rejected(tmp_path: Path) -> None:
     write_jsonl(
         tmp_path / "p.jsonl",

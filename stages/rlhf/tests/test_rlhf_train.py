@@ -47,6 +47,27 @@ def test_reward_model_learns_to_prefer_the_chosen_answers(preset: str, tmp_path:
     assert model.config.num_labels == 1
 
 
+def test_reward_model_and_dpo_take_a_real_format_tokenizer_with_the_chosen_template(tmp_path: Path) -> None:
+    """A RedPajama-INCITE tokenizer as the Hub ships it (no chat template): refused without one, trained with the
+    family's template, which both artifacts record and both tokenizers carry, so PPO's shared-tokenizer check holds."""
+    from llmft.core.models import load_tokenizer
+    from llmft.rlhf.contracts import tokenizer_differences
+    from llmft.testing_tokenizers import write_family_model
+
+    base = write_family_model("redpajama-incite", tmp_path / "base")
+    data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=8)
+    with pytest.raises(RecipeError, match="has no chat template; set recipe.chat_template .*'redpajama-incite'"):
+        train_dpo(R.DpoRequest(recipe=recipe(4, 1e-3)), data, tmp_path / "refused", base_model_dir=base)
+    chosen = recipe(4, 1e-3)
+    chosen.chat_template = "redpajama-incite"
+    dpo = train_dpo(R.DpoRequest(recipe=chosen), data, tmp_path / "dpo", base_model_dir=base).report.policy
+    rm = train_reward_model(R.RewardModelRequest(recipe=chosen), data, tmp_path / "rm", base_model_dir=base)
+    assert dpo.chat_template == rm.report.reward_model.chat_template == "redpajama-incite"
+    assert dpo.model_family == "gpt_neox"
+    assert tokenizer_differences(load_tokenizer(tmp_path / "dpo"), load_tokenizer(tmp_path / "rm")) == []
+    assert "<bot>:" in load_tokenizer(tmp_path / "dpo").chat_template
+
+
 @pytest.mark.parametrize("preset", sorted(FAMILIES))
 def test_dpo_raises_held_out_preference_accuracy(preset: str, tmp_path: Path) -> None:
     data = write_preference_dataset(tmp_path / "data")

@@ -50,6 +50,8 @@ def sft_model(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         stage_version="0.3.0",
         input_fingerprints=["sha256:chatdata"],
         metrics=metrics,
+        chat_template="",
+        precision=T.PRECISION_FP32,
     )
     return out
 

@@ -45,6 +45,32 @@ def test_full_cpt_lowers_held_out_loss_and_writes_a_described_model(tmp_path: Pa
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     assert sum(p.numel() for p in model.parameters()) == artifact.parameters
     assert "loss" in result.report_html and "<img" in result.report_html
+    assert artifact.precision in (T.PRECISION_FP32, T.PRECISION_BF16)  # auto, resolved for this machine
+
+
+def test_a_training_run_writes_tensorboard_logs_into_the_model_folder(tmp_path: Path) -> None:
+    """TensorBoard event files of every logged step land in the model folder's runs/ (the Hub shows them as training
+    metrics); they hold wall times, so the model's fingerprint leaves them out."""
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from llmft.core.training import content_fingerprint
+
+    data = write_text_dataset(tmp_path / "data", train_docs=40, eval_docs=8)
+    result = train_cpt(
+        request(schedule=T.Schedule(max_steps=5, learning_rate=3e-3, per_device_batch_size=4)), data, tmp_path / "model"
+    )
+    (log_dir,) = {event.parent for event in (tmp_path / "model" / "runs").rglob("events.out.tfevents.*")}
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2, 3, 4, 5]
+    assert loss[0].value == pytest.approx(next(e["loss"] for e in result.log_history if e.get("step") == 1), rel=1e-5)
+    assert {"eval/loss", "train/learning_rate"} <= set(events.Tags()["scalars"])
+    fingerprint = result.artifact.fingerprint
+    shutil.rmtree(tmp_path / "model" / "runs")
+    assert content_fingerprint(tmp_path / "model") == fingerprint
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,12 @@ from pathlib import Path
 
 import pytest
 
+from llmft.core.datasets import read_split
 from llmft.core.models import resolve_model_dir
 from llmft.core.recipe import RecipeError
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.testing import write_chat_dataset
-from llmft.train_sft.train import assistant_tokens, train_sft
+from llmft.train_sft.train import assistant_tokens, conversation, train_sft
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +58,32 @@ def test_a_tokenizer_without_chat_template_fails_before_training(tmp_path: Path)
     config.pop("chat_template", None)
     (base / "tokenizer_config.json").write_text(json.dumps(config))
     data = write_chat_dataset(tmp_path / "data", train_rows=10, eval_rows=2)
-    with pytest.raises(RecipeError, match="has no chat template"):
+    with pytest.raises(RecipeError, match="has no chat template; set recipe.chat_template to one of chatml, llama-2"):
         train_sft(request(), data, tmp_path / "model", base_model_dir=base)
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("family", ["llama-2", "redpajama-incite"])
+def test_sft_trains_a_real_format_tokenizer_with_the_chosen_template(tmp_path: Path, family: str) -> None:
+    """A LLaMA-2-chat and a RedPajama-INCITE tokenizer as the Hub ships them (no {% generation %} markers; none at
+    all): refused without a template, trained with the family's template, which the model folder and artifact keep."""
+    from transformers import AutoTokenizer
+
+    from llmft.core.chat_templates import FORMATS
+    from llmft.testing_tokenizers import write_family_model
+
+    base = write_family_model(family, tmp_path / "base")
+    data = write_chat_dataset(tmp_path / "data", train_rows=40, eval_rows=8)
+    with pytest.raises(RecipeError, match=f"recipe.chat_template .*look like {family!r}"):
+        train_sft(request(), data, tmp_path / "refused", base_model_dir=base)
+    assert not (tmp_path / "refused").exists()
+
+    result = train_sft(request(chat_template=family), data, tmp_path / "model", base_model_dir=base)
+    artifact = result.artifact
+    assert artifact.chat_template == family
+    assert artifact.metrics.eval_after.loss < artifact.metrics.eval_before.loss
+    saved = AutoTokenizer.from_pretrained(tmp_path / "model")
+    assert saved.chat_template == FORMATS[family].template
+    # The held-out loss counts the assistant's tokens only, under the family's template.
+    eval_conversations = [conversation(m) for m in read_split(data, "eval")["messages"]]
+    assert artifact.metrics.eval_before.tokens == assistant_tokens(saved, eval_conversations, 64)

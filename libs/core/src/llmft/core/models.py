@@ -70,6 +70,17 @@ def resolve_model_dir(name_or_path: str, revision: str = "") -> ResolvedModel:
     return ResolvedModel(name_or_path, Path(snapshot))
 
 
+def resolve_tokenizer_dir(name_or_path: str, field: str = "tokenizer") -> Path:
+    """A tokenizer as a local directory: a folder holding tokenizer files alone, or any model a base_model may name."""
+    local = Path(name_or_path).expanduser()
+    if local.is_dir() and any((local / name).is_file() for name in TOKENIZER_FILES):
+        return local.resolve()
+    try:
+        return resolve_model_dir(name_or_path).directory
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(str(error).replace("base_model:", f"{field}:", 1)) from error
+
+
 def load_tokenizer(model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmft.core import chat_templates
+
 TOKENIZER_DIR = Path(__file__).resolve().parent / "assets" / "tokenizer"
 
 BOS_TOKEN = "<|endoftext|>"
@@ -26,21 +28,8 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, IM_START, IM_END]
 
-# ChatML with {% generation %} markers around what the assistant says, so `return_assistant_tokens_mask` (and trl's
-# assistant_only_loss) can train on the assistant's tokens only. The end-of-turn token is part of the answer: the model
-# must learn to stop.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{ '<|im_start|>assistant\\n' }}"
-    "{%- generation -%}{{ message['content'] + '<|im_end|>' }}{%- endgeneration -%}"
-    "{{ '\\n' }}"
-    "{%- else -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-)
+# ChatML with {% generation %} markers (llmft.core.chat_templates).
+CHAT_TEMPLATE = chat_templates.CHATML
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from llmft.core.precision import resolve_precision
 from llmft.proto.training.v1 import training_pb2
 
 T = training_pb2
@@ -21,7 +22,7 @@ class RecipeError(ValueError):
 DEFAULTS = T.TrainingRecipe(
     method=T.TRAINING_METHOD_FULL,
     lora=T.LoraConfig(rank=8, alpha=16.0, dropout=0.0),
-    precision=T.PRECISION_FP32,
+    precision=T.PRECISION_AUTO,
     optimizer=T.OPTIMIZER_ADAMW,
     zero=T.ZeroConfig(stage=0),
     schedule=T.Schedule(
@@ -62,7 +63,8 @@ def _fill(target: Any, defaults: Any) -> None:
 
 
 def resolve_recipe(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
-    """A copy of `recipe` with every unset (zero) scalar set to its default. Booleans keep their value: proto3 cannot
+    """A copy of `recipe` with every unset (zero) scalar set to its default, and PRECISION_AUTO resolved to what this
+    device trains fastest in (llmft.core.precision). Booleans keep their value: proto3 cannot
     tell an unset bool from false, so `packing` defaults to true only where a request is read from a file
     (`llmft.core.cli.load_training_request`) and stays as given in a message built in code."""
     resolved = T.TrainingRecipe()
@@ -70,6 +72,7 @@ def resolve_recipe(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
     packing = recipe.packing
     _fill(resolved, DEFAULTS)
     resolved.packing = packing
+    resolved.precision = resolve_precision(resolved.precision)
     return resolved
 
 
@@ -129,8 +132,9 @@ def uses_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-def training_arguments(recipe: T.TrainingRecipe, output_dir: Path, *, report_to: str = "none") -> dict[str, Any]:
-    """Keyword arguments for transformers TrainingArguments (and trl's configs, which extend it)."""
+def training_arguments(recipe: T.TrainingRecipe, output_dir: Path, *, report_to: str = "tensorboard") -> dict[str, Any]:
+    """Keyword arguments for transformers TrainingArguments (and trl's configs, which extend it). Logs go to
+    TensorBoard under `output_dir`/runs/ (one folder per attempt); the saved model folder gets a copy."""
     s = recipe.schedule
     kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir),

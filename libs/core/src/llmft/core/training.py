@@ -16,12 +16,16 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from llmft.core import chat_templates
 from llmft.core import fingerprint as fp
 from llmft.core.models import count_parameters, model_family, tokenizer_fingerprint, weights_fingerprint
 from llmft.proto.training.v1 import training_pb2
 
 T = training_pb2
 ARTIFACT_FILE = "llmft_artifact.json"
+# TensorBoard event files of the training run, in a model folder (transformers' and the Hub's convention: the Hub
+# shows a model repo's runs/ as its training metrics). Not part of the model's fingerprint: they hold wall times.
+LOGS_DIR = "runs"
 
 
 def eval_metrics(metrics: dict[str, float], tokens: int, perplexity: bool = True) -> T.EvalMetrics:
@@ -119,18 +123,26 @@ def read_artifact(model_dir: Path) -> T.ModelArtifact | None:
 
 @dataclass
 class BaseModel:
-    """The model a stage starts from, checked against the recipe, with its tokenizer."""
+    """The model a stage starts from, checked against the recipe, with its tokenizer (carrying the chat template the
+    recipe chose) and what the artifact records of that template."""
 
     name: str
     directory: Path
     tokenizer: Any
+    chat_template: str = ""
 
 
 def load_base(
-    name: str, revision: str, upstream_dir: Path | None, recipe: T.TrainingRecipe, distributed: bool
+    name: str,
+    revision: str,
+    upstream_dir: Path | None,
+    recipe: T.TrainingRecipe,
+    distributed: bool,
+    chat: str = chat_templates.OPTIONAL,
 ) -> BaseModel:
     """Resolves the base (an upstream model folder wins over a name), then validates the recipe against its config
-    before any weights load: errors name the recipe field."""
+    and puts the recipe's chat template on the tokenizer, before any weights load: errors name the recipe field.
+    `chat` is what the stage needs of the template (llmft.core.chat_templates: OPTIONAL, REQUIRED, MARKERS)."""
     from transformers import AutoConfig
 
     from llmft.core.models import load_tokenizer, resolve_model_dir
@@ -140,7 +152,14 @@ def load_base(
     config = AutoConfig.from_pretrained(resolved.directory)
     validate_recipe(recipe, max_positions=getattr(config, "max_position_embeddings", None), distributed=distributed)
     label = base_label(name or str(resolved.directory), resolved.directory)
-    return BaseModel(label, resolved.directory, load_tokenizer(resolved.directory))
+    tokenizer = load_tokenizer(resolved.directory)
+    applied = chat_templates.apply_chat_template(
+        tokenizer, recipe.chat_template, label, field="recipe.chat_template", need=chat
+    )
+    if not applied:  # the tokenizer keeps its template: an upstream llmft model says which one that is
+        upstream = read_artifact(resolved.directory)
+        applied = upstream.chat_template if upstream else ""
+    return BaseModel(label, resolved.directory, tokenizer, applied)
 
 
 def save_and_describe(
@@ -160,6 +179,7 @@ def save_and_describe(
     if not trainer.is_world_process_zero():
         return T.ModelArtifact()
     fmt = save_model(trainer.model, base.tokenizer, recipe, out_dir)
+    copy_training_logs(Path(trainer.args.output_dir), out_dir)
     return build_artifact(
         model=trainer.model,
         out_dir=out_dir,
@@ -171,13 +191,34 @@ def save_and_describe(
         stage_version=stage_version,
         input_fingerprints=[dataset_fingerprint],
         metrics=metrics,
+        chat_template=base.chat_template,
+        precision=recipe.precision,
     )
+
+
+def copy_training_logs(work_dir: Path, out_dir: Path) -> None:
+    """Copies the run's TensorBoard logs (every attempt's, a resumed run's included) into the model folder's runs/."""
+    logs = Path(work_dir) / LOGS_DIR
+    if logs.is_dir():
+        shutil.copytree(logs, Path(out_dir) / LOGS_DIR, dirs_exist_ok=True)
+
+
+def content_fingerprint(model_dir: Path) -> str:
+    """Fingerprint of what a model folder holds for inference: everything but its training logs and its description
+    (which holds this fingerprint)."""
+    model_dir = Path(model_dir)
+    files = [
+        p.relative_to(model_dir).as_posix()
+        for p in model_dir.rglob("*")
+        if p.is_file() and p.relative_to(model_dir).parts[0] not in (LOGS_DIR, ARTIFACT_FILE)
+    ]
+    return fp.fingerprint_directory(model_dir, include=files)
 
 
 def model_fingerprint(model_dir: Path) -> str:
     """The fingerprint of a model folder: its artifact's when an llmft stage wrote it, else its content's."""
     artifact = read_artifact(model_dir)
-    return artifact.fingerprint if artifact else fp.fingerprint_directory(Path(model_dir))
+    return artifact.fingerprint if artifact else content_fingerprint(Path(model_dir))
 
 
 def build_artifact(
@@ -192,6 +233,8 @@ def build_artifact(
     stage_version: str,
     input_fingerprints: Iterable[str],
     metrics: T.TrainingMetrics,
+    chat_template: str,
+    precision: T.Precision,
 ) -> T.ModelArtifact:
     """Describes a saved model directory and writes the description into it (llmft_artifact.json)."""
     total, trainable = count_parameters(model)
@@ -203,11 +246,13 @@ def build_artifact(
         format=fmt,
         model_family=model_family(model.config),
         tokenizer_fingerprint=tokenizer_fingerprint(out_dir),
-        fingerprint=fp.fingerprint_directory(Path(out_dir)),
+        fingerprint=content_fingerprint(Path(out_dir)),
         metrics=metrics,
         parameters=total,
         trainable_parameters=trainable,
         provenance=fp.provenance(stage, stage_version, request, [base_model_fp, *input_fingerprints]),
+        chat_template=chat_template,
+        precision=precision,
     )
     write_message(Path(out_dir) / ARTIFACT_FILE, artifact)
     return artifact

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
+from llmft.core.chat_templates import choice_problem
 from llmft.flyte.pipeline import ANSWER_METRICS, POLICY_METRICS
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
@@ -68,11 +69,13 @@ def parse_config(data: Any, where: str = "config") -> P.PipelineRequest:
 
 
 def complete(request: P.PipelineRequest) -> None:
-    """Fills what a config leaves to the run: stage base models and dataset tokenizers from `base_model`, dataset
-    kinds from the section they are in, the evaluation's candidate."""
+    """Fills what a config leaves to the run: stage base models and dataset tokenizers from `base_model`, their chat
+    templates from `chat_template`, dataset kinds from the section they are in, the evaluation's candidate."""
     for section in TRAINING_STAGES:
         if present(request, section) and not getattr(request, section).base_model:
             getattr(request, section).base_model = request.base_model
+        if present(request, section) and not getattr(request, section).recipe.chat_template:
+            getattr(request, section).recipe.chat_template = request.chat_template
     for section, kind in DATASET_KINDS.items():
         if not present(request, section):
             continue
@@ -81,6 +84,8 @@ def complete(request: P.PipelineRequest) -> None:
             dataset.kind = kind
         if not dataset.tokenizer:
             dataset.tokenizer = request.base_model
+        if not dataset.chat_template and dataset.tokenizer == request.base_model:
+            dataset.chat_template = request.chat_template
         if not dataset.name:
             dataset.name = f"{request.name}-{section}"
     if present(request, "evaluation") and not request.evaluation.candidate:
@@ -144,6 +149,12 @@ def check(request: P.PipelineRequest) -> None:
         problems.append("preferences: given, but no `reward_model`, `ppo` or `dpo` section uses it")
     if present(request, "ppo") and not present(request, "reward_model") and not request.ppo.reward_model:
         problems.append("ppo: needs a `reward_model` section or ppo.reward_model (a trained reward model)")
+    templates = [("chat_template", request.chat_template)] + [
+        (f"{s}.recipe.chat_template", getattr(request, s).recipe.chat_template)
+        for s in TRAINING_STAGES
+        if present(request, s)
+    ]
+    problems += [f"{name}: {choice_problem(value)}" for name, value in templates if choice_problem(value)]
     problems += check_evaluation(request)
     if present(request, "publish"):
         if not request.publish.model_repo_id:

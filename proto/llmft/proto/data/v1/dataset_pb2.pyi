@@ -106,7 +106,7 @@ class SplitConfig(_message.Message):
     def __init__(self, eval_fraction: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class DatasetRequest(_message.Message):
-    __slots__ = ("name", "kind", "sources", "cleaning", "split", "tokenizer", "max_tokens")
+    __slots__ = ("name", "kind", "sources", "cleaning", "split", "tokenizer", "max_tokens", "chat_template")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class DatasetRequest(_message.Message):
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: DatasetKind
     sources: _containers.RepeatedCompositeFieldContainer[DatasetSource]
@@ -121,7 +122,8 @@ class DatasetRequest(_message.Message):
     split: SplitConfig
     tokenizer: str
     max_tokens: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[DatasetKind, str]] = ..., sources: _Optional[_Iterable[_Union[DatasetSource, _Mapping]]] = ..., cleaning: _Optional[_Union[CleaningConfig, _Mapping]] = ..., split: _Optional[_Union[SplitConfig, _Mapping]] = ..., tokenizer: _Optional[str] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    chat_template: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[DatasetKind, str]] = ..., sources: _Optional[_Iterable[_Union[DatasetSource, _Mapping]]] = ..., cleaning: _Optional[_Union[CleaningConfig, _Mapping]] = ..., split: _Optional[_Union[SplitConfig, _Mapping]] = ..., tokenizer: _Optional[str] = ..., max_tokens: _Optional[int] = ..., chat_template: _Optional[str] = ...) -> None: ...
 
 class SplitStats(_message.Message):
     __slots__ = ("name", "rows", "characters", "tokens", "rows_over_max_tokens")

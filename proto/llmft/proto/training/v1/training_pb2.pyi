@@ -20,6 +20,7 @@ class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRECISION_UNSPECIFIED: _ClassVar[Precision]
     PRECISION_FP32: _ClassVar[Precision]
     PRECISION_BF16: _ClassVar[Precision]
+    PRECISION_AUTO: _ClassVar[Precision]
 
 class Optimizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -40,6 +41,7 @@ TRAINING_METHOD_QLORA: TrainingMethod
 PRECISION_UNSPECIFIED: Precision
 PRECISION_FP32: Precision
 PRECISION_BF16: Precision
+PRECISION_AUTO: Precision
 OPTIMIZER_UNSPECIFIED: Optimizer
 OPTIMIZER_ADAMW: Optimizer
 OPTIMIZER_ADAMW_8BIT: Optimizer
@@ -111,7 +113,7 @@ class EvalConfig(_message.Message):
     def __init__(self, eval_steps: _Optional[int] = ..., max_eval_samples: _Optional[int] = ...) -> None: ...
 
 class TrainingRecipe(_message.Message):
-    __slots__ = ("method", "lora", "precision", "optimizer", "zero", "schedule", "max_length", "packing", "seed", "checkpoint", "eval")
+    __slots__ = ("method", "lora", "precision", "optimizer", "zero", "schedule", "max_length", "packing", "seed", "checkpoint", "eval", "chat_template")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     LORA_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +125,7 @@ class TrainingRecipe(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     EVAL_FIELD_NUMBER: _ClassVar[int]
+    CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     method: TrainingMethod
     lora: LoraConfig
     precision: Precision
@@ -134,7 +137,8 @@ class TrainingRecipe(_message.Message):
     seed: int
     checkpoint: CheckpointConfig
     eval: EvalConfig
-    def __init__(self, method: _Optional[_Union[TrainingMethod, str]] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., precision: _Optional[_Union[Precision, str]] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., zero: _Optional[_Union[ZeroConfig, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., max_length: _Optional[int] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., checkpoint: _Optional[_Union[CheckpointConfig, _Mapping]] = ..., eval: _Optional[_Union[EvalConfig, _Mapping]] = ...) -> None: ...
+    chat_template: str
+    def __init__(self, method: _Optional[_Union[TrainingMethod, str]] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., precision: _Optional[_Union[Precision, str]] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., zero: _Optional[_Union[ZeroConfig, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., max_length: _Optional[int] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., checkpoint: _Optional[_Union[CheckpointConfig, _Mapping]] = ..., eval: _Optional[_Union[EvalConfig, _Mapping]] = ..., chat_template: _Optional[str] = ...) -> None: ...
 
 class DistributedConfig(_message.Message):
     __slots__ = ("nnodes", "nproc_per_node")
@@ -189,7 +193,7 @@ class TrainingMetrics(_message.Message):
     def __init__(self, eval_before: _Optional[_Union[EvalMetrics, _Mapping]] = ..., eval_after: _Optional[_Union[EvalMetrics, _Mapping]] = ..., train_loss: _Optional[float] = ..., steps: _Optional[int] = ..., train_tokens: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., train_seconds: _Optional[float] = ...) -> None: ...
 
 class ModelArtifact(_message.Message):
-    __slots__ = ("uri", "base_model", "base_model_fingerprint", "format", "model_family", "tokenizer_fingerprint", "fingerprint", "metrics", "parameters", "trainable_parameters", "provenance")
+    __slots__ = ("uri", "base_model", "base_model_fingerprint", "format", "model_family", "tokenizer_fingerprint", "fingerprint", "metrics", "parameters", "trainable_parameters", "provenance", "chat_template", "precision")
     URI_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +205,8 @@ class ModelArtifact(_message.Message):
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     TRAINABLE_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     uri: str
     base_model: str
     base_model_fingerprint: str
@@ -212,4 +218,6 @@ class ModelArtifact(_message.Message):
     parameters: int
     trainable_parameters: int
     provenance: _provenance_pb2.Provenance
-    def __init__(self, uri: _Optional[str] = ..., base_model: _Optional[str] = ..., base_model_fingerprint: _Optional[str] = ..., format: _Optional[_Union[ArtifactFormat, str]] = ..., model_family: _Optional[str] = ..., tokenizer_fingerprint: _Optional[str] = ..., fingerprint: _Optional[str] = ..., metrics: _Optional[_Union[TrainingMetrics, _Mapping]] = ..., parameters: _Optional[int] = ..., trainable_parameters: _Optional[int] = ..., provenance: _Optional[_Union[_provenance_pb2.Provenance, _Mapping]] = ...) -> None: ...
+    chat_template: str
+    precision: Precision
+    def __init__(self, uri: _Optional[str] = ..., base_model: _Optional[str] = ..., base_model_fingerprint: _Optional[str] = ..., format: _Optional[_Union[ArtifactFormat, str]] = ..., model_family: _Optional[str] = ..., tokenizer_fingerprint: _Optional[str] = ..., fingerprint: _Optional[str] = ..., metrics: _Optional[_Union[TrainingMetrics, _Mapping]] = ..., parameters: _Optional[int] = ..., trainable_parameters: _Optional[int] = ..., provenance: _Optional[_Union[_provenance_pb2.Provenance, _Mapping]] = ..., chat_template: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ...) -> None: ...

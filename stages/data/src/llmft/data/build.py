@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from llmft.core import chat_templates
 from llmft.core import fingerprint as fp
 from llmft.core.datasets import SPLITS, DatasetWriter
 from llmft.data import STAGE, __version__
@@ -164,12 +165,22 @@ def prepare(
     tokenizer = None
     tokenizer_fingerprint = ""
     if request.tokenizer:
-        from llmft.core.models import load_tokenizer, resolve_model_dir
+        from llmft.core.models import load_tokenizer, resolve_tokenizer_dir
         from llmft.core.models import tokenizer_fingerprint as tok_fp
 
-        model_dir = resolve_model_dir(request.tokenizer).directory
+        model_dir = resolve_tokenizer_dir(request.tokenizer)
         tokenizer = load_tokenizer(model_dir)
         tokenizer_fingerprint = tok_fp(model_dir)
+        if kind == dataset_pb2.DATASET_KIND_CHAT or request.chat_template:
+            need = chat_templates.REQUIRED if kind == dataset_pb2.DATASET_KIND_CHAT else chat_templates.OPTIONAL
+            try:
+                chat_templates.apply_chat_template(
+                    tokenizer, request.chat_template, request.tokenizer, field="chat_template", need=need
+                )
+            except chat_templates.ChatTemplateError as error:
+                raise DatasetRequestError(str(error)) from error
+            if request.chat_template:  # the statistics' tokenizer is the files plus the chosen template
+                tokenizer_fingerprint = fp.combine(tokenizer_fingerprint, fp.fingerprint_text(tokenizer.chat_template))
 
     splits = {name: SplitAccumulator(name) for name in SPLITS}
     offset = 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmft.core import chat_templates
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
 from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
@@ -54,7 +55,7 @@ def train_dpo(
     manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
     if not request.base_model and base_model_dir is None:
         raise RecipeError("base_model: empty and no upstream policy folder given; name the policy to optimise")
-    base = load_base(request.base_model, "", base_model_dir, recipe, distributed)
+    base = load_base(request.base_model, "", base_model_dir, recipe, distributed, chat=chat_templates.REQUIRED)
     tokenizer = base.tokenizer
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
         check_prompt_lengths(pairs, tokenizer, recipe.max_length, f"{data_dir}/{split}.parquet")

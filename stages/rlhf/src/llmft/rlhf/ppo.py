@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmft.core import chat_templates
 from llmft.core.datasets import read_manifest, read_split
 from llmft.core.models import load_frozen_model, load_tokenizer, resolve_model_dir
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
-from llmft.core.training import build_artifact, latest_checkpoint, load_base, log_history_series, save_model
+from llmft.core.training import (
+    build_artifact,
+    copy_training_logs,
+    latest_checkpoint,
+    load_base,
+    log_history_series,
+    save_model,
+)
 from llmft.proto.data.v1 import dataset_pb2
 from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.proto.training.v1 import training_pb2 as T
@@ -244,7 +252,7 @@ def train_ppo(
     if not request.reward_model and reward_model_dir is None:
         raise RecipeError("reward_model: empty and no reward model folder given; name the reward model")
     prompts = load_prompts(data_dir, ppo.eval_prompts or recipe.eval.max_eval_samples)
-    base = load_base(request.base_model, "", base_model_dir, recipe, distributed)
+    base = load_base(request.base_model, "", base_model_dir, recipe, distributed, chat=chat_templates.REQUIRED)
     reward_dir = resolve_model_dir(str(reward_model_dir) if reward_model_dir else request.reward_model).directory
     check_causal_lm(base.directory, "policy")
     check_reward_model(reward_dir)
@@ -331,6 +339,7 @@ def train_ppo(
         train_loss=losses[-1] if losses else 0.0, steps=int(trainer.state.global_step), train_seconds=seconds
     )
     fmt = save_model(trained, tokenizer, recipe, out_dir)
+    copy_training_logs(work, out_dir)
     artifact = build_artifact(
         model=trained,
         out_dir=out_dir,
@@ -342,6 +351,8 @@ def train_ppo(
         stage_version=__version__,
         input_fingerprints=[prompts.manifest.fingerprint, comparison.reward_model_fingerprint],
         metrics=metrics,
+        chat_template=base.chat_template,
+        precision=recipe.precision,
     )
     evaluated = {e.name: e for e in comparison.policies}
     report = rlhf_pb2.PpoReport(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmft.core import chat_templates
 from llmft.core.datasets import read_manifest, read_split, require_kind
 from llmft.core.generation import generate_answers
 from llmft.core.lm_loss import install_for_recipe
@@ -34,17 +35,6 @@ class SftResult:
     artifact: training_pb2.ModelArtifact
     report_html: str
     samples: list[dict[str, str]]
-
-
-def check_chat_template(tokenizer: Any, model_name: str) -> None:
-    template = getattr(tokenizer, "chat_template", None)
-    if not template:
-        raise RecipeError(f"base model {model_name!r}: its tokenizer has no chat template; SFT needs one")
-    if "generation" not in template:
-        raise RecipeError(
-            f"base model {model_name!r}: its chat template has no {{% generation %}} markers, so the assistant's "
-            "tokens cannot be told apart for assistant-only loss"
-        )
 
 
 def assistant_tokens(tokenizer: Any, conversations: list[list[dict[str, str]]], max_length: int) -> int:
@@ -139,9 +129,15 @@ def train_sft(
     recipe = resolve_recipe(request.recipe)
     manifest = read_manifest(data_dir)
     require_kind(manifest, dataset_pb2.DATASET_KIND_CHAT, STAGE)
-    base = load_base(request.base_model, request.base_model_revision, base_model_dir, recipe, distributed)
+    base = load_base(
+        request.base_model,
+        request.base_model_revision,
+        base_model_dir,
+        recipe,
+        distributed,
+        chat=chat_templates.MARKERS,
+    )
     tokenizer = base.tokenizer
-    check_chat_template(tokenizer, base.name)
 
     train_conversations = [conversation(m) for m in read_split(data_dir, "train")["messages"]]
     eval_conversations = [conversation(m) for m in read_split(data_dir, "eval")["messages"]]
