@@ -37,6 +37,55 @@ def test_a_recipe_file_loads_with_field_names_and_enum_names(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
+    ("yaml_text", "field", "default"),
+    [
+        ("lora: {rank: 0}", "recipe.lora.rank", "the default 8"),
+        ("max_length: 0", "recipe.max_length", "the default 256"),
+        ("schedule: {per_device_batch_size: 0}", "recipe.schedule.per_device_batch_size", "the default 8"),
+        ("schedule: {max_steps: 0}", "recipe.schedule.max_steps", "training for schedule.epochs"),
+        ("schedule: {epochs: 0.0}", "recipe.schedule.epochs", "the default 1"),
+        ("schedule: {learning_rate: 0}", "recipe.schedule.learning_rate", "the default 0.0005"),
+        ("schedule: {gradientAccumulationSteps: 0}", "recipe.schedule.gradient_accumulation_steps", "the default 1"),
+        ("schedule: {max_grad_norm: 0}", "recipe.schedule.max_grad_norm", "the default 1"),
+        ("checkpoint: {save_total_limit: 0}", "recipe.checkpoint.save_total_limit", "the default 2"),
+    ],
+)
+def test_an_explicit_zero_in_a_recipe_file_is_an_error_naming_the_field(
+    tmp_path: Path, yaml_text: str, field: str, default: str
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"recipe: {{{yaml_text}}}\n")
+    with pytest.raises(
+        R.RecipeError, match=rf"r.yaml: {field}: an explicit 0 is not allowed: it would silently mean {default};"
+    ):
+        load_training_request(path)
+    # The same field left out takes its default; a recipe-only file is checked the same way.
+    path.write_text(f"{yaml_text}\n")
+    with pytest.raises(R.RecipeError, match=field):
+        load_training_request(path)
+
+
+def test_zeros_that_mean_what_they_say_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "recipe: {seed: 0, schedule: {warmup_ratio: 0, weight_decay: 0}, lora: {dropout: 0},"
+        " checkpoint: {save_steps: 0}, eval: {eval_steps: 0, max_eval_samples: 0}}\n"
+    )
+    recipe = R.resolve_recipe(load_training_request(path).recipe)
+    assert (recipe.schedule.warmup_ratio, recipe.checkpoint.save_steps, recipe.eval.max_eval_samples) == (0, 0, 0)
+
+
+def test_every_nested_recipe_of_a_request_is_checked() -> None:
+    from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+
+    data = {"sft": {"recipe": {"max_length": 0}}, "dpo": {"recipe": {"lora": {"rank": "0"}}}}
+    assert [p.split(":")[0] for p in R.explicit_zero_problems(data, P.PipelineRequest.DESCRIPTOR)] == [
+        "sft.recipe.max_length",
+        "dpo.recipe.lora.rank",
+    ]
+
+
+@pytest.mark.parametrize(
     ("fields", "message"),
     [
         ({"max_length": 4096}, "recipe.max_length: 4096 is beyond the model's 1024 positions"),

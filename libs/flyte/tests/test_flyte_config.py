@@ -69,6 +69,7 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
         (lambda c: [c.pop(k) for k in ("sft", "dpo", "evaluation")] and c.update(reward_model={}), "no model to serve"),
         (lambda c: c.pop("base_model") and c["sft"].update(base_model="x"), "evaluation.baseline: 'base' is compared"),
         (lambda c: c["sft"].update(recipe={"schedule": {"max_steps": "many"}}), "max_steps"),
+        (lambda c: c["sft"]["recipe"].update(max_length=0), "sft.recipe.max_length: an explicit 0 is not allowed"),
         (lambda c: c.update(chat_template="llama2"), "chat_template: 'llama2' is neither a shipped template"),
         (lambda c: c["sft"]["recipe"].update(chat_template="vicuna"), "sft.recipe.chat_template: 'vicuna' is neither"),
     ],

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 
 from llmft.core.datasets import DatasetKindError
 from llmft.core.models import ModelNotFoundError
-from llmft.core.recipe import RecipeError
+from llmft.core.recipe import RecipeError, explicit_zero_problems
 from llmft.proto.training.v1 import training_pb2
 
 USER_ERRORS = (RecipeError, DatasetKindError, ModelNotFoundError, FileNotFoundError, FileExistsError, ValueError)
@@ -34,6 +34,9 @@ def load_training_request(path: Path) -> training_pb2.TrainingRequest:
     if not set(data) & known:
         data = {"recipe": data}
     data.setdefault("recipe", {}).setdefault("packing", True)
+    problems = explicit_zero_problems(data, training_pb2.TrainingRequest.DESCRIPTOR)
+    if problems:
+        raise RecipeError(f"{path}: " + "; ".join(problems))
     try:
         json_format.ParseDict(data, request)
     except json_format.ParseError as error:
@@ -67,6 +70,8 @@ def apply_model_and_steps(request: Any, args: argparse.Namespace) -> None:
     if not request.base_model and not args.base_model_dir:
         request.base_model = DEFAULT_BASE_MODEL
     if args.max_steps is not None:
+        if args.max_steps <= 0:
+            raise RecipeError(f"--max-steps: must be > 0, got {args.max_steps}; leave it out to train for the epochs")
         request.recipe.schedule.max_steps = args.max_steps
 
 

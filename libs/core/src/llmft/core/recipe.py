@@ -1,7 +1,9 @@
 """The one mapping from a TrainingRecipe (proto) onto transformers TrainingArguments, peft, bitsandbytes and
 deepspeed. Every training stage (CPT, SFT, reward model, PPO, DPO) builds its trainer from these functions, so a recipe
-means the same thing everywhere. Zero values in the recipe mean "the default below"; `resolve_recipe` fills them in,
-and `validate_recipe` rejects what cannot run before any model is loaded."""
+means the same thing everywhere. An absent field means "the default below"; `resolve_recipe` fills them in, and
+`validate_recipe` rejects what cannot run before any model is loaded. proto3 cannot tell an absent number from an
+explicit 0, so a request read from a file is checked first (`explicit_zero_problems`): an explicit 0 where 0 would
+silently become a non-zero default is an error naming the field."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ DEFAULTS = T.TrainingRecipe(
     schedule=T.Schedule(
         learning_rate=5e-4,
         lr_scheduler="cosine",
-        warmup_ratio=0.05,
+        warmup_ratio=0.0,
         weight_decay=0.0,
         epochs=1.0,
         per_device_batch_size=8,
@@ -60,6 +62,73 @@ def _fill(target: Any, defaults: Any) -> None:
             _fill(getattr(target, field.name), default_value)
         elif not getattr(target, field.name):
             setattr(target, field.name, default_value)
+
+
+# Recipe fields whose 0 cannot mean what it says: an absent field reads as 0 and takes its default. What to do instead
+# when 0 was meant.
+NON_ZERO = {
+    "lora.rank": "give a rank > 0",
+    "lora.alpha": "give an alpha > 0",
+    "schedule.learning_rate": "give a learning rate > 0",
+    "schedule.max_steps": "give steps > 0",
+    "schedule.epochs": "give epochs > 0, or schedule.max_steps",
+    "schedule.per_device_batch_size": "give a batch size > 0",
+    "schedule.gradient_accumulation_steps": "give 1 for no accumulation",
+    "schedule.max_grad_norm": "gradient clipping cannot be switched off; give a large norm (e.g. 1e9) for none",
+    "max_length": "give a length in tokens > 0",
+    "checkpoint.save_total_limit": "give how many checkpoints to keep (> 0)",
+}
+
+
+def _default_of(path: str) -> str:
+    """What an absent field means, in words."""
+    if path == "schedule.max_steps":
+        return "training for schedule.epochs"
+    value: Any = DEFAULTS
+    for part in path.split("."):
+        value = getattr(value, part)
+    return f"the default {value:g}"
+
+
+def _is_zero(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        return float(value) == 0
+    except (TypeError, ValueError):
+        return False
+
+
+def explicit_zero_problems(data: Any, descriptor: Any, where: str = "") -> list[str]:
+    """The explicit zeros of NON_ZERO fields in every TrainingRecipe inside `data`, a request as read from YAML/JSON
+    (proto or JSON field names) for the message `descriptor`; each problem names the field's path."""
+    if not isinstance(data, dict):
+        return []
+    if descriptor.full_name == T.TrainingRecipe.DESCRIPTOR.full_name:
+        problems = []
+        for path, advice in NON_ZERO.items():
+            value: Any = data
+            for part in path.split("."):
+                camel = part.split("_")[0] + "".join(word.title() for word in part.split("_")[1:])
+                value = value.get(part, value.get(camel)) if isinstance(value, dict) else None
+            if value is not None and _is_zero(value):
+                problems.append(
+                    f"{where}{path}: an explicit 0 is not allowed: it would silently mean {_default_of(path)}; "
+                    f"{advice}, or leave the field out"
+                )
+        return problems
+    problems = []
+    for field in descriptor.fields:
+        if field.message_type is None:
+            continue
+        for key in dict.fromkeys((field.name, field.json_name)):
+            if key not in data:
+                continue
+            values = data[key] if field.is_repeated and isinstance(data[key], list) else [data[key]]
+            for index, value in enumerate(values):
+                suffix = f"[{index}]" if field.is_repeated else ""
+                problems += explicit_zero_problems(value, field.message_type, f"{where}{field.name}{suffix}.")
+    return problems
 
 
 def resolve_recipe(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
@@ -102,8 +171,6 @@ def validate_recipe(recipe: T.TrainingRecipe, *, max_positions: int | None = Non
     if recipe.optimizer not in OPTIMIZERS:
         raise RecipeError(f"recipe.optimizer: unsupported value {recipe.optimizer}")
     if recipe.method in (T.TRAINING_METHOD_LORA, T.TRAINING_METHOD_QLORA):
-        if recipe.lora.rank == 0:
-            raise RecipeError("recipe.lora.rank: must be > 0 for LoRA and QLoRA")
         if not 0 <= recipe.lora.dropout < 1:
             raise RecipeError(f"recipe.lora.dropout: must be in [0, 1), got {recipe.lora.dropout}")
     if recipe.method == T.TRAINING_METHOD_QLORA and recipe.lora.merge:

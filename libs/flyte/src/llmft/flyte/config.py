@@ -14,6 +14,7 @@ import yaml
 from google.protobuf import json_format
 
 from llmft.core.chat_templates import choice_problem
+from llmft.core.recipe import explicit_zero_problems
 from llmft.flyte.pipeline import ANSWER_METRICS, POLICY_METRICS
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
@@ -60,6 +61,9 @@ def parse_config(data: Any, where: str = "config") -> P.PipelineRequest:
         json_format.ParseDict(data, request)
     except json_format.ParseError as error:
         raise ConfigError(f"{where}: {error}") from error
+    problems = explicit_zero_problems(data, P.PipelineRequest.DESCRIPTOR)
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
     try:
         complete(request)
         check(request)

@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from llmft.core.cli import USER_ERRORS, apply_model_and_steps
 from llmft.core.distributed import under_launcher
-from llmft.core.recipe import RecipeError
+from llmft.core.recipe import RecipeError, explicit_zero_problems
 from llmft.core.training import replace_dir
 from llmft.proto.rlhf.v1 import rlhf_pb2
 
@@ -85,6 +85,9 @@ def load(path: Path | None, message: RequestT) -> RequestT:
         json_format.ParseDict(data, message)
     except (OSError, yaml.YAMLError, json_format.ParseError) as error:
         raise RecipeError(f"{path}: {error}") from error
+    problems = explicit_zero_problems(data, message.DESCRIPTOR)
+    if problems:
+        raise RecipeError(f"{path}: " + "; ".join(problems))
     return message
 
 
