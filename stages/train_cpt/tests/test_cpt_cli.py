@@ -42,3 +42,54 @@ def test_cli_trains_from_an_example_and_refuses_the_wrong_kind(
     assert main(["--data", str(chat), "--out", str(tmp_path / "bad"), "--max-steps", "1"]) == 2
     assert "DATASET_KIND_CHAT" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_artifact_names_the_final_folder_and_killed_runs_leftovers_are_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The uri in llmft_artifact.json and on stdout is --out itself (not the staging folder it was written in). The
+    staging folder a killed run left (its process gone, or an older llmft's without an owner) is removed by the next
+    run into the same --out, which says so; a live run's is kept."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from llmft.core.cli import STAGING_OWNER
+
+    data = write_text_dataset(tmp_path / "data", train_docs=40)
+    out = tmp_path / "runs" / "m"
+    out.parent.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        host = socket.gethostname()
+        for name, pid in ((".m-killed", dead.pid), (".m-running", live.pid)):
+            (out.parent / name / "output").mkdir(parents=True)
+            (out.parent / name / STAGING_OWNER).write_text(json.dumps({"host": host, "pid": pid}))
+        (out.parent / ".m-old").mkdir()
+        old = time.time() - 3600
+        os.utime(out.parent / ".m-old", (old, old))
+
+        capsys.readouterr()
+        assert main(["--data", str(data), "--out", str(out), "--max-steps", "1"]) == 0
+        captured = capsys.readouterr()
+        assert sorted(p.name for p in out.parent.iterdir()) == [".m-running", "m"]
+        assert f"removed {out.parent / '.m-killed'}" in captured.err and ".m-old" in captured.err
+    finally:
+        live.kill()
+    artifact = read_artifact(out)
+    assert artifact is not None and artifact.uri == str(out.resolve())
+    printed = json.loads(captured.out[captured.out.rindex("\n{\n") :])  # the artifact, printed last
+    assert printed["uri"] == str(out.resolve()) and Path(printed["uri"], "model.safetensors").is_file()
+
+
+def test_an_out_path_that_is_a_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_text_dataset(tmp_path / "data", train_docs=10, eval_docs=2)
+    (tmp_path / "taken").write_text("mine")
+    assert main(["--data", str(data), "--out", str(tmp_path / "taken"), "--max-steps", "1"]) == 2
+    assert "taken: is a file, not an output folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "mine"

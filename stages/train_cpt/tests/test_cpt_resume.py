@@ -59,6 +59,23 @@ def test_a_stopped_run_resumes_from_its_checkpoint_folder(tmp_path: Path) -> Non
     ).artifact
     assert first.started_at == STOP
     assert_same_run(resumed, full, tmp_path / "resumed", tmp_path / "full")
+    # The metrics cover the whole run, the killed attempt's steps included, not only the resumed ones.
+    assert resumed.metrics.train_loss == pytest.approx(full.metrics.train_loss, abs=1e-5)
+    assert resumed.metrics.train_tokens == full.metrics.train_tokens
+    import json
+
+    def clock(checkpoint: str) -> list[float]:
+        state = json.loads((tmp_path / "ckpt" / checkpoint / "trainer_state.json").read_text())
+        return [e["run_seconds"] for e in state["log_history"] if "run_seconds" in e]
+
+    # The resumed attempt's clock starts where the checkpoint's stopped: it keeps rising across the resume, and the
+    # run's seconds are at least all of it.
+    at_stop, at_end = clock(f"checkpoint-{STOP}"), clock(f"checkpoint-{STEPS}")
+    assert at_end[: len(at_stop)] == at_stop and at_end[len(at_stop)] > at_stop[-1] > 0
+    assert resumed.metrics.train_seconds >= at_end[-1]
+    assert resumed.metrics.tokens_per_second == pytest.approx(
+        resumed.metrics.train_tokens / resumed.metrics.train_seconds
+    )
 
 
 def test_a_retried_task_resumes_from_flytes_checkpoint_store(tmp_path: Path) -> None:

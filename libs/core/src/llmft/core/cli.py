@@ -5,9 +5,15 @@ recipe or data print one line naming the field and exit with status 2, leaving n
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import socket
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,33 +88,87 @@ def request_from_args(args: argparse.Namespace) -> training_pb2.TrainingRequest:
     return request
 
 
+# The file in a staging folder that names the process writing it (host and pid), so a later run can tell a killed
+# run's leftover from a live one.
+STAGING_OWNER = ".llmft-owner"
+# A staging folder without an owner file (an older llmft's) is a leftover once it is this old.
+UNOWNED_STALE_SECONDS = 600
+
+
+def _owner_alive(staging: Path) -> bool:
+    try:
+        owner = json.loads((staging / STAGING_OWNER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return time.time() - staging.stat().st_mtime < UNOWNED_STALE_SECONDS
+    if owner.get("host") != socket.gethostname():
+        return True  # another machine's process: it cannot be checked from here
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Removes the staging folders of earlier runs into `out` whose process is gone (killed runs); returns them."""
+    removed = []
+    for staging in sorted(Path(out).parent.glob(f".{Path(out).name}-*")):
+        if staging.is_dir() and not _owner_alive(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
+
+
+@contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A command's output folder, written in a staging folder beside `out` and moved into place only when the
+    command succeeds, so a failed or killed run leaves no half-written `out`. Refuses a non-empty `out`; removes the
+    leftovers of earlier killed runs first (saying so on stderr); an llmft artifact in the output gets `out` as its
+    uri."""
+    from llmft.core.training import relocate_artifact, replace_dir
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: is a file, not an output folder; nothing was overwritten")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: output folder exists and is not empty; nothing was overwritten")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in remove_stale_staging(out):
+        print(f"removed {leftover}: the staging folder of an earlier run that did not finish", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        (Path(tmp) / STAGING_OWNER).write_text(json.dumps(owner), encoding="utf-8")
+        staged = Path(tmp) / "output"
+        yield staged
+        if staged.exists():
+            replace_dir(staged, out)
+            relocate_artifact(out)
+
+
 def run_training_cli(argv: Sequence[str] | None, prog: str, description: str, train: Callable[..., Any]) -> int:
-    """Parses arguments, trains into a temporary folder next to --out and moves it into place on success."""
+    """Parses arguments, trains into a staging folder next to --out and moves it into place on success."""
     from llmft.core.distributed import under_launcher
-    from llmft.core.training import replace_dir
+    from llmft.core.training import read_artifact
 
     args = training_parser(prog, description).parse_args(argv)
     out: Path = args.out
     try:
-        if out.exists() and any(out.iterdir()):
-            raise FileExistsError(f"{out}: output folder exists and is not empty; nothing was overwritten")
         request = request_from_args(args)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        with staged_output(out) as staged:
             result = train(
                 request,
                 args.data,
-                Path(tmp) / "model",
+                staged,
                 base_model_dir=args.base_model_dir,
                 checkpoint_dir=args.checkpoint_dir,
                 distributed=under_launcher(),
             )
-            if (Path(tmp) / "model").exists():
-                replace_dir(Path(tmp) / "model", out)
     except USER_ERRORS as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    artifact = result.artifact
+    artifact = read_artifact(out) or result.artifact
     if args.report and result.report_html:
         args.report.write_text(result.report_html, encoding="utf-8")
     if artifact.fingerprint:

@@ -63,6 +63,41 @@ def copy_checkpoints(source: Path, checkpoint_dir: Path) -> Path | None:
     return latest_checkpoint(checkpoint_dir)
 
 
+RUN_SECONDS = "run_seconds"
+
+
+def run_clock() -> Any:
+    """A Trainer callback that writes the run's training seconds so far into each logged step (so a checkpoint keeps
+    them) and, in a resumed attempt, continues from the checkpoint's: `seconds()` is then the time of the steps that
+    made the final model, across every attempt."""
+    from transformers import TrainerCallback
+
+    class RunClock(TrainerCallback):  # type: ignore[misc]
+        before = 0.0
+        started = time.perf_counter()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            restored = [e[RUN_SECONDS] for e in state.log_history if RUN_SECONDS in e]
+            self.before = float(restored[-1]) if restored else 0.0
+            self.started = time.perf_counter()
+
+        def seconds(self) -> float:
+            return self.before + time.perf_counter() - self.started
+
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.log_history:
+                state.log_history[-1][RUN_SECONDS] = self.seconds()
+
+    return RunClock()
+
+
+def run_train_loss(log_history: list[dict[str, Any]]) -> float | None:
+    """The mean training loss over every step of the run, a resumed run's earlier attempt included (its steps come
+    back with the checkpoint's log history; a step logged twice counts once). None when no step logged a loss."""
+    losses = {int(e["step"]): float(e["loss"]) for e in log_history if "loss" in e and "step" in e}
+    return sum(losses.values()) / len(losses) if losses else None
+
+
 def train_and_evaluate(
     trainer: Any, eval_tokens: int, resume: bool = True, perplexity: bool = True
 ) -> T.TrainingMetrics:
@@ -71,12 +106,14 @@ def train_and_evaluate(
     are not a language model's (reward model, DPO).
 
     The "before" evaluation runs inside `train` (eval_on_start), so it uses the same engine as training: deepspeed
-    refuses a ZeRO-1/2 evaluation before its engine exists. A resumed run takes it from the restored log history."""
+    refuses a ZeRO-1/2 evaluation before its engine exists. A resumed run takes it from the restored log history, and
+    its train loss, tokens and seconds cover the whole run, not only the resumed steps."""
     trainer.args.eval_on_start = True
     checkpoint = latest_checkpoint(Path(trainer.args.output_dir)) if resume else None
-    started = time.perf_counter()
+    clock = run_clock()
+    trainer.add_callback(clock)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    seconds = time.perf_counter() - started
+    seconds = clock.seconds()
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     if not evaluations:
         raise RuntimeError("training logged no evaluation; eval_on_start did not run")
@@ -86,7 +123,7 @@ def train_and_evaluate(
     return T.TrainingMetrics(
         eval_before=before,
         eval_after=after,
-        train_loss=float(result.training_loss),
+        train_loss=run_train_loss(trainer.state.log_history) or float(result.training_loss),
         steps=int(trainer.state.global_step),
         train_tokens=tokens,
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
@@ -112,6 +149,15 @@ def save_model(model: Any, tokenizer: Any, recipe: T.TrainingRecipe, out_dir: Pa
 
 def write_message(path: Path, message: Message) -> None:
     Path(path).write_text(json_format.MessageToJson(message, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def relocate_artifact(model_dir: Path) -> T.ModelArtifact | None:
+    """After a model folder moved into place: its artifact's uri becomes the folder's final path."""
+    artifact = read_artifact(model_dir)
+    if artifact is not None:
+        artifact.uri = str(Path(model_dir).resolve())
+        write_message(Path(model_dir) / ARTIFACT_FILE, artifact)
+    return artifact
 
 
 def read_artifact(model_dir: Path) -> T.ModelArtifact | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,10 +29,10 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from llmft.core.cli import USER_ERRORS, apply_model_and_steps
+from llmft.core.cli import USER_ERRORS, apply_model_and_steps, staged_output
 from llmft.core.distributed import under_launcher
 from llmft.core.recipe import RecipeError, explicit_zero_problems
-from llmft.core.training import replace_dir
+from llmft.core.training import read_artifact
 from llmft.proto.rlhf.v1 import rlhf_pb2
 
 
@@ -139,14 +138,12 @@ def run(args: argparse.Namespace, out: Path) -> Message:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.out.exists() and any(args.out.iterdir()):
-            raise FileExistsError(f"{args.out}: output folder exists and is not empty; nothing was overwritten")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{args.out.name}-", dir=args.out.parent) as tmp:
-            staged = Path(tmp) / "out"
+        with staged_output(args.out) as staged:
             report = run(args, staged)
-            if staged.exists():
-                replace_dir(staged, args.out)
+        artifact = read_artifact(args.out)
+        for field in ("reward_model", "policy"):  # the report's artifact is the moved folder's
+            if artifact is not None and field in report.DESCRIPTOR.fields_by_name:
+                getattr(report, field).CopyFrom(artifact)
     except USER_ERRORS as error:
         print(f"llmft rlhf {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from llmft.core.training import (
     latest_checkpoint,
     load_base,
     log_history_series,
+    run_clock,
     save_model,
 )
 from llmft.proto.data.v1 import dataset_pb2
@@ -316,9 +316,10 @@ def train_ppo(
             callbacks=callbacks,
         )
         checkpoint = latest_checkpoint(work)
-        started = time.perf_counter()
+        clock = run_clock()
+        trainer.add_callback(clock)
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        seconds = time.perf_counter() - started
+        seconds = clock.seconds()
     finally:
         tokenizer.padding_side = padding_side
     if not trainer.is_world_process_zero():
