@@ -43,7 +43,11 @@ def test_raw_text_from_a_folder_of_files(tmp_path: Path) -> None:
     manifest, _ = build_dataset(request(D.DATASET_KIND_RAW_TEXT, str(docs)), tmp_path / "out")
     rows = {s.name: s.rows for s in manifest.splits}
     assert rows["train"] + rows["eval"] == 20
-    assert {c.step: c.rows_removed for c in manifest.cleaning} == {"drop_blank": 1, "deduplicate_exact": 1}
+    assert {c.step: c.rows_removed for c in manifest.cleaning} == {
+        "strip_control_characters": 0,
+        "drop_blank": 1,
+        "deduplicate_exact": 1,
+    }
     train = read_split(tmp_path / "out", "train")
     assert set(train.columns) == {"id", "source", "text"}
     assert all("\r" not in t and not t.endswith(" ") for t in train["text"])
@@ -187,7 +191,9 @@ def test_missing_file_and_empty_dataset(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"sources\[0\]: .*nope.txt: file not found"):
         acquire_frame(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "nope.txt")))
     (tmp_path / "blank.txt").write_text("\n\n")
-    with pytest.raises(SourceError, match="left no rows after cleaning"):
+    with pytest.raises(
+        SourceError, match="cleaning left none of the 1 rows read: drop_blank removed 1 \\(the first: .*blank.txt\\)"
+    ):
         acquire_frame(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "blank.txt")))
 
 

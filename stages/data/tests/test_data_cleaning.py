@@ -45,7 +45,12 @@ def test_near_duplicates_are_removed_and_counted(tmp_path: Path) -> None:
         request(D.DATASET_KIND_RAW_TEXT, str(docs), deduplicate_exact=True, near_duplicate_threshold=0.7),
         tmp_path / "out",
     )
-    assert removed(manifest) == {"drop_blank": 0, "deduplicate_exact": 1, "deduplicate_near": 1}
+    assert removed(manifest) == {
+        "strip_control_characters": 0,
+        "drop_blank": 0,
+        "deduplicate_exact": 1,
+        "deduplicate_near": 1,
+    }
     assert sum(s.rows for s in manifest.splits) == 2
 
 
@@ -62,7 +67,13 @@ def test_length_pattern_and_language_filters(tmp_path: Path) -> None:
     )
     req.split.eval_fraction = 0.0
     manifest, _ = build_dataset(req, tmp_path / "out")
-    assert removed(manifest) == {"drop_blank": 0, "min_chars": 1, "drop_patterns": 1, "languages": 1}
+    assert removed(manifest) == {
+        "strip_control_characters": 0,
+        "drop_blank": 0,
+        "min_chars": 1,
+        "drop_patterns": 1,
+        "languages": 1,
+    }
     assert list(read_split(tmp_path / "out", "train")["prompt"]) == [rows[3]["prompt"]]
 
 

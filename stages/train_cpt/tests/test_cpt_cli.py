@@ -57,7 +57,7 @@ def test_the_artifact_names_the_final_folder_and_killed_runs_leftovers_are_remov
     import sys
     import time
 
-    from llmft.core.cli import STAGING_OWNER
+    from llmft.core.staging import OWNER_FILE as STAGING_OWNER
 
     data = write_text_dataset(tmp_path / "data", train_docs=40)
     out = tmp_path / "runs" / "m"

@@ -5,13 +5,8 @@ recipe or data print one line naming the field and exit with status 2, leaving n
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import socket
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +18,7 @@ from google.protobuf import json_format
 from llmft.core.datasets import DatasetKindError
 from llmft.core.models import ModelNotFoundError
 from llmft.core.recipe import RecipeError, explicit_zero_problems
+from llmft.core.staging import check_output_folder, make_staging_dir
 from llmft.proto.training.v1 import training_pb2
 
 USER_ERRORS = (RecipeError, DatasetKindError, ModelNotFoundError, FileNotFoundError, FileExistsError, ValueError)
@@ -88,39 +84,6 @@ def request_from_args(args: argparse.Namespace) -> training_pb2.TrainingRequest:
     return request
 
 
-# The file in a staging folder that names the process writing it (host and pid), so a later run can tell a killed
-# run's leftover from a live one.
-STAGING_OWNER = ".llmft-owner"
-# A staging folder without an owner file (an older llmft's) is a leftover once it is this old.
-UNOWNED_STALE_SECONDS = 600
-
-
-def _owner_alive(staging: Path) -> bool:
-    try:
-        owner = json.loads((staging / STAGING_OWNER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return time.time() - staging.stat().st_mtime < UNOWNED_STALE_SECONDS
-    if owner.get("host") != socket.gethostname():
-        return True  # another machine's process: it cannot be checked from here
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, KeyError, ValueError):
-        return True
-    return True
-
-
-def remove_stale_staging(out: Path) -> list[Path]:
-    """Removes the staging folders of earlier runs into `out` whose process is gone (killed runs); returns them."""
-    removed = []
-    for staging in sorted(Path(out).parent.glob(f".{Path(out).name}-*")):
-        if staging.is_dir() and not _owner_alive(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-            removed.append(staging)
-    return removed
-
-
 @contextmanager
 def staged_output(out: Path) -> Iterator[Path]:
     """A command's output folder, written in a staging folder beside `out` and moved into place only when the
@@ -130,21 +93,16 @@ def staged_output(out: Path) -> Iterator[Path]:
     from llmft.core.training import relocate_artifact, replace_dir
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: is a file, not an output folder; nothing was overwritten")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: output folder exists and is not empty; nothing was overwritten")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in remove_stale_staging(out):
-        print(f"removed {leftover}: the staging folder of an earlier run that did not finish", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
-        owner = {"host": socket.gethostname(), "pid": os.getpid()}
-        (Path(tmp) / STAGING_OWNER).write_text(json.dumps(owner), encoding="utf-8")
-        staged = Path(tmp) / "output"
+    check_output_folder(out)
+    staging = make_staging_dir(out)
+    try:
+        staged = staging / "output"
         yield staged
         if staged.exists():
             replace_dir(staged, out)
             relocate_artifact(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_training_cli(argv: Sequence[str] | None, prog: str, description: str, train: Callable[..., Any]) -> int:

@@ -5,12 +5,12 @@ functions."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 
+from llmft.core.staging import OWNER_FILE, check_output_folder, make_staging_dir
 from llmft.proto.data.v1 import dataset_pb2
 
 MANIFEST_FILE = "manifest.json"
@@ -61,10 +61,8 @@ class DatasetWriter:
         import pyarrow as pa
 
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and any(self.out_dir.iterdir()):
-            raise FileExistsError(f"{self.out_dir}: output folder exists and is not empty; nothing was overwritten")
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}-", dir=self.out_dir.parent))
+        check_output_folder(self.out_dir)
+        self.tmp = make_staging_dir(self.out_dir)
         self.tmp.chmod(0o755)
         self.schema = pa.schema([(c, pa.string()) for c in columns])
         self.writers: dict[str, Any] = {}
@@ -91,6 +89,7 @@ class DatasetWriter:
         for writer in self.writers.values():
             writer.close()
         (self.tmp / MANIFEST_FILE).write_text(json_format.MessageToJson(manifest, sort_keys=True) + "\n")
+        (self.tmp / OWNER_FILE).unlink(missing_ok=True)
         if self.out_dir.exists():
             self.out_dir.rmdir()
         self.tmp.rename(self.out_dir)

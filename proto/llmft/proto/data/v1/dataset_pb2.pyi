@@ -140,12 +140,16 @@ class SplitStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., rows: _Optional[int] = ..., characters: _Optional[int] = ..., tokens: _Optional[int] = ..., rows_over_max_tokens: _Optional[int] = ...) -> None: ...
 
 class CleaningStepReport(_message.Message):
-    __slots__ = ("step", "rows_removed")
+    __slots__ = ("step", "rows_removed", "first_row", "rows_changed")
     STEP_FIELD_NUMBER: _ClassVar[int]
     ROWS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ROW_FIELD_NUMBER: _ClassVar[int]
+    ROWS_CHANGED_FIELD_NUMBER: _ClassVar[int]
     step: str
     rows_removed: int
-    def __init__(self, step: _Optional[str] = ..., rows_removed: _Optional[int] = ...) -> None: ...
+    first_row: str
+    rows_changed: int
+    def __init__(self, step: _Optional[str] = ..., rows_removed: _Optional[int] = ..., first_row: _Optional[str] = ..., rows_changed: _Optional[int] = ...) -> None: ...
 
 class DatasetManifest(_message.Message):
     __slots__ = ("name", "kind", "fingerprint", "schema_version", "splits", "cleaning", "tokenizer_fingerprint", "provenance", "source_fingerprints")

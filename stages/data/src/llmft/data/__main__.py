@@ -31,8 +31,10 @@ from pathlib import Path
 import yaml
 from google.protobuf import json_format
 
+from llmft.core.models import ModelNotFoundError
+from llmft.core.recipe import RecipeError
 from llmft.data import __version__
-from llmft.data.build import DatasetRequestError, build_dataset, describe
+from llmft.data.build import DatasetRequestError, build_dataset, cleaning_lines, describe
 from llmft.data.report import report_html
 from llmft.data.schemas import DataValidationError
 from llmft.data.sources import SourceError
@@ -130,11 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         request = request_from_args(args)
         manifest, report = build_dataset(request, args.out)
-    except (DatasetRequestError, SourceError, DataValidationError, FileExistsError, json_format.ParseError) as error:
+    except (
+        DatasetRequestError,
+        SourceError,
+        DataValidationError,
+        FileExistsError,
+        json_format.ParseError,
+        ModelNotFoundError,
+        RecipeError,
+    ) as error:
         print(f"llmft.data: error: {error}", file=sys.stderr)
         return 2
     if args.report:
         args.report.write_text(report_html(manifest, report), encoding="utf-8")
+    for line in cleaning_lines(manifest):
+        print(line, file=sys.stderr)
     print(describe(manifest))
     print(json_format.MessageToJson(manifest, sort_keys=True))
     return 0

@@ -27,7 +27,7 @@ from llmft.core import fingerprint as fp
 from llmft.core.datasets import SPLITS, DatasetWriter
 from llmft.data import STAGE, __version__
 from llmft.data.clean import Cleaner, split_of
-from llmft.data.normalize import to_row
+from llmft.data.normalize import Changes, to_row
 from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, kind_name, validate_rows
 from llmft.data.sources import SourceError, read_source
 from llmft.proto.data.v1 import dataset_pb2
@@ -79,6 +79,7 @@ class Acquisition:
         self.chunk_rows = chunk_rows
         self.source_fingerprints: list[str] = []
         self.cleaner = Cleaner(CONTENT_COLUMNS[request.kind], request.cleaning)
+        self.changes = Changes()
         self.rows_read = 0
 
     def rows(self) -> Iterator[dict[str, Any]]:
@@ -87,7 +88,7 @@ class Acquisition:
             try:
                 for record in read_source(source, self.source_fingerprints):
                     self.rows_read += 1
-                    row = to_row(record, self.request.kind, self.request.cleaning.normalize)
+                    row = to_row(record, self.request.kind, self.request.cleaning.normalize, self.changes)
                     if not self.cleaner.keep(row):
                         continue
                     # Kept repeats of the same content (deduplication off) get their own ids: "<hash>~2", ...
@@ -111,16 +112,26 @@ class Acquisition:
                 buffer = []
         kept += len(buffer)
         if kept == 0:
-            what = "hold no rows" if self.rows_read == 0 else f"left no rows after cleaning ({self.cleaner.removed})"
-            raise SourceError(f"{self.request.name}: the sources {what}")
+            if self.rows_read == 0:
+                raise SourceError(f"{self.request.name}: the sources hold no rows")
+            steps = "; ".join(
+                f"{step} removed {removed} (the first: {first})"
+                for step, removed, first in self.cleaner.removed
+                if removed
+            )
+            raise SourceError(f"{self.request.name}: cleaning left none of the {self.rows_read} rows read: {steps}")
         if buffer:
             yield pd.DataFrame(buffer, columns=columns)
 
     def summary(self) -> dataset_pb2.DatasetManifest:
         """The part of the manifest acquisition knows, to hand to `prepare` (across a task boundary if need be)."""
         manifest = dataset_pb2.DatasetManifest(source_fingerprints=self.source_fingerprints)
-        for step, removed in self.cleaner.removed:
-            manifest.cleaning.add(step=step, rows_removed=removed)
+        if self.request.cleaning.normalize:
+            manifest.cleaning.add(
+                step="strip_control_characters", rows_changed=self.changes.rows, first_row=self.changes.first
+            )
+        for step, removed, first in self.cleaner.removed:
+            manifest.cleaning.add(step=step, rows_removed=removed, first_row=first)
         return manifest
 
 
@@ -239,7 +250,7 @@ def prepare(
         manifest.provenance.CopyFrom(fp.provenance(STAGE, __version__, config, known.source_fingerprints))
         writer.finish(manifest)
     report = {
-        "removed": [(c.step, c.rows_removed) for c in manifest.cleaning],
+        "removed": [(c.step, c.rows_removed, c.rows_changed, c.first_row) for c in manifest.cleaning],
         "lengths": {name: list(acc.lengths) for name, acc in splits.items()},
         "tokens": {name: list(acc.token_counts) for name, acc in splits.items()},
         "samples": {name: acc.samples for name, acc in splits.items()},
@@ -265,6 +276,18 @@ def acquire_frame(request: dataset_pb2.DatasetRequest) -> tuple[pd.DataFrame, da
 def frame_chunks(frame: pd.DataFrame, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     for start in range(0, max(len(frame), 1), chunk_rows):
         yield frame.iloc[start : start + chunk_rows]
+
+
+def cleaning_lines(manifest: dataset_pb2.DatasetManifest) -> list[str]:
+    """What cleaning removed or changed, one line per step that did anything, naming the first row: what a command
+    prints on stderr, so nothing is dropped where the user does not look."""
+    lines = []
+    for step in manifest.cleaning:
+        if step.rows_removed:
+            lines.append(f"cleaning: {step.step} removed {step.rows_removed} row(s), the first from {step.first_row}")
+        if step.rows_changed:
+            lines.append(f"cleaning: {step.step} changed {step.rows_changed} row(s), the first from {step.first_row}")
+    return lines
 
 
 def describe(manifest: dataset_pb2.DatasetManifest) -> str:

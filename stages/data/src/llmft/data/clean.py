@@ -89,6 +89,7 @@ class Cleaner:
             near = NearDuplicates(config.near_duplicate_threshold)
             self.steps.append(("deduplicate_near", lambda row, text: not near.seen(text)))
         self.counts = {name: 0 for name, _ in self.steps}
+        self.first: dict[str, str] = {}
 
     def _first_of_its_content(self, row: dict[str, Any], text: str) -> bool:
         key = bytes.fromhex(row["id"].split("~", 1)[0][:32])
@@ -106,12 +107,14 @@ class Cleaner:
         for name, keep in self.steps:
             if not keep(row, text):
                 self.counts[name] += 1
+                self.first.setdefault(name, row["source"])
                 return False
         return True
 
     @property
-    def removed(self) -> list[tuple[str, int]]:
-        return [(name, self.counts[name]) for name, _ in self.steps]
+    def removed(self) -> list[tuple[str, int, str]]:
+        """(step, rows removed, where the first removed row came from) of each enabled step, in order."""
+        return [(name, self.counts[name], self.first.get(name, "")) for name, _ in self.steps]
 
 
 def split_of(row_id: str, config: dataset_pb2.SplitConfig) -> str:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
+from llmft.data.schemas import CONTROL_CHARACTERS
 from llmft.data.sources import Record, SourceError
 from llmft.proto.data.v1 import dataset_pb2
 
@@ -18,10 +20,12 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 
 
 def _field(record: Record, name: str, kinds: tuple[type, ...] = (str,)) -> Any:
-    if name not in record.fields or record.fields[name] is None:
+    if name not in record.fields:
         present = ", ".join(sorted(record.fields)) or "none"
         raise SourceError(f"{record.origin}: missing field {name!r} (fields present: {present})")
     value = record.fields[name]
+    if value is None:
+        raise SourceError(f"{record.origin}: field {name!r} is null, expected text")
     if not isinstance(value, kinds):
         expected = " or ".join(k.__name__ for k in kinds)
         raise SourceError(f"{record.origin}: field {name!r} is {type(value).__name__}, expected {expected}")
@@ -43,6 +47,7 @@ def _messages_from_record(record: Record) -> list[dict[str, str]]:
         for position, turn in enumerate(value):
             if not isinstance(turn, dict):
                 raise SourceError(f"{record.origin}: field 'messages[{position}]' is not an object")
+            _text(turn.get("content", ""), f"{record.origin}: field 'messages[{position}].content'")
             turns.append({k: turn.get(k) for k in ("role", "content")} if set(turn) >= {"role", "content"} else turn)
         return turns
     if "conversations" in fields:  # sharegpt
@@ -53,6 +58,7 @@ def _messages_from_record(record: Record) -> list[dict[str, str]]:
         for position, turn in enumerate(value):
             if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
                 raise SourceError(f"{record.origin}: field 'conversations[{position}]' needs 'from' and 'value'")
+            _text(turn["value"], f"{record.origin}: field 'conversations[{position}].value'")
             role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
             if role is None:
                 raise SourceError(
@@ -79,15 +85,45 @@ def _messages_from_record(record: Record) -> list[dict[str, str]]:
     )
 
 
+def _text(value: Any, where: str) -> None:
+    if value is None:
+        raise SourceError(f"{where} is null, expected text")
+    if not isinstance(value, str):
+        raise SourceError(f"{where} is {type(value).__name__} ({str(value)[:40]!r}), expected text")
+
+
+@dataclass
+class Changes:
+    """Rows whose text normalisation changed beyond whitespace (control characters removed), and the first one."""
+
+    rows: int = 0
+    first: str = ""
+
+    def note(self, origin: str) -> None:
+        self.rows += 1
+        self.first = self.first or origin
+
+
 def normalize_text(text: str) -> str:
-    """Unicode NFC, \\r\\n -> \\n, no trailing whitespace on lines, no leading/trailing blank lines."""
+    """Unicode NFC, \\r\\n -> \\n, no control characters but tab and newline, no trailing whitespace on lines, no
+    leading/trailing blank lines."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = CONTROL_CHARACTERS.sub("", text)
     return "\n".join(map(str.rstrip, text.split("\n"))).strip("\n")
 
 
-def to_row(record: Record, kind: int, normalize: bool) -> dict[str, Any]:
-    """One record as a row of `kind`, with its content id."""
-    clean = normalize_text if normalize else (lambda s: s)
+def to_row(record: Record, kind: int, normalize: bool, changes: Changes | None = None) -> dict[str, Any]:
+    """One record as a row of `kind`, with its content id. With `normalize`, a row that had control characters
+    removed is noted in `changes`."""
+    had_controls = False
+
+    def clean(text: str) -> str:
+        nonlocal had_controls
+        if not normalize:
+            return text
+        had_controls = had_controls or CONTROL_CHARACTERS.search(text.replace("\r", "")) is not None
+        return normalize_text(text)
+
     if kind == K.DATASET_KIND_RAW_TEXT:
         content: dict[str, Any] = {"text": clean(_field(record, "text"))}
     elif kind == K.DATASET_KIND_CHAT:
@@ -102,6 +138,8 @@ def to_row(record: Record, kind: int, normalize: bool) -> dict[str, Any]:
         content = {"prompt": clean(_field(record, "prompt"))}
     else:
         raise SourceError(f"kind: {kind} is not a dataset kind")
+    if had_controls and changes is not None:
+        changes.note(record.origin)
     return {"id": content_id(content), "source": record.origin, **content}
 
 

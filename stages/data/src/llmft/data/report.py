@@ -25,7 +25,11 @@ def report_html(manifest: dataset_pb2.DatasetManifest, report: dict[str, Any]) -
         title=f"{manifest.name}: {kind_name(manifest.kind)} ({manifest.schema_version}), {manifest.fingerprint}",
     )
     removed = decks.table(
-        [{"step": step, "rows removed": n} for step, n in report["removed"]] or [{"step": "(none)", "rows removed": 0}],
+        [
+            {"step": step, "rows removed": removed, "rows changed": changed, "first row": first}
+            for step, removed, changed, first in report["removed"]
+        ]
+        or [{"step": "(none)", "rows removed": 0}],
         title="Cleaning",
     )
     sections = [counts, removed]

@@ -8,6 +8,7 @@ the Deck renderer all handle them as plain strings."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pandas as pd
@@ -39,8 +40,15 @@ def conversation_problem(value: Any) -> str | None:
             return f"turn {position}: must be an object with exactly 'role' and 'content'"
         if turn["role"] not in ROLES:
             return f"turn {position}: role {turn['role']!r} is not one of {', '.join(ROLES)}"
-        if not isinstance(turn["content"], str) or not turn["content"].strip():
+        content = turn["content"]
+        if content is None:
+            return f"turn {position}: content is null, expected text"
+        if not isinstance(content, str):
+            return f"turn {position}: content is {type(content).__name__} ({str(content)[:40]!r}), expected text"
+        if not content.strip():
             return f"turn {position}: empty content"
+        if CONTROL_CHARACTERS.search(content):
+            return f"turn {position}: {control_problem(content)}"
     offset = len(messages) - len(turns)
     for position, turn in enumerate(turns):
         expected = "user" if position % 2 == 0 else "assistant"
@@ -49,6 +57,22 @@ def conversation_problem(value: Any) -> str | None:
     if turns[-1]["role"] != "assistant":
         return "last turn must be the assistant's"
     return None
+
+
+# Control characters other than tab and newline (C0, DEL, C1): invisible, and noise to a tokenizer. cleaning.normalize
+# removes them (and counts the rows); without it they are refused.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def control_problem(text: str) -> str:
+    match = CONTROL_CHARACTERS.search(text)
+    if match is None:
+        return ""
+    return f"control character U+{ord(match.group()):04X} at offset {match.start()}; cleaning.normalize removes them"
+
+
+def _no_controls(series: Series[str]) -> Series[bool]:
+    return series.map(lambda value: not isinstance(value, str) or CONTROL_CHARACTERS.search(value) is None)
 
 
 def _non_blank(series: Series[str]) -> Series[bool]:
@@ -91,6 +115,10 @@ class RawTextRow(_Row):
     def text_utf8(cls, series: Series[str]) -> Series[bool]:
         return _valid_unicode(series)
 
+    @pa.check("text", name="no_control_characters", error="text holds control characters")
+    def text_no_controls(cls, series: Series[str]) -> Series[bool]:
+        return _no_controls(series)
+
 
 class ChatRow(_Row):
     """One conversation for supervised fine-tuning."""
@@ -121,6 +149,10 @@ class PreferenceRow(_Row):
     def fields_utf8(cls, series: Series[str]) -> Series[bool]:
         return _valid_unicode(series)
 
+    @pa.check("prompt", "chosen", "rejected", name="no_control_characters", error="holds control characters")
+    def fields_no_controls(cls, series: Series[str]) -> Series[bool]:
+        return _no_controls(series)
+
     @pa.dataframe_check(name="chosen_differs", error="chosen equals rejected")
     def chosen_differs(cls, frame: pd.DataFrame) -> Series[bool]:
         return frame["chosen"].str.strip() != frame["rejected"].str.strip()
@@ -138,6 +170,10 @@ class PromptRow(_Row):
     @pa.check("prompt", name="valid_utf8", error="prompt is not valid UTF-8")
     def prompt_utf8(cls, series: Series[str]) -> Series[bool]:
         return _valid_unicode(series)
+
+    @pa.check("prompt", name="no_control_characters", error="prompt holds control characters")
+    def prompt_no_controls(cls, series: Series[str]) -> Series[bool]:
+        return _no_controls(series)
 
 
 SCHEMAS: dict[int, type[_Row]] = {
@@ -181,15 +217,35 @@ class DataValidationError(ValueError):
         self.failures = failures
 
 
+CHOSEN_EQUALS_REJECTED = "chosen equals rejected"
+
+
+def failure_cases(error: pa.errors.SchemaErrors) -> pd.DataFrame:
+    """pandera's failure cases, with a row-wide check (chosen equals rejected) reported once per row, against the two
+    fields it compares, not against every column of the row."""
+    cases = error.failure_cases
+    row_wide = cases["check"].astype(str) == CHOSEN_EQUALS_REJECTED
+    pairs = cases[row_wide & (cases["column"] == "chosen")].assign(column="chosen, rejected")
+    return pd.concat([cases[~row_wide], pairs], ignore_index=True)
+
+
+def _detail(frame: pd.DataFrame, index: Any, column: str) -> str:
+    if index not in frame.index:
+        return ""
+    if column == "messages":
+        return conversation_problem(frame.loc[index, "messages"]) or ""
+    if column in frame.columns and isinstance(frame.loc[index, column], str):
+        return control_problem(frame.loc[index, column])
+    return ""
+
+
 def failure_rows(frame: pd.DataFrame, error: pa.errors.SchemaErrors) -> list[dict[str, Any]]:
     rows = []
-    for _, case in error.failure_cases.iterrows():
+    for _, case in failure_cases(error).iterrows():
         index = case.get("index")
         known = index is not None and not pd.isna(index) and index in frame.index
         column = case.get("column") or "<dataframe>"
-        detail = ""
-        if known and column == "messages":
-            detail = conversation_problem(frame.loc[index, "messages"]) or ""
+        detail = _detail(frame, index, column) if known else ""
         rows.append(
             {
                 "source": frame.loc[index, "source"] if known and "source" in frame.columns else "",
@@ -203,7 +259,7 @@ def failure_rows(frame: pd.DataFrame, error: pa.errors.SchemaErrors) -> list[dic
 
 
 def describe_failures(frame: pd.DataFrame, error: pa.errors.SchemaErrors, limit: int = 20) -> str:
-    cases = error.failure_cases
+    cases = failure_cases(error)
     lines = []
     for _, case in cases.head(limit).iterrows():
         index = case.get("index")
@@ -214,9 +270,9 @@ def describe_failures(frame: pd.DataFrame, error: pa.errors.SchemaErrors, limit:
             where = f"row {index}"
         column = case.get("column") or "<dataframe>"
         check = case.get("check")
-        detail = ""
-        if column == "messages" and index in frame.index:
-            detail = f": {conversation_problem(frame.loc[index, 'messages'])}"
+        known = index is not None and not pd.isna(index)
+        detail = _detail(frame, index, column) if known else ""
+        detail = f": {detail}" if detail else ""
         lines.append(f"{where or 'schema'}: field {column!r} failed {check}{detail}".strip())
     more = len(cases) - limit
     if more > 0:
@@ -231,6 +287,6 @@ def validate_rows(frame: pd.DataFrame, kind: int) -> pd.DataFrame:
         return schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as error:
         raise DataValidationError(
-            f"{len(error.failure_cases)} {kind_name(kind)} schema failure(s):\n{describe_failures(frame, error)}",
+            f"{len(failure_cases(error))} {kind_name(kind)} schema failure(s):\n{describe_failures(frame, error)}",
             failure_rows(frame, error),
         ) from error

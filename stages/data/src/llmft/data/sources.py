@@ -18,6 +18,7 @@ import importlib.metadata
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -66,9 +67,12 @@ def _format_of(path: str, requested: str) -> str:
     return "text"
 
 
-def _decode(data: bytes, origin: str, first_line: int = 1) -> str:
+def _decode(data: bytes, origin: str, first_line: int = 1, at_start: bool = False) -> str:
+    """UTF-8 text; `at_start`: the bytes open a file, where a byte-order mark (what spreadsheet programs write as
+    "CSV UTF-8") is dropped."""
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
+        return text.removeprefix("\ufeff") if at_start else text
     except UnicodeDecodeError as error:
         line = first_line + data[: error.start].count(b"\n")
         raise SourceError(f"{origin}:{line}: not valid UTF-8 (byte offset {error.start}: {error.reason})") from error
@@ -106,7 +110,7 @@ def _jsonl_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
                 raise SourceError(f"{origin}: a JSON array file over {MAX_JSON_ARRAY_BYTES:,} bytes; use JSONL")
             digest.update(data)
             try:
-                items = json.loads(_decode(data, origin))
+                items = json.loads(_decode(data, origin, at_start=True))
             except json.JSONDecodeError as error:
                 raise SourceError(f"{origin}:{error.lineno}: malformed JSON: {error.msg}") from error
             for number, item in enumerate(items, start=1):
@@ -118,7 +122,7 @@ def _jsonl_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
                 continue
             _check_size(len(line), f"{origin}:{number}")
             try:
-                item = json.loads(_decode(line, origin, number))
+                item = json.loads(_decode(line, origin, number, at_start=number == 1))
             except json.JSONDecodeError as error:
                 raise SourceError(f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})") from error
             yield _json_object(item, f"{origin}:{number}", "line")
@@ -130,11 +134,20 @@ def _csv_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
             for number, raw in enumerate(handle, start=1):
                 digest.update(raw)
                 _check_size(len(raw), f"{origin}:{number}")
-                yield _decode(raw, origin, number)
+                yield _decode(raw, origin, number, at_start=number == 1)
 
     reader = csv.DictReader(lines())
     for row in reader:
-        yield Record(dict(row), f"{origin}:{reader.line_num}")
+        where = f"{origin}:{reader.line_num}"
+        extra = row.pop(None, None) or []  # type: ignore[call-overload]  # DictReader's key of surplus values
+        missing = [name for name, value in row.items() if value is None]
+        if extra or missing:
+            header = list(reader.fieldnames or [])
+            raise SourceError(
+                f"{where}: {len(header) - len(missing) + len(extra)} values for the {len(header)} columns of the "
+                f"header ({', '.join(header)}); a value, a comma or a closing quote is missing or extra"
+            )
+        yield Record(dict(row), where)
 
 
 def _parquet_records(path: Path, origin: str) -> Iterator[Record]:
@@ -151,12 +164,18 @@ def _parquet_records(path: Path, origin: str) -> Iterator[Record]:
         raise SourceError(f"{origin}: not a readable Parquet file: {error}") from error
 
 
-def file_records(path: Path, origin: str, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
-    """Streams one file's records in format `fmt`; appends the file's content fingerprint once it is read."""
+def file_records(
+    path: Path, origin: str, fmt: str, fingerprints: list[str], allow_empty: bool = True
+) -> Iterator[Record]:
+    """Streams one file's records in format `fmt`; appends the file's content fingerprint once it is read. An empty
+    file is an error unless `allow_empty` (a package's or repository's files, where an empty `__init__.py` is the
+    norm: its blank row is dropped and counted by cleaning)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError as error:
         raise SourceError(f"{origin}: file not found") from error
+    if size == 0 and not allow_empty:
+        raise SourceError(f"{origin}: the file is empty; remove it or leave it out of the source")
     if fmt == "parquet":
         yield from _parquet_records(path, origin)
         fingerprints.append(_hash_file(path))
@@ -170,8 +189,13 @@ def file_records(path: Path, origin: str, fmt: str, fingerprints: list[str]) -> 
         raise SourceError(f"{origin}: unknown format {fmt!r}; one of {', '.join(sorted(FORMATS))}")
     _check_size(size, origin)
     data = path.read_bytes()
+    if b"\x00" in data:
+        raise SourceError(
+            f"{origin}: holds NUL bytes (the first at byte {data.index(0)}): a binary file, not {fmt}; "
+            "leave it out of the source"
+        )
     fingerprints.append(PREFIX + hashlib.sha256(data).hexdigest())
-    text = _decode(data, origin)
+    text = _decode(data, origin, at_start=True)
     if fmt == "text":
         yield Record({"text": text}, origin)
     else:
@@ -249,7 +273,7 @@ def read_local(source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str
         if not files:
             raise SourceError(f"{pattern}: the pattern matches no files")
         for path in files:
-            yield from file_records(path, str(path), _format_of(str(path), fmt), fingerprints)
+            yield from file_records(path, str(path), _format_of(str(path), fmt), fingerprints, allow_empty=False)
 
 
 def _download(url: str, target: Path, timeout: float) -> None:
@@ -290,17 +314,34 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return result.stdout.strip()
 
 
-def read_git(source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
-    if not source.repository:
+def check_git_repository(repository: str) -> None:
+    """A repository must look like a URL (https://, ssh://, git://, file://), an scp-like address (git@host:path) or a
+    local path: anything else, an option-like "-..." above all, is refused before git sees it."""
+    if not repository:
         raise SourceError("git.repository: empty")
+    scheme = urllib.parse.urlparse(repository).scheme
+    url = scheme in {"http", "https", "ssh", "git", "file"} and "://" in repository
+    scp_like = re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s]+", repository) is not None
+    path = repository.startswith(("/", "./", "../", "~")) or Path(repository).expanduser().exists()
+    if repository.startswith("-") or not (url or scp_like or path):
+        raise SourceError(
+            f"git.repository: {repository!r} is neither a URL (https://, ssh://, git://, file://), an address like "
+            "git@host:org/repo.git, nor a local path"
+        )
+
+
+def read_git(source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
+    check_git_repository(source.repository)
     if shutil.which("git") is None:
         raise SourceError("git.repository: the git executable is not installed")
     revision = source.revision or "HEAD"
+    if revision.startswith("-"):
+        raise SourceError(f"git.revision: {revision!r} is not a branch, tag or commit")
     include = list(source.include)
     with tempfile.TemporaryDirectory(prefix="llmft-git-") as tmp:
         checkout = Path(tmp) / "repo"
         try:
-            _git("clone", "--quiet", "--no-checkout", source.repository, str(checkout))
+            _git("clone", "--quiet", "--no-checkout", "--", source.repository, str(checkout))
         except SourceError as error:
             raise SourceError(f"{source.repository}: cannot clone: {error}") from error
         try:

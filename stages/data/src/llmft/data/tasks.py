@@ -15,6 +15,7 @@ whatever path they came from. The bodies only call llmft.data.build."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -27,7 +28,7 @@ from pandera.typing import DataFrame
 
 from llmft.core import fingerprint as fp
 from llmft.data import __version__
-from llmft.data.build import acquire_frame, build_dataset, config_of, frame_chunks, prepare
+from llmft.data.build import acquire_frame, build_dataset, cleaning_lines, config_of, frame_chunks, prepare
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
 from llmft.flyte.decks import publish
@@ -100,24 +101,32 @@ class AcquiredPrompt(NamedTuple):
     acquisition: DatasetManifest
 
 
+def _acquired(request: DatasetRequest) -> tuple[DatasetRequest, pd.DataFrame, DatasetManifest]:
+    """The acquire tasks' body; what cleaning removed also goes to the task's log (stderr), with its first row."""
+    frame, summary = acquire_frame(request)
+    for line in cleaning_lines(summary):
+        print(line, file=sys.stderr)
+    return config_of(request), frame, summary
+
+
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_raw_text(request: DatasetRequest) -> AcquiredRawText:
-    return AcquiredRawText(config_of(request), *acquire_frame(request))
+    return AcquiredRawText(*_acquired(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_chat(request: DatasetRequest) -> AcquiredChat:
-    return AcquiredChat(config_of(request), *acquire_frame(request))
+    return AcquiredChat(*_acquired(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_preference(request: DatasetRequest) -> AcquiredPreference:
-    return AcquiredPreference(config_of(request), *acquire_frame(request))
+    return AcquiredPreference(*_acquired(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, enable_deck=True)
 def acquire_prompt(request: DatasetRequest) -> AcquiredPrompt:
-    return AcquiredPrompt(config_of(request), *acquire_frame(request))
+    return AcquiredPrompt(*_acquired(request))
 
 
 @task(container_image=IMAGE, requests=RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
@@ -148,4 +157,6 @@ def build(request: DatasetRequest) -> Prepared:
     except DataValidationError as error:
         publish("Validation failures", failures_html(error))
         raise
+    for line in cleaning_lines(manifest):
+        print(line, file=sys.stderr)
     return _publish_and_pack(manifest, report, out)
