@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,61 @@ def test_wrong_dataset_kind_and_too_long_sequences_fail_before_training(tmp_path
     with pytest.raises(RecipeError, match="beyond the model's 1024 positions"):
         train_cpt(request(max_length=4096), text, tmp_path / "m2")
     assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists()
+
+
+class OptimizerSpy:
+    """Records the optimizer a run trains with and the dtypes of its state after the first step."""
+
+    def __init__(self) -> None:
+        self.chain = ""
+        self.state_dtypes: set[str] = set()
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        from llmft.core.training import optimizer_chain
+
+        spy = self
+
+        class Spy(TrainerCallback):  # type: ignore[misc]
+            def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kw: Any) -> None:
+                spy.chain = optimizer_chain(optimizer)
+
+            def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kw: Any) -> None:
+                if state.global_step == 1:
+                    inner = getattr(optimizer, "optimizer", optimizer)
+                    spy.state_dtypes = {
+                        str(v.dtype) for s in inner.state.values() for v in s.values() if hasattr(v, "dtype")
+                    }
+
+        return Spy()
+
+
+def test_both_8bit_optimizers_train_with_8bit_states_close_to_adamw(tmp_path: Path) -> None:
+    """bitsandbytes' AdamW8bit and PagedAdamW8bit keep their moments in 8 bits (blockwise quantised), so they follow
+    torch's AdamW closely but not exactly: after 12 steps at lr 3e-3 the held-out loss is within 2% of AdamW's, and the
+    total weight update differs from AdamW's by under 5% of its norm (measured: 0.8%)."""
+    from safetensors.torch import load_file
+
+    from llmft.core.models import resolve_model_dir
+
+    data = write_text_dataset(tmp_path / "data")
+    reference = train_cpt(request(), data, tmp_path / "adamw").artifact
+    reference_weights = load_file(str(tmp_path / "adamw" / "model.safetensors"))
+    base = load_file(str(resolve_model_dir("llmft/tiny-llama").directory / "model.safetensors"))
+    for optimizer, expected in (
+        (T.OPTIMIZER_ADAMW_8BIT, "accelerate.AcceleratedOptimizer > bitsandbytes.AdamW"),
+        (T.OPTIMIZER_PAGED_ADAMW_8BIT, "accelerate.AcceleratedOptimizer > bitsandbytes.AdamW (paged)"),
+    ):
+        spy = OptimizerSpy()
+        name = T.Optimizer.Name(optimizer)
+        artifact = train_cpt(request(optimizer=optimizer), data, tmp_path / name, callbacks=[spy.callback()]).artifact
+        assert spy.chain == expected
+        assert "torch.uint8" in spy.state_dtypes, spy.state_dtypes
+        assert artifact.metrics.eval_after.loss == pytest.approx(reference.metrics.eval_after.loss, rel=0.02), name
+        weights = load_file(str(tmp_path / name / "model.safetensors"))
+        # How far the 8-bit run's total update is from AdamW's, relative to AdamW's update.
+        apart = sum(float((weights[k] - reference_weights[k]).pow(2).sum()) for k in base) ** 0.5
+        update = sum(float((reference_weights[k] - base[k]).pow(2).sum()) for k in base) ** 0.5
+        print(name, "update relative to AdamW's", apart / update)
+        assert 0 < apart / update < 0.05, name

@@ -4,8 +4,10 @@ with the tokenizer and chat template), and describe it as a ModelArtifact with f
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -69,7 +71,7 @@ RUN_SECONDS = "run_seconds"
 def run_clock() -> Any:
     """A Trainer callback that writes the run's training seconds so far into each logged step (so a checkpoint keeps
     them) and, in a resumed attempt, continues from the checkpoint's: `seconds()` is then the time of the steps that
-    made the final model, across every attempt."""
+    made the final model, across every attempt. At the start it says which optimizer kernel trains (on stderr)."""
     from transformers import TrainerCallback
 
     class RunClock(TrainerCallback):  # type: ignore[misc]
@@ -80,6 +82,8 @@ def run_clock() -> Any:
             restored = [e[RUN_SECONDS] for e in state.log_history if RUN_SECONDS in e]
             self.before = float(restored[-1]) if restored else 0.0
             self.started = time.perf_counter()
+            if state.is_world_process_zero and kwargs.get("optimizer") is not None:
+                print(f"llmft: optimizer {optimizer_chain(kwargs['optimizer'])}", file=sys.stderr)
 
         def seconds(self) -> float:
             return self.before + time.perf_counter() - self.started
@@ -89,6 +93,28 @@ def run_clock() -> Any:
                 state.log_history[-1][RUN_SECONDS] = self.seconds()
 
     return RunClock()
+
+
+def optimizer_chain(optimizer: Any) -> str:
+    """The optimizer's class and the classes it wraps, with their packages ("accelerate.AcceleratedOptimizer >
+    bitsandbytes.AdamW"), so a run shows which kernel updates the weights."""
+    names: list[str] = []
+    while optimizer is not None and len(names) < 5:
+        # deepspeed's ZeRO optimizers say what they keep on the CPU
+        offloaded = [
+            what
+            for what, flags in (
+                ("optimizer states", ("offload_optimizer", "cpu_offload")),
+                ("parameters", ("offload_param",)),
+            )
+            if any(getattr(optimizer, flag, False) is True for flag in flags)
+        ]
+        where = f" ({' and '.join(offloaded)} offloaded to the CPU)" if offloaded else ""
+        where += " (paged)" if getattr(optimizer, "is_paged", False) is True else ""  # bitsandbytes
+        kind = type(optimizer)
+        names.append(f"{kind.__module__.split('.')[0]}.{kind.__name__}{where}")
+        optimizer = getattr(optimizer, "optimizer", None)
+    return " > ".join(names)
 
 
 def run_train_loss(log_history: list[dict[str, Any]]) -> float | None:
@@ -221,25 +247,37 @@ def save_and_describe(
     metrics: T.TrainingMetrics,
 ) -> T.ModelArtifact:
     """On the main process: saves the trained model as the recipe says and writes its ModelArtifact. Other ranks of a
-    distributed run save nothing and get an empty artifact."""
-    if not trainer.is_world_process_zero():
-        return T.ModelArtifact()
-    fmt = save_model(trainer.model, base.tokenizer, recipe, out_dir)
-    copy_training_logs(Path(trainer.args.output_dir), out_dir)
-    return build_artifact(
-        model=trainer.model,
-        out_dir=out_dir,
-        fmt=fmt,
-        base_name=base.name,
-        base_dir=base.directory,
-        request=request,
-        stage=stage,
-        stage_version=stage_version,
-        input_fingerprints=[dataset_fingerprint],
-        metrics=metrics,
-        chat_template=base.chat_template,
-        precision=recipe.precision,
-    )
+    distributed run save nothing and get an empty artifact. Under ZeRO-3 every rank first gathers the partitioned
+    weights (a collective), so the main process saves and counts whole tensors, not its empty partitions."""
+    with full_parameters(trainer.model, recipe.zero.stage):
+        if not trainer.is_world_process_zero():
+            return T.ModelArtifact()
+        fmt = save_model(trainer.model, base.tokenizer, recipe, out_dir)
+        copy_training_logs(Path(trainer.args.output_dir), out_dir)
+        return build_artifact(
+            model=trainer.model,
+            out_dir=out_dir,
+            fmt=fmt,
+            base_name=base.name,
+            base_dir=base.directory,
+            request=request,
+            stage=stage,
+            stage_version=stage_version,
+            input_fingerprints=[dataset_fingerprint],
+            metrics=metrics,
+            chat_template=base.chat_template,
+            precision=recipe.precision,
+        )
+
+
+def full_parameters(model: Any, zero_stage: int) -> Any:
+    """A context in which every rank holds the model's whole weights: under ZeRO-3 deepspeed gathers the partitions
+    (every rank must enter it); otherwise nothing to do."""
+    if zero_stage != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
 def copy_training_logs(work_dir: Path, out_dir: Path) -> None:
