@@ -317,7 +317,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Each numeric figure's median and min..max over the runs, and the runs themselves."""
     out: dict[str, Any] = {"runs": runs}
     for key, value in runs[0].items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool):
             values = [float(run[key]) for run in runs]
             out[key] = statistics.median(values)
             out[f"{key}_min"], out[f"{key}_max"] = min(values), max(values)
@@ -402,7 +402,9 @@ def main() -> int:
         f"goal), {ahead:.2f}x the plain HF Trainer in {fastest}"
     )
 
-    print(f"\n2. SFT, {SFT_PRESET} (PRECISION_AUTO: {results['sft_packing_256']['precision']}), flytekit docstring chats")
+    print(
+        f"\n2. SFT, {SFT_PRESET} (PRECISION_AUTO: {results['sft_packing_256']['precision']}), flytekit docstring chats"
+    )
     print(
         f"   {'max length, batches':<34} {'steps':>5} {'tokens':>8} {'tokens/s':>22} {'held-out loss':>14} "
         f"{'speedup':>8}"

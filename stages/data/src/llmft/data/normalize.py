@@ -104,12 +104,17 @@ class Changes:
         self.first = self.first or origin
 
 
+def normalized(text: str) -> tuple[str, bool]:
+    """`normalize_text`'s result, and whether it removed control characters."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text, removed = CONTROL_CHARACTERS.subn("", text)
+    return "\n".join(map(str.rstrip, text.split("\n"))).strip("\n"), removed > 0
+
+
 def normalize_text(text: str) -> str:
     """Unicode NFC, \\r\\n -> \\n, no control characters but tab and newline, no trailing whitespace on lines, no
     leading/trailing blank lines."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = CONTROL_CHARACTERS.sub("", text)
-    return "\n".join(map(str.rstrip, text.split("\n"))).strip("\n")
+    return normalized(text)[0]
 
 
 def to_row(record: Record, kind: int, normalize: bool, changes: Changes | None = None) -> dict[str, Any]:
@@ -121,8 +126,9 @@ def to_row(record: Record, kind: int, normalize: bool, changes: Changes | None =
         nonlocal had_controls
         if not normalize:
             return text
-        had_controls = had_controls or CONTROL_CHARACTERS.search(text.replace("\r", "")) is not None
-        return normalize_text(text)
+        text, removed = normalized(text)
+        had_controls = had_controls or removed
+        return text
 
     if kind == K.DATASET_KIND_RAW_TEXT:
         content: dict[str, Any] = {"text": clean(_field(record, "text"))}
