@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
-from llmft.core import chat_templates, precision
+from llmft.core import precision
 from llmft.core.chat_templates import MARKERS, REQUIRED, ChatTemplateError, apply_chat_template
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.testing_tokenizers import FAMILIES, HUB_TEMPLATES, write_family_tokenizer
@@ -136,12 +136,6 @@ def test_a_supplied_template_needs_markers_and_must_render(tokenizers: dict) -> 
     answer = [i for i, m in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True) if m]
     # The token straddling the span's start (" Paris", after "A:") belongs to the answer.
     assert tokenizer.decode(answer) == " Paris is the capital of France.<|endoftext|>"
-
-
-def test_the_presets_template_is_the_shipped_chatml() -> None:
-    from llmft.core.presets import load_preset_tokenizer
-
-    assert load_preset_tokenizer().chat_template == chat_templates.FORMATS["chatml"].template
 
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:

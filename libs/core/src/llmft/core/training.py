@@ -146,10 +146,11 @@ def train_and_evaluate(
     before = eval_metrics(evaluations[0], eval_tokens, perplexity)
     after = eval_metrics(trainer.evaluate(metric_key_prefix="eval"), eval_tokens, perplexity)
     tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
+    whole_run_loss = run_train_loss(trainer.state.log_history)
     return T.TrainingMetrics(
         eval_before=before,
         eval_after=after,
-        train_loss=run_train_loss(trainer.state.log_history) or float(result.training_loss),
+        train_loss=float(result.training_loss) if whole_run_loss is None else whole_run_loss,
         steps=int(trainer.state.global_step),
         train_tokens=tokens,
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
