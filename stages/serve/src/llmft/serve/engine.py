@@ -97,6 +97,11 @@ class Handle:
         return len(self._sequence.prompt)
 
     @property
+    def decoded_tokens(self) -> int:
+        """Tokens the engine has decoded so far; the iterator may not have delivered them all yet."""
+        return len(self._sequence.tokens)
+
+    @property
     def queued_seconds(self) -> float:
         s = self._sequence
         return max(0.0, (s.admitted_at or s.finished_at) - s.submitted_at)
