@@ -6,17 +6,19 @@
    the arm's own dtype: the fastest matmul in that dtype at the model's layer shapes (forward, input-gradient and
    weight-gradient products), measured in this run. The headline `mfu` is the faster llmft precision on this machine.
 2. Packing vs padding: SFT of the ~20M preset (in the machine's faster precision) on flytekit's docstring
-   conversations (lengths vary), non-padding tokens per second and held-out loss, at the default max length (256) and
-   at 1024: at equal steps, and at equal training tokens (the packed run stopped when it has seen as many tokens as
-   the padded run). Padding pads each batch to its longest conversation.
+   conversations (lengths vary), non-padding tokens per second and held-out loss, at the default max length (1024)
+   and at 256 (the default before): at equal steps, and at equal training tokens (the packed run stopped when it has
+   seen as many tokens as the padded run). Padding pads each batch to its longest conversation.
 3. Flyte overhead: the CPT stage run as its Flyte task (local executor, Elastic worker) against the same training in a
    bare script, wall-clock seconds.
+4. Where the CPT step's time goes: one run under torch.profiler, torch ops' self time by kind as a share of wall time
+   (not a timed arm: the profiler slows what it watches).
 
     .venv/bin/python bench/train_throughput.py            # ~30 minutes on 2 cores; run on a quiet machine
 
 Every run is its own process. Steady-state tokens/s excludes the first steps (warm-up).
 Prints tables and writes bench/train_throughput.json (keys: mfu, packing_speedup_default, packing_speedup,
-flyte_overhead_ratio; each arm's runs, median and spread under results).
+flyte_overhead_ratio, profile; each arm's runs, median and spread under results).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from machine import machine
 HERE = Path(__file__).resolve().parent
 SEQ, BATCH = 256, 8
 SFT_PRESET = "llmft/small-llama"
+LENGTHS = (256, 1024)  # SFT max lengths measured; the recipe default must be one of them
+DEFAULT_LENGTH = 1024  # llmft.core.recipe.DEFAULTS.max_length, checked in main()
 
 
 # --- measurements that run inside a child process -------------------------------------------------------------------
@@ -173,6 +177,127 @@ def child_llmft_cpt(tmp: Path, steps: int, warmup: int, precision: str) -> dict[
     }
 
 
+class Profiled:
+    """A TrainerCallback running torch.profiler over the optimiser steps after `warmup`."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.profiler, self.started, self.seconds = warmup, None, 0.0, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch
+
+        if state.global_step == self.warmup:
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.profiler.__enter__()
+            self.started = time.perf_counter()
+
+    def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+        if self.profiler is not None:
+            self.seconds = time.perf_counter() - self.started
+            self.profiler.__exit__(None, None, None)
+
+
+# Where a step's time goes: torch ops by kind (self time), in the order a name is matched.
+PROFILE_KINDS = (
+    ("optimizer step (AdamW)", ("_foreach", "adam")),
+    ("matmul (linear layers, LM head, loss)", ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "matmul")),
+    ("attention (SDPA)", ("scaled_dot_product", "flash", "attention")),
+    (
+        "normalisation, activations, elementwise",
+        (
+            "aten::mul",
+            "aten::add",
+            "aten::sub",
+            "aten::div",
+            "silu",
+            "rsqrt",
+            "pow",
+            "aten::mean",
+            "aten::neg",
+            "aten::cos",
+            "aten::sin",
+            "aten::exp",
+            "aten::sum",
+            "sigmoid",
+            "softmax",
+            "aten::where",
+            "aten::fill_",
+            "aten::zero_",
+            "aten::clamp",
+            "norm",
+            "aten::sqrt",
+            "aten::max",
+            "aten::log",
+        ),
+    ),
+    (
+        "copies, casts, layout",
+        (
+            "copy_",
+            "aten::to",
+            "_to_copy",
+            "contiguous",
+            "aten::cat",
+            "clone",
+            "aten::index",
+            "gather",
+            "scatter",
+            "embedding",
+            "aten::empty",
+            "aten::stack",
+            "aten::t",
+        ),
+    ),
+)
+
+
+def child_profile(tmp: Path, steps: int, warmup: int) -> dict[str, Any]:
+    """llmft CPT in the machine's faster precision (PRECISION_AUTO) under torch.profiler: each kind's share of the
+    profiled steps' wall time; what no op accounts for is Python, Trainer and data loading."""
+    from llmft.proto.training.v1 import training_pb2 as T
+    from llmft.train_cpt.train import train_cpt
+
+    data = blocks_dataset(tmp, rows=steps * BATCH * 2)
+    recipe = T.TrainingRecipe(
+        method=T.TRAINING_METHOD_FULL,
+        precision=T.PRECISION_AUTO,
+        max_length=SEQ,
+        packing=True,
+        schedule=T.Schedule(max_steps=steps, learning_rate=1e-3, per_device_batch_size=BATCH),
+        eval=T.EvalConfig(max_eval_samples=8),
+    )
+    profiled = Profiled(warmup)
+    result = train_cpt(
+        T.TrainingRequest(base_model="llmft/small-llama", recipe=recipe), data, tmp / "model", callbacks=[profiled]
+    )
+    assert profiled.profiler is not None and profiled.seconds > 0
+    wall_us = profiled.seconds * 1e6
+    shares = {label: 0.0 for label, _ in PROFILE_KINDS}
+    shares["other ops"] = 0.0
+    for event in profiled.profiler.events():
+        if event.name.startswith(("ProfilerStep", "Optimizer.", "autograd::", "## ")):
+            continue  # annotations: their ops are counted themselves
+        parent, in_optimizer = event.cpu_parent, False
+        while parent is not None and not in_optimizer:
+            in_optimizer, parent = parent.name.startswith("Optimizer.step"), parent.cpu_parent
+        name = event.name.lower()
+        kind = PROFILE_KINDS[0][0] if in_optimizer else None
+        kind = kind or next((label for label, keys in PROFILE_KINDS if any(k in name for k in keys)), "other ops")
+        shares[kind] += event.self_cpu_time_total / wall_us
+    shares["outside torch ops (Python, Trainer, data loading)"] = max(0.0, 1 - sum(shares.values()))
+    return {
+        "shares": shares,
+        "profiled_steps": steps - warmup,
+        "seconds": profiled.seconds,
+        "precision": T.Precision.Name(result.artifact.precision),
+    }
+
+
 def chat_dataset(tmp: Path) -> Path:
     from llmft.data.build import build_dataset
     from llmft.proto.data.v1 import dataset_pb2 as D
@@ -291,6 +416,7 @@ CHILDREN = {
     # Packing stopped at the padded run's training tokens (--stop-at-tokens): held-out loss at equal tokens.
     "sft_packing_256_equal_tokens": lambda tmp, a: child_sft(tmp, a.sft_steps, True, 256, a.stop_at_tokens),
     "sft_packing_1024_equal_tokens": lambda tmp, a: child_sft(tmp, a.sft_steps, True, 1024, a.stop_at_tokens),
+    "cpt_profile": lambda tmp, a: child_profile(tmp, a.steps, a.warmup),
     "cpt_bare_script": lambda tmp, a: child_bare(tmp, a.overhead_steps),
     "cpt_flyte_task": lambda tmp, a: child_flyte(tmp, a.overhead_steps),
 }
@@ -358,6 +484,10 @@ def main() -> int:
         return 0
     if args.repeats < 3:
         raise SystemExit("--repeats: at least 3, for a median and a spread")
+    from llmft.core.recipe import DEFAULTS
+
+    if DEFAULTS.max_length != DEFAULT_LENGTH:
+        raise SystemExit(f"DEFAULT_LENGTH: {DEFAULT_LENGTH}, but the recipe default is {DEFAULTS.max_length}")
     argv = [
         f"--steps={args.steps}",
         f"--warmup={args.warmup}",
@@ -365,9 +495,9 @@ def main() -> int:
         f"--overhead-steps={args.overhead_steps}",
     ]
     command = ".venv/bin/python bench/train_throughput.py " + " ".join([*argv, f"--repeats={args.repeats}"])
-    main_arms = [n for n in CHILDREN if not n.endswith("_equal_tokens")]
+    main_arms = [n for n in CHILDREN if not n.endswith("_equal_tokens") and n != "cpt_profile"]
     results = rounds(main_arms, argv, args.repeats)
-    for length in (256, 1024):
+    for length in LENGTHS:
         target = int(results[f"sft_padding_{length}"]["train_tokens"])
         name = f"sft_packing_{length}_equal_tokens"
         results.update(rounds([name], [*argv, f"--stop-at-tokens={target}"], args.repeats))
@@ -410,7 +540,7 @@ def main() -> int:
         f"{'speedup':>8}"
     )
     speedups = {}
-    for length in (256, 1024):
+    for length in LENGTHS:
         pad, pack = results[f"sft_padding_{length}"], results[f"sft_packing_{length}"]
         equal = results[f"sft_packing_{length}_equal_tokens"]
         speedups[length] = pack["tokens_per_s"] / pad["tokens_per_s"]
@@ -424,9 +554,18 @@ def main() -> int:
                 f"{r['eval_loss_after']:>14.4f} {r['tokens_per_s'] / pad['tokens_per_s']:>7.2f}x"
             )
     print(
-        f"   packing speedup: {speedups[256]:.2f}x at the default max length 256, {speedups[1024]:.2f}x at 1024 "
-        "(goal >= 1.5x at the default, at equal or lower held-out loss at equal tokens)"
+        f"   packing speedup: {speedups[DEFAULT_LENGTH]:.2f}x at the default max length {DEFAULT_LENGTH} "
+        f"({', '.join(f'{speedups[n]:.2f}x at {n}' for n in LENGTHS if n != DEFAULT_LENGTH)}; goal >= 1.5x at the "
+        "default)"
     )
+
+    profile = run_child("cpt_profile", argv)  # once, after the timed arms: the profiler slows what it watches
+    print(
+        f"\n4. Where a step goes: llmft CPT ({profile['precision']}), {profile['profiled_steps']} steps under "
+        "torch.profiler, share of wall time"
+    )
+    for label, share in sorted(profile["shares"].items(), key=lambda item: -item[1]):
+        print(f"   {label:<52} {share:>7.1%}")
 
     bare, flyte = results["cpt_bare_script"], results["cpt_flyte_task"]
     ratios = [f["seconds"] / b["seconds"] for f, b in zip(flyte["runs"], bare["runs"], strict=True)]
@@ -447,10 +586,12 @@ def main() -> int:
         "mfu_variant": f"llmft_{fastest}",
         "mfu_vs_hf_trainer_same_precision": ahead,
         "peak_gflops": peak,
-        "packing_speedup_default": speedups[256],
+        "default_max_length": DEFAULT_LENGTH,
+        "packing_speedup_default": speedups[DEFAULT_LENGTH],
         "packing_speedup": speedups[1024],
         "packing_speedup_by_max_length": speedups,
         "flyte_overhead_ratio": overhead,
+        "profile": profile,
         "results": results,
     }
     args.json.write_text(json.dumps(record, indent=2) + "\n")

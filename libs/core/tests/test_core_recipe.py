@@ -40,7 +40,7 @@ def test_a_recipe_file_loads_with_field_names_and_enum_names(tmp_path: Path) -> 
     ("yaml_text", "field", "default"),
     [
         ("lora: {rank: 0}", "recipe.lora.rank", "the default 8"),
-        ("max_length: 0", "recipe.max_length", "the default 256"),
+        ("max_length: 0", "recipe.max_length", "the default 1024"),
         ("schedule: {per_device_batch_size: 0}", "recipe.schedule.per_device_batch_size", "the default 8"),
         ("schedule: {max_steps: 0}", "recipe.schedule.max_steps", "training for schedule.epochs"),
         ("schedule: {epochs: 0.0}", "recipe.schedule.epochs", "the default 1"),
@@ -100,6 +100,14 @@ def test_bad_recipes_fail_naming_the_field(fields: dict, message: str, monkeypat
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     with pytest.raises(R.RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
         R.validate_recipe(resolved(**fields), max_positions=1024)
+
+
+def test_the_default_length_tells_a_shorter_model_what_to_set() -> None:
+    assert resolved().max_length == 1024
+    R.validate_recipe(resolved(), max_positions=1024)
+    with pytest.raises(R.RecipeError, match=r"recipe.max_length: 1024 is beyond the model's 512 .*at most 512"):
+        R.validate_recipe(resolved(), max_positions=512)
+    R.validate_recipe(resolved(max_length=512), max_positions=512)
 
 
 def test_training_arguments_follow_the_recipe(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ DEFAULTS = T.TrainingRecipe(
         gradient_accumulation_steps=1,
         max_grad_norm=1.0,
     ),
-    max_length=256,
+    max_length=1024,  # trl's SFTConfig default: real conversations fit, and packing pays (bench/README.md)
     packing=True,
     seed=0,
     checkpoint=T.CheckpointConfig(save_steps=0, save_total_limit=2),
@@ -166,7 +166,7 @@ def validate_recipe(recipe: T.TrainingRecipe, *, max_positions: int | None = Non
     if max_positions is not None and recipe.max_length > max_positions:
         raise RecipeError(
             f"recipe.max_length: {recipe.max_length} is beyond the model's {max_positions} positions "
-            "(max_position_embeddings)"
+            f"(max_position_embeddings); set it to at most {max_positions} (left out, it is {DEFAULTS.max_length})"
         )
     if recipe.optimizer not in OPTIMIZERS:
         raise RecipeError(f"recipe.optimizer: unsupported value {recipe.optimizer}")
