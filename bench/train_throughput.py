@@ -181,7 +181,8 @@ class Profiled:
     """A TrainerCallback running torch.profiler over the optimiser steps after `warmup`."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.profiler, self.started, self.seconds = warmup, None, 0.0, 0.0
+        self.warmup, self.started, self.seconds = warmup, 0.0, 0.0
+        self.profiler: Any = None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("on_"):
