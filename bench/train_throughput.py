@@ -287,8 +287,8 @@ def child_profile(tmp: Path, steps: int, warmup: int) -> dict[str, Any]:
         while parent is not None and not in_optimizer:
             in_optimizer, parent = parent.name.startswith("Optimizer.step"), parent.cpu_parent
         name = event.name.lower()
-        kind = PROFILE_KINDS[0][0] if in_optimizer else None
-        kind = kind or next((label for label, keys in PROFILE_KINDS if any(k in name for k in keys)), "other ops")
+        kind = next((label for label, keys in PROFILE_KINDS if any(k in name for k in keys)), "other ops")
+        kind = PROFILE_KINDS[0][0] if in_optimizer else kind
         shares[kind] += event.self_cpu_time_total / wall_us
     shares["outside torch ops (Python, Trainer, data loading)"] = max(0.0, 1 - sum(shares.values()))
     return {
