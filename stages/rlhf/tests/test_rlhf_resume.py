@@ -1,6 +1,7 @@
 """The reward model and DPO train on the shared path: a run stopped after step k starts again from its checkpoint
 folder at k and ends where an uninterrupted run ends (held-out loss and weights)."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def test_a_stopped_run_resumes_and_ends_as_an_uninterrupted_one(method: str, tmp
 def test_a_stopped_ppo_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from llmft.rlhf.ppo import VALUE_WEIGHTS, train_ppo
+    from llmft.rlhf.ppo import POLICY_LOSS, VALUE_WEIGHTS, train_ppo
 
     data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
     train_reward_model(R.RewardModelRequest(base_model="llmft/tiny-llama", recipe=recipe()), data, tmp_path / "rm")
@@ -106,3 +107,9 @@ def test_a_stopped_ppo_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrup
     )
     assert max(float((ours[k] - theirs[k]).abs().max()) for k in theirs) < 1e-4
     assert resumed.mean_reward_after == pytest.approx(full.mean_reward_after, abs=1e-4)
+    # train_loss is the policy loss over the whole run, the first attempt's steps included: the mean of every step's.
+    history = json.loads((tmp_path / f"full-ckpt/checkpoint-{STEPS}/trainer_state.json").read_text())["log_history"]
+    losses = {e["step"]: e[POLICY_LOSS] for e in history if POLICY_LOSS in e}
+    assert sorted(losses) == list(range(1, STEPS + 1)) and len(set(losses.values())) > 1
+    assert full.policy.metrics.train_loss == pytest.approx(sum(losses.values()) / STEPS, rel=1e-6)
+    assert resumed.policy.metrics.train_loss == pytest.approx(full.policy.metrics.train_loss, abs=1e-4)

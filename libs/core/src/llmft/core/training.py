@@ -117,10 +117,11 @@ def optimizer_chain(optimizer: Any) -> str:
     return " > ".join(names)
 
 
-def run_train_loss(log_history: list[dict[str, Any]]) -> float | None:
-    """The mean training loss over every step of the run, a resumed run's earlier attempt included (its steps come
-    back with the checkpoint's log history; a step logged twice counts once). None when no step logged a loss."""
-    losses = {int(e["step"]): float(e["loss"]) for e in log_history if "loss" in e and "step" in e}
+def run_train_loss(log_history: list[dict[str, Any]], key: str = "loss") -> float | None:
+    """The mean training loss (`key` of the logged entries) over every step of the run, a resumed run's earlier
+    attempt included (its steps come back with the checkpoint's log history; a step logged twice counts once). None
+    when no step logged a loss."""
+    losses = {int(e["step"]): float(e[key]) for e in log_history if key in e and "step" in e}
     return sum(losses.values()) / len(losses) if losses else None
 
 

@@ -23,6 +23,7 @@ from llmft.core.training import (
     load_base,
     log_history_series,
     run_clock,
+    run_train_loss,
     save_model,
 )
 from llmft.proto.data.v1 import dataset_pb2
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KL_ESTIMATORS = {"k1", "k3"}
 VALUE_WEIGHTS = "value_model.safetensors"
+POLICY_LOSS = "loss/policy_avg"  # what trl's PPOTrainer logs each step as its policy loss
 
 
 def resolve_ppo(config: rlhf_pb2.PpoConfig) -> rlhf_pb2.PpoConfig:
@@ -335,9 +337,9 @@ def train_ppo(
     comparison.dataset_fingerprint = prompts.manifest.fingerprint
 
     history = trainer.state.log_history
-    losses = [e["loss/policy_avg"] for e in history if "loss/policy_avg" in e]
+    whole_run_loss = run_train_loss(history, POLICY_LOSS)
     metrics = T.TrainingMetrics(
-        train_loss=losses[-1] if losses else 0.0, steps=int(trainer.state.global_step), train_seconds=seconds
+        train_loss=whole_run_loss or 0.0, steps=int(trainer.state.global_step), train_seconds=seconds
     )
     fmt = save_model(trained, tokenizer, recipe, out_dir)
     copy_training_logs(work, out_dir)
