@@ -75,12 +75,16 @@ class DatasetWriter:
         return self.writers[split]
 
     def write(self, split: str, frame: Any) -> None:
+        """Appends rows (a pandas DataFrame or an Arrow table with the writer's columns) to a split."""
         import pyarrow as pa
 
         if split not in SPLITS:
             raise ValueError(f"split: {split!r} is not one of {SPLITS}")
-        if len(frame):
+        if isinstance(frame, pa.Table):
+            table = frame.select(self.schema.names).cast(self.schema)
+        else:
             table = pa.Table.from_pandas(frame[self.schema.names], schema=self.schema, preserve_index=False)
+        if table.num_rows:
             self._writer(split).write_table(table)
 
     def finish(self, manifest: dataset_pb2.DatasetManifest) -> None:

@@ -1,7 +1,8 @@
 """Building a dataset from a DatasetRequest, read top to bottom, as a stream of row chunks:
 
 1. acquire: read every source record by record, normalise each into a row of the kind, clean (Cleaner), and hand
-   the surviving rows on in DataFrame chunks;
+   the surviving rows on in chunks (DataFrames; Arrow tables where raw-text JSONL was read in Arrow blocks, see
+   `reads_blocks`: the same rows, without a Python dict per record);
 2. prepare: validate each chunk against the kind's pandera schema, split each row into train or eval, count
    characters and tokens, write the chunk to the split's Parquet file, and fingerprint.
 
@@ -27,13 +28,14 @@ from llmft.core import fingerprint as fp
 from llmft.core.datasets import SPLITS, DatasetWriter
 from llmft.data import STAGE, __version__
 from llmft.data.clean import Cleaner, split_of
-from llmft.data.normalize import Changes, to_row
+from llmft.data.normalize import Changes, content_id, normalized, to_row
 from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, kind_name, validate_rows
-from llmft.data.sources import SourceError, read_source
+from llmft.data.sources import SourceError, TextBlock, read_source
 from llmft.proto.data.v1 import dataset_pb2
 
 CHUNK_ROWS = 8192
 SAMPLES_PER_SPLIT = 5
+RAW_TEXT = dataset_pb2.DATASET_KIND_RAW_TEXT
 
 
 class DatasetRequestError(ValueError):
@@ -60,6 +62,12 @@ def columns_of(kind: int) -> list[str]:
     return ["id", "source", *CONTENT_COLUMNS[kind]]
 
 
+def _string_schema(columns: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.string()) for name in columns])
+
+
 def config_of(request: dataset_pb2.DatasetRequest) -> dataset_pb2.DatasetRequest:
     """The request without its sources: what, besides content, decides the dataset. Sources enter the fingerprint
     through what was read, never through paths or URLs."""
@@ -69,9 +77,22 @@ def config_of(request: dataset_pb2.DatasetRequest) -> dataset_pb2.DatasetRequest
     return config
 
 
+def reads_blocks(request: dataset_pb2.DatasetRequest) -> bool:
+    """Whether raw-text JSONL is read in Arrow blocks (sources.TextBlock): for normalised raw text whose cleaning is
+    per row and cheap (blank rows, max_chars, exact duplicates). Either way a row goes through the same
+    normalisation, cleaner and content id, so both reads give the same dataset."""
+    cleaning = request.cleaning
+    return (
+        request.kind == dataset_pb2.DATASET_KIND_RAW_TEXT
+        and cleaning.normalize
+        and not (cleaning.min_chars or cleaning.drop_patterns or cleaning.languages)
+        and not cleaning.near_duplicate_threshold
+    )
+
+
 class Acquisition:
-    """The cleaned rows of a request as a stream of DataFrame chunks. `summary()` (source fingerprints, rows removed
-    by each cleaning step) is complete once `chunks()` is exhausted."""
+    """The cleaned rows of a request as a stream of chunks (DataFrames, or Arrow tables of rows read in Arrow blocks).
+    `summary()` (source fingerprints, rows removed by each cleaning step) is complete once `chunks()` is exhausted."""
 
     def __init__(self, request: dataset_pb2.DatasetRequest, chunk_rows: int = CHUNK_ROWS) -> None:
         check_request(request)
@@ -81,37 +102,91 @@ class Acquisition:
         self.cleaner = Cleaner(CONTENT_COLUMNS[request.kind], request.cleaning)
         self.changes = Changes()
         self.rows_read = 0
+        self.repeats: dict[str, int] = {}
 
-    def rows(self) -> Iterator[dict[str, Any]]:
-        repeats: dict[str, int] = {}
+    def _kept(self, row: dict[str, Any]) -> bool:
+        """Cleans a row; a kept repeat of the same content (deduplication off) gets its own id: "<hash>~2", ..."""
+        if not self.cleaner.keep(row):
+            return False
+        seen = self.repeats.get(row["id"], 0) + 1
+        self.repeats[row["id"]] = seen
+        if seen > 1:
+            row["id"] = f"{row['id']}~{seen}"
+        return True
+
+    def _block_rows(self, block: TextBlock) -> Any:
+        """The kept rows of a block of raw text lines, as an Arrow table: each line through the same normalisation,
+        content id and cleaner as a record."""
+        import pyarrow as pa
+
+        ids, sources, texts = [], [], []
+        for number, raw in enumerate(block.text.to_pylist(), start=block.first):
+            self.rows_read += 1
+            text, removed = normalized(raw)
+            source = f"{block.origin}:{number}"
+            if removed:
+                self.changes.note(source)
+            row = {"id": content_id({"text": text}), "source": source, "text": text}
+            if self._kept(row):
+                ids.append(row["id"])
+                sources.append(source)
+                texts.append(text)
+        return pa.table({"id": ids, "source": sources, "text": texts}, schema=_string_schema(columns_of(RAW_TEXT)))
+
+    def rows(self) -> Iterator[dict[str, Any] | Any]:
+        """Kept rows as dicts, and kept rows of Arrow blocks as tables, in source order."""
+        kind, normalize = self.request.kind, self.request.cleaning.normalize
+        blocks = reads_blocks(self.request)
         for position, source in enumerate(self.request.sources):
             try:
-                for record in read_source(source, self.source_fingerprints):
-                    self.rows_read += 1
-                    row = to_row(record, self.request.kind, self.request.cleaning.normalize, self.changes)
-                    if not self.cleaner.keep(row):
+                for item in read_source(source, self.source_fingerprints, blocks=blocks):
+                    if isinstance(item, TextBlock):
+                        yield self._block_rows(item)
                         continue
-                    # Kept repeats of the same content (deduplication off) get their own ids: "<hash>~2", ...
-                    seen = repeats.get(row["id"], 0) + 1
-                    repeats[row["id"]] = seen
-                    if seen > 1:
-                        row["id"] = f"{row['id']}~{seen}"
-                    yield row
+                    self.rows_read += 1
+                    row = to_row(item, kind, normalize, self.changes)
+                    if self._kept(row):
+                        yield row
             except SourceError as error:
                 raise SourceError(f"sources[{position}]: {error}") from error
 
-    def chunks(self) -> Iterator[pd.DataFrame]:
+    def chunks(self) -> Iterator[pd.DataFrame | Any]:
+        """Chunks of at least `chunk_rows` rows but the last, in source order: a DataFrame of rows read one by one,
+        or an Arrow table of rows read in blocks."""
+        import pyarrow as pa
+
         columns = columns_of(self.request.kind)
         buffer: list[dict[str, Any]] = []
+        tables: list[Any] = []
         kept = 0
-        for row in self.rows():
-            buffer.append(row)
-            if len(buffer) >= self.chunk_rows:
+
+        def flush() -> Iterator[pd.DataFrame | Any]:
+            nonlocal buffer, tables, kept
+            if buffer:
                 kept += len(buffer)
                 yield pd.DataFrame(buffer, columns=columns)
-                buffer = []
-        kept += len(buffer)
-        if kept == 0:
+            if tables:
+                table = pa.concat_tables(tables)
+                kept += table.num_rows
+                if table.num_rows:
+                    yield table
+            buffer, tables = [], []
+
+        for item in self.rows():
+            if isinstance(item, dict):
+                if tables:
+                    yield from flush()
+                buffer.append(item)
+                full = len(buffer) >= self.chunk_rows
+            else:
+                if buffer:
+                    yield from flush()
+                tables.append(item)
+                full = sum(t.num_rows for t in tables) >= self.chunk_rows
+            if full:
+                yield from flush()
+        pending = len(buffer) + sum(t.num_rows for t in tables)
+        if kept + pending == 0:
             if self.rows_read == 0:
                 raise SourceError(f"{self.request.name}: the sources hold no rows")
             steps = "; ".join(
@@ -120,8 +195,7 @@ class Acquisition:
                 if removed
             )
             raise SourceError(f"{self.request.name}: cleaning left none of the {self.rows_read} rows read: {steps}")
-        if buffer:
-            yield pd.DataFrame(buffer, columns=columns)
+        yield from flush()
 
     def summary(self) -> dataset_pb2.DatasetManifest:
         """The part of the manifest acquisition knows, to hand to `prepare` (across a task boundary if need be)."""
@@ -150,15 +224,31 @@ class SplitAccumulator:
     digest: Any = field(default_factory=hashlib.sha256)
 
 
-def _token_counts(frame: pd.DataFrame, kind: int, tokenizer: Any) -> list[int]:
+def _token_counts(part: Any, kind: int, tokenizer: Any) -> list[int]:
+    """Tokens of each row of an Arrow table `part`: a chat's rendered conversation, else its content joined by
+    newlines."""
     if kind == dataset_pb2.DATASET_KIND_CHAT:
         return [
             len(tokenizer.apply_chat_template(json.loads(m), tokenize=True, return_dict=True)["input_ids"])
-            for m in frame["messages"]
+            for m in part.column("messages").to_pylist()
         ]
-    columns = CONTENT_COLUMNS[kind]
-    texts = ["\n".join(values) for values in zip(*(frame[c] for c in columns), strict=True)]
+    columns = [part.column(c).to_pylist() for c in CONTENT_COLUMNS[kind]]
+    texts = ["\n".join(values) for values in zip(*columns, strict=True)]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def _validated(chunk: pd.DataFrame | Any, kind: int, offset: int) -> Any:
+    """A chunk validated against the kind's pandera schema (row numbers count from the dataset's start), as an Arrow
+    table of the kind's columns."""
+    import pyarrow as pa
+
+    frame = chunk.to_pandas() if isinstance(chunk, pa.Table) else chunk.reset_index(drop=True)
+    frame.index = frame.index + offset
+    validate_rows(frame, kind)
+    schema = _string_schema(columns_of(kind))
+    if isinstance(chunk, pa.Table):
+        return chunk.select(schema.names).cast(schema)
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
 def prepare(
@@ -193,23 +283,29 @@ def prepare(
             if request.chat_template:  # the statistics' tokenizer is the files plus the chosen template
                 tokenizer_fingerprint = fp.combine(tokenizer_fingerprint, fp.fingerprint_text(tokenizer.chat_template))
 
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     splits = {name: SplitAccumulator(name) for name in SPLITS}
     offset = 0
     with DatasetWriter(out_dir, columns_of(kind)) as writer:
         for chunk in chunks:
-            chunk = chunk.reset_index(drop=True)
-            chunk.index = chunk.index + offset  # row numbers in errors count from the dataset's start
-            offset += len(chunk)
-            chunk = validate_rows(chunk, kind)
-            assignment = [split_of(row_id.split("~", 1)[0], request.split) for row_id in chunk["id"]]
+            table = _validated(chunk, kind, offset)
+            offset += table.num_rows
+            ids = table.column("id").to_pylist()
+            assignment = [split_of(row_id.split("~", 1)[0], request.split) for row_id in ids]
             for name in SPLITS:
-                part = chunk[[a == name for a in assignment]]
-                if part.empty:
+                mask = [a == name for a in assignment]
+                part = table.filter(pa.array(mask, pa.bool_()))
+                if not part.num_rows:
                     continue
                 acc = splits[name]
                 # Characters of the content columns joined by newlines, as row_text counts them.
-                lengths = (sum(part[c].str.len() for c in columns) + len(columns) - 1).tolist()
-                acc.rows += len(part)
+                characters = [pc.utf8_length(part.column(c)) for c in columns]
+                lengths = [
+                    sum(row) + len(columns) - 1 for row in zip(*(c.to_pylist() for c in characters), strict=True)
+                ]
+                acc.rows += part.num_rows
                 acc.characters += sum(lengths)
                 acc.lengths.extend(lengths)
                 if tokenizer is not None:
@@ -218,10 +314,10 @@ def prepare(
                     acc.token_counts.extend(counts)
                     if request.max_tokens:
                         acc.over_max += sum(1 for n in counts if n > request.max_tokens)
-                for row_id in part["id"]:
-                    acc.digest.update(row_id.encode("ascii") + b"\n")
+                part_ids = [row_id for row_id, keep in zip(ids, mask, strict=True) if keep]
+                acc.digest.update("".join(f"{row_id}\n" for row_id in part_ids).encode("ascii"))
                 if len(acc.samples) < SAMPLES_PER_SPLIT:
-                    acc.samples.extend(part.head(SAMPLES_PER_SPLIT - len(acc.samples)).to_dict("records"))
+                    acc.samples.extend(part.slice(0, SAMPLES_PER_SPLIT - len(acc.samples)).to_pylist())
                 writer.write(name, part)
         known = summary() if callable(summary) else summary
         manifest = dataset_pb2.DatasetManifest(
@@ -269,7 +365,8 @@ def build_dataset(
 def acquire_frame(request: dataset_pb2.DatasetRequest) -> tuple[pd.DataFrame, dataset_pb2.DatasetManifest]:
     """All cleaned rows as one DataFrame with the acquisition summary: what the Flyte acquire tasks hand on."""
     acquisition = Acquisition(request)
-    frame = pd.concat(list(acquisition.chunks()), ignore_index=True)
+    frames = [c if isinstance(c, pd.DataFrame) else c.to_pandas() for c in acquisition.chunks()]
+    frame = pd.concat(frames, ignore_index=True)
     return frame, acquisition.summary()
 
 

@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from llmft.data.schemas import CONTROL_CHARACTERS
+from llmft.data.schemas import CONTROL_CHARACTERS, has_control_characters
 from llmft.data.sources import Record, SourceError
 from llmft.proto.data.v1 import dataset_pb2
 
@@ -106,9 +106,13 @@ class Changes:
 
 def normalized(text: str) -> tuple[str, bool]:
     """`normalize_text`'s result, and whether it removed control characters."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text, removed = CONTROL_CHARACTERS.subn("", text)
-    return "\n".join(map(str.rstrip, text.split("\n"))).strip("\n"), removed > 0
+    text = unicodedata.normalize("NFC", text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    removed = has_control_characters(text)
+    if removed:
+        text = CONTROL_CHARACTERS.sub("", text)
+    return "\n".join(map(str.rstrip, text.split("\n"))).strip("\n"), removed
 
 
 def normalize_text(text: str) -> str:
@@ -146,7 +150,21 @@ def to_row(record: Record, kind: int, normalize: bool, changes: Changes | None =
         raise SourceError(f"kind: {kind} is not a dataset kind")
     if had_controls and changes is not None:
         changes.note(record.origin)
+    for name, value in content.items():
+        check_unicode(value, f"{record.origin}: field {name!r}")
     return {"id": content_id(content), "source": record.origin, **content}
+
+
+def check_unicode(text: str, where: str) -> None:
+    """Refuses text that cannot be written as UTF-8: an unpaired surrogate, which a JSON escape such as \\ud800
+    without its pair decodes to."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise SourceError(
+            f"{where} is not valid Unicode: an unpaired surrogate U+{ord(text[error.start]):04X} at offset "
+            f"{error.start} (JSON escapes of surrogates must come in pairs)"
+        ) from error
 
 
 def content_id(content: dict[str, Any]) -> str:

@@ -62,6 +62,15 @@ def conversation_problem(value: Any) -> str | None:
 # Control characters other than tab and newline (C0, DEL, C1): invisible, and noise to a tokenizer. cleaning.normalize
 # removes them (and counts the rows); without it they are refused.
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Every ASCII byte but the control characters: deleting these from an ASCII text leaves exactly its control
+# characters, in one C pass instead of a regular-expression scan.
+_ASCII_NOT_CONTROL = bytes(range(32, 127)) + b"\t\n"
+
+
+def has_control_characters(text: str) -> bool:
+    if text.isascii():
+        return bool(text.encode("ascii").translate(None, _ASCII_NOT_CONTROL))
+    return CONTROL_CHARACTERS.search(text) is not None
 
 
 def control_problem(text: str) -> str:
@@ -81,7 +90,7 @@ def _all_text(series: Series[str]) -> str | None:
 
 def _no_controls(series: Series[str]) -> Series[bool]:
     text = _all_text(series)
-    if text is not None and CONTROL_CHARACTERS.search(text) is None:
+    if text is not None and not has_control_characters(text):
         return pd.Series(True, index=series.index)
     return series.map(lambda value: not isinstance(value, str) or CONTROL_CHARACTERS.search(value) is None)
 

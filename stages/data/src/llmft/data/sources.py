@@ -3,9 +3,11 @@ a pinned commit, Hugging Face datasets, and installed Python distributions. A re
 place it came from ("file.jsonl:12"); `normalize.py` turns records into rows of a dataset kind.
 
 Records are yielded one at a time: JSONL and CSV line by line, Parquet by record batch, a text file as one record;
-nothing holds a whole corpus in memory. Each source appends the content fingerprints of what it read (file bytes,
-resolved commits, dataset fingerprints) to a list the caller owns; the list is complete once the stream is
-exhausted. A record over MAX_RECORD_BYTES (a 10 MB line or text file, say) fails naming its file and row."""
+nothing holds a whole corpus in memory. On request (`blocks`), JSONL with a string `text` field comes as TextBlocks:
+whole lines parsed by Arrow in one call, where Arrow reads them exactly as the line reader would. Each source
+appends the content fingerprints of what it read (file bytes, resolved commits, dataset fingerprints) to a list the
+caller owns; the list is complete once the stream is exhausted. A record over MAX_RECORD_BYTES (a 10 MB line or
+text file, say) fails naming its file and row."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,16 +118,91 @@ def _jsonl_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
             for number, item in enumerate(items, start=1):
                 yield _json_object(item, f"{origin}:{number}", "item")
             return
-        for number, line in enumerate(handle, start=1):
+        yield from _json_lines(handle, origin, digest)
+
+
+def _json_lines(lines: Iterable[bytes], origin: str, digest: Any, first: int = 1) -> Iterator[Record]:
+    """One record per JSON line; `first` is the first line's number in its file. Blank lines are skipped."""
+    for number, line in enumerate(lines, start=first):
+        if digest is not None:
             digest.update(line)
-            if not line.strip():
-                continue
-            _check_size(len(line), f"{origin}:{number}")
-            try:
-                item = json.loads(_decode(line, origin, number, at_start=number == 1))
-            except json.JSONDecodeError as error:
-                raise SourceError(f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})") from error
-            yield _json_object(item, f"{origin}:{number}", "line")
+        if not line.strip():
+            continue
+        _check_size(len(line), f"{origin}:{number}")
+        try:
+            item = json.loads(_decode(line, origin, number, at_start=number == 1))
+        except json.JSONDecodeError as error:
+            raise SourceError(f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})") from error
+        yield _json_object(item, f"{origin}:{number}", "line")
+
+
+@dataclass
+class TextBlock:
+    """Consecutive lines of a JSONL file, every one an object with a string `text`, parsed by Arrow in one call: the
+    raw text of line `first + i` is `text[i]` (not normalised). What `file_records(..., blocks=True)` yields where
+    Arrow read a block exactly as the line-by-line path would have."""
+
+    origin: str
+    first: int
+    text: Any  # pyarrow.StringArray
+
+
+def _split_lines(block: bytes) -> list[bytes]:
+    """`block` cut after each b"\n", as iterating over a file does (bytes.splitlines also cuts at \r, \v, ...)."""
+    lines = [line + b"\n" for line in block.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
+
+
+def _arrow_text(block: bytes) -> Any:
+    """The `text` of each line of `block` parsed by Arrow, or None where the block is not plainly one object with a
+    string `text` per line (blank lines, a byte-order mark, a missing, null or non-string `text`, malformed JSON,
+    invalid UTF-8 or lone surrogates): the line-by-line path reads such a block and names what is wrong."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    if b"\xef\xbb\xbf" in block:  # Arrow drops a byte-order mark anywhere; JSON allows none inside a file
+        return None
+    options = pj.ParseOptions(explicit_schema=pa.schema([("text", pa.string())]), unexpected_field_behavior="ignore")
+    try:
+        text = pj.read_json(pa.BufferReader(block), parse_options=options).column("text").combine_chunks()
+        text.validate(full=True)
+    except (pa.ArrowException, ValueError):  # ArrowInvalid is a ValueError
+        return None
+    # Arrow skips blank lines, which the line path skips too but counts: then the line numbers would not match.
+    return text if len(text) == _line_count(block) and text.null_count == 0 else None
+
+
+def _line_count(block: bytes) -> int:
+    return block.count(b"\n") + (not block.endswith(b"\n"))
+
+
+def _jsonl_blocks(path: Path, origin: str, digest: Any) -> Iterator[Record | TextBlock]:
+    """JSONL read in blocks of whole lines (at most MAX_RECORD_BYTES each, so no line in a block is over the limit):
+    a block Arrow parses plainly is one TextBlock; any other block is read line by line, with the same errors and line
+    numbers as `_jsonl_records`."""
+    with open(path, "rb") as handle:
+        if handle.read(64).lstrip().startswith(b"["):
+            yield from _jsonl_records(path, origin, digest)
+            return
+        handle.seek(0)
+        first, rest = 1, b""
+        while True:
+            block = rest + handle.read(MAX_RECORD_BYTES - len(rest))
+            if not block:
+                return
+            cut = block.rfind(b"\n") + 1
+            if cut == 0 and len(block) == MAX_RECORD_BYTES:  # one line over the limit: the line path says so
+                yield from _json_lines(_split_lines(block + handle.readline()), origin, digest, first)
+                return
+            block, rest = (block[:cut], block[cut:]) if cut else (block, b"")
+            digest.update(block)
+            text = _arrow_text(block)
+            if text is None:
+                yield from _json_lines(_split_lines(block), origin, None, first)
+            else:
+                yield TextBlock(origin, first, text)
+            first += _line_count(block)
 
 
 def _csv_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
@@ -165,11 +242,12 @@ def _parquet_records(path: Path, origin: str) -> Iterator[Record]:
 
 
 def file_records(
-    path: Path, origin: str, fmt: str, fingerprints: list[str], allow_empty: bool = True
-) -> Iterator[Record]:
+    path: Path, origin: str, fmt: str, fingerprints: list[str], allow_empty: bool = True, blocks: bool = False
+) -> Iterator[Record | TextBlock]:
     """Streams one file's records in format `fmt`; appends the file's content fingerprint once it is read. An empty
     file is an error unless `allow_empty` (a package's or repository's files, where an empty `__init__.py` is the
-    norm: its blank row is dropped and counted by cleaning)."""
+    norm: its blank row is dropped and counted by cleaning). With `blocks`, JSONL comes as TextBlocks where Arrow
+    reads it plainly (raw text with a `text` field: the data stage's fast path), as records elsewhere."""
     try:
         size = path.stat().st_size
     except FileNotFoundError as error:
@@ -182,7 +260,10 @@ def file_records(
         return
     if fmt in {"jsonl", "alpaca", "sharegpt", "csv"}:
         digest = hashlib.sha256()
-        yield from (_csv_records if fmt == "csv" else _jsonl_records)(path, origin, digest)
+        if fmt == "jsonl" and blocks:
+            yield from _jsonl_blocks(path, origin, digest)
+        else:
+            yield from (_csv_records if fmt == "csv" else _jsonl_records)(path, origin, digest)
         fingerprints.append(PREFIX + digest.hexdigest())
         return
     if fmt not in {"text", "python_docstrings"}:
@@ -265,7 +346,9 @@ def _expand_local(pattern: str) -> list[Path]:
     raise SourceError(f"{pattern}: file not found")
 
 
-def read_local(source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
+def read_local(
+    source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str], blocks: bool = False
+) -> Iterator[Record | TextBlock]:
     if not source.patterns:
         raise SourceError("local.patterns: empty; name at least one file, folder or glob")
     for pattern in source.patterns:
@@ -273,7 +356,8 @@ def read_local(source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str
         if not files:
             raise SourceError(f"{pattern}: the pattern matches no files")
         for path in files:
-            yield from file_records(path, str(path), _format_of(str(path), fmt), fingerprints, allow_empty=False)
+            chosen = _format_of(str(path), fmt)
+            yield from file_records(path, str(path), chosen, fingerprints, allow_empty=False, blocks=blocks)
 
 
 def _download(url: str, target: Path, timeout: float) -> None:
@@ -296,15 +380,15 @@ def _download(url: str, target: Path, timeout: float) -> None:
 
 
 def read_urls(
-    source: dataset_pb2.UrlSource, fmt: str, fingerprints: list[str], timeout: float = 30.0
-) -> Iterator[Record]:
+    source: dataset_pb2.UrlSource, fmt: str, fingerprints: list[str], timeout: float = 30.0, blocks: bool = False
+) -> Iterator[Record | TextBlock]:
     if not source.urls:
         raise SourceError("url.urls: empty")
     for url in source.urls:
         with tempfile.TemporaryDirectory(prefix="llmft-url-") as tmp:
             target = Path(tmp) / "download"
             _download(url, target, timeout)
-            yield from file_records(target, url, _format_of(url, fmt), fingerprints)
+            yield from file_records(target, url, _format_of(url, fmt), fingerprints, blocks=blocks)
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -330,7 +414,7 @@ def check_git_repository(repository: str) -> None:
         )
 
 
-def read_git(source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
+def read_git(source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]) -> Iterator[Record | TextBlock]:
     check_git_repository(source.repository)
     if shutil.which("git") is None:
         raise SourceError("git.repository: the git executable is not installed")
@@ -382,7 +466,9 @@ def read_hub(source: dataset_pb2.HubDatasetSource, fingerprints: list[str]) -> I
         yield Record(dict(row), f"{source.dataset_id}[{split}]:{number}")
 
 
-def read_python_package(source: dataset_pb2.PythonPackageSource, fmt: str, fingerprints: list[str]) -> Iterator[Record]:
+def read_python_package(
+    source: dataset_pb2.PythonPackageSource, fmt: str, fingerprints: list[str]
+) -> Iterator[Record | TextBlock]:
     if not source.packages:
         raise SourceError("python_package.packages: empty")
     include = list(source.include) or PACKAGE_DEFAULT_INCLUDE
@@ -407,15 +493,18 @@ def read_python_package(source: dataset_pb2.PythonPackageSource, fmt: str, finge
         fingerprints.append(fingerprint_text(f"{name}=={distribution.version}\n" + "\n".join(read)))
 
 
-def read_source(source: dataset_pb2.DatasetSource, fingerprints: list[str]) -> Iterator[Record]:
+def read_source(
+    source: dataset_pb2.DatasetSource, fingerprints: list[str], blocks: bool = False
+) -> Iterator[Record | TextBlock]:
+    """The source's records; with `blocks`, local and downloaded JSONL also as TextBlocks (see `file_records`)."""
     fmt = source.format or "auto"
     if fmt not in FORMATS:
         raise SourceError(f"format: {fmt!r} is not one of {', '.join(sorted(FORMATS))}")
     which = source.WhichOneof("source")
     if which == "local":
-        return read_local(source.local, fmt, fingerprints)
+        return read_local(source.local, fmt, fingerprints, blocks)
     if which == "url":
-        return read_urls(source.url, fmt, fingerprints)
+        return read_urls(source.url, fmt, fingerprints, blocks=blocks)
     if which == "git":
         return read_git(source.git, fmt, fingerprints)
     if which == "hub":
