@@ -17,7 +17,7 @@ import pytest
 from llmft.core.datasets import read_manifest, read_split
 from llmft.data import build, sources
 from llmft.data.build import build_dataset
-from llmft.data.normalize import normalized
+from llmft.data.normalize import content_id, normalized, text_id
 from llmft.data.schemas import DataValidationError
 from llmft.data.sources import SourceError
 from llmft.proto.data.v1 import dataset_pb2 as D
@@ -172,3 +172,8 @@ def test_normalisation_matches_its_definition() -> None:
     assert any(reference_normalized(t)[1] for t in texts) and not all(reference_normalized(t)[1] for t in texts)
     for text in texts:
         assert normalized(text) == reference_normalized(text), repr(text)
+
+
+@pytest.mark.parametrize("text", ["", "a", "flyte task\nsecond line", "\u00e9t\u00e9 \u2003", "😀"])
+def test_a_text_id_is_the_content_id_of_the_text(text: str) -> None:
+    assert text_id(text) == content_id({"text": text})

@@ -28,7 +28,7 @@ from llmft.core import fingerprint as fp
 from llmft.core.datasets import SPLITS, DatasetWriter
 from llmft.data import STAGE, __version__
 from llmft.data.clean import Cleaner, split_of
-from llmft.data.normalize import Changes, content_id, normalized, to_row
+from llmft.data.normalize import Changes, normalized, text_id, to_row
 from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, kind_name, validate_rows
 from llmft.data.sources import SourceError, TextBlock, read_source
 from llmft.proto.data.v1 import dataset_pb2
@@ -126,7 +126,7 @@ class Acquisition:
             source = f"{block.origin}:{number}"
             if removed:
                 self.changes.note(source)
-            row = {"id": content_id({"text": text}), "source": source, "text": text}
+            row = {"id": text_id(text), "source": source, "text": text}
             if self._kept(row):
                 ids.append(row["id"])
                 sources.append(source)

@@ -108,7 +108,9 @@ def normalized(text: str) -> tuple[str, bool]:
     """`normalize_text`'s result, and whether it removed control characters."""
     text = unicodedata.normalize("NFC", text)
     if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            text = text.replace("\r", "\n")
     removed = has_control_characters(text)
     if removed:
         text = CONTROL_CHARACTERS.sub("", text)
@@ -172,4 +174,15 @@ def content_id(content: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     for name in sorted(content):
         digest.update(name.encode() + b"\x1f" + content[name].encode("utf-8", "surrogatepass") + b"\x1e")
+    return digest.hexdigest()[:32]
+
+
+_TEXT_ID = hashlib.sha256(b"text\x1f")
+
+
+def text_id(text: str) -> str:
+    """`content_id({"text": text})` for text that is valid UTF-8, hashing one string instead of a dict's."""
+    digest = _TEXT_ID.copy()
+    digest.update(text.encode())
+    digest.update(b"\x1e")
     return digest.hexdigest()[:32]

@@ -154,7 +154,7 @@ def _split_lines(block: bytes) -> list[bytes]:
     return lines if lines[-1] else lines[:-1]
 
 
-def _arrow_text(block: bytes) -> Any:
+def _arrow_text(block: bytes, lines: int) -> Any:
     """The `text` of each line of `block` parsed by Arrow, or None where the block is not plainly one object with a
     string `text` per line (blank lines, a byte-order mark, a missing, null or non-string `text`, malformed JSON,
     invalid UTF-8 or lone surrogates): the line-by-line path reads such a block and names what is wrong."""
@@ -170,7 +170,7 @@ def _arrow_text(block: bytes) -> Any:
     except (pa.ArrowException, ValueError):  # ArrowInvalid is a ValueError
         return None
     # Arrow skips blank lines, which the line path skips too but counts: then the line numbers would not match.
-    return text if len(text) == _line_count(block) and text.null_count == 0 else None
+    return text if len(text) == lines and text.null_count == 0 else None
 
 
 def _line_count(block: bytes) -> int:
@@ -197,12 +197,13 @@ def _jsonl_blocks(path: Path, origin: str, digest: Any) -> Iterator[Record | Tex
                 return
             block, rest = (block[:cut], block[cut:]) if cut else (block, b"")
             digest.update(block)
-            text = _arrow_text(block)
+            lines = _line_count(block)
+            text = _arrow_text(block, lines)
             if text is None:
                 yield from _json_lines(_split_lines(block), origin, None, first)
             else:
                 yield TextBlock(origin, first, text)
-            first += _line_count(block)
+            first += lines
 
 
 def _csv_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
