@@ -108,6 +108,8 @@ class Acquisition:
         """Cleans a row; a kept repeat of the same content (deduplication off) gets its own id: "<hash>~2", ..."""
         if not self.cleaner.keep(row):
             return False
+        if self.request.cleaning.deduplicate_exact:  # every kept row is its content's first: nothing to count
+            return True
         seen = self.repeats.get(row["id"], 0) + 1
         self.repeats[row["id"]] = seen
         if seen > 1:

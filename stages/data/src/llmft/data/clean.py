@@ -20,6 +20,8 @@ SHINGLE_WORDS = 5
 
 
 def row_text(row: dict[str, Any], columns: tuple[str, ...]) -> str:
+    if len(columns) == 1:
+        return str(row[columns[0]])
     return "\n".join(str(row[c]) for c in columns)
 
 
