@@ -177,3 +177,15 @@ def test_normalisation_matches_its_definition() -> None:
 @pytest.mark.parametrize("text", ["", "a", "flyte task\nsecond line", "\u00e9t\u00e9 \u2003", "😀"])
 def test_a_text_id_is_the_content_id_of_the_text(text: str) -> None:
     assert text_id(text) == content_id({"text": text})
+
+
+def test_the_flyte_acquire_tasks_hand_on_the_same_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files, _ = corpus(tmp_path)
+    monkeypatch.setattr(sources, "MAX_RECORD_BYTES", BLOCK)
+    count = BlockCount(monkeypatch)
+    ours, our_summary = build.acquire_frame(request(files))
+    assert count.blocks > 10
+    monkeypatch.setattr(build, "reads_blocks", lambda request: False)
+    theirs, their_summary = build.acquire_frame(request(files))
+    pd.testing.assert_frame_equal(ours, theirs)
+    assert our_summary == their_summary

@@ -75,7 +75,9 @@ def test_the_artifact_names_the_final_folder_and_killed_runs_leftovers_are_remov
         os.utime(out.parent / ".m-old", (old, old))
 
         capsys.readouterr()
-        assert main(["--data", str(data), "--out", str(out), "--max-steps", "1"]) == 0
+        recipe = tmp_path / "recipe.yaml"
+        recipe.write_text("max_length: 64\n")  # the tiny dataset holds fewer than the default 1024 tokens of eval
+        assert main(["--config", str(recipe), "--data", str(data), "--out", str(out), "--max-steps", "1"]) == 0
         captured = capsys.readouterr()
         assert sorted(p.name for p in out.parent.iterdir()) == [".m-running", "m"]
         assert f"removed {out.parent / '.m-killed'}" in captured.err and ".m-old" in captured.err

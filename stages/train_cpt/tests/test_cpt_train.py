@@ -107,7 +107,10 @@ def test_wrong_dataset_kind_and_too_long_sequences_fail_before_training(tmp_path
     text = write_text_dataset(tmp_path / "text", train_docs=10)
     with pytest.raises(RecipeError, match="beyond the model's 1024 positions"):
         train_cpt(request(max_length=4096), text, tmp_path / "m2")
-    assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists()
+    few = write_text_dataset(tmp_path / "few", train_docs=200, eval_docs=1)
+    with pytest.raises(RecipeError, match="eval split .* one 1024-token sequence; lower recipe.max_length"):
+        train_cpt(request(max_length=1024), few, tmp_path / "m3")
+    assert not any((tmp_path / m).exists() for m in ("m1", "m2", "m3"))
 
 
 class OptimizerSpy:

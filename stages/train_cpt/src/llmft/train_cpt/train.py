@@ -59,10 +59,14 @@ def train_cpt(
         eval_rows = eval_rows[: recipe.eval.max_eval_samples]
     if not train_rows:
         raise RecipeError(
-            f"dataset {manifest.name!r}: its train split has too few tokens for one {recipe.max_length}-token sequence"
+            f"dataset {manifest.name!r}: its train split has too few tokens for one {recipe.max_length}-token "
+            "sequence; lower recipe.max_length"
         )
     if not eval_rows:
-        raise RecipeError(f"dataset {manifest.name!r}: its eval split is empty or shorter than one sequence")
+        raise RecipeError(
+            f"dataset {manifest.name!r}: its eval split is empty or has too few tokens for one {recipe.max_length}-token "
+            "sequence; lower recipe.max_length or hold out more rows (split.eval_fraction)"
+        )
     eval_tokens = sum(sum(1 for t in row["labels"] if t != -100) for row in eval_rows)
 
     model = load_model_for_training(base.directory, recipe)
