@@ -153,8 +153,8 @@ class Acquisition:
                 raise SourceError(f"sources[{position}]: {error}") from error
 
     def chunks(self) -> Iterator[pd.DataFrame | Any]:
-        """Chunks of at least `chunk_rows` rows but the last, in source order: a DataFrame of rows read one by one,
-        or an Arrow table of rows read in blocks."""
+        """Chunks in source order: a DataFrame of rows read one by one, or an Arrow table of rows read in blocks, each
+        of at least `chunk_rows` rows unless the stream ends or switches between the two reads."""
         import pyarrow as pa
 
         columns = columns_of(self.request.kind)

@@ -64,8 +64,8 @@ def train_cpt(
         )
     if not eval_rows:
         raise RecipeError(
-            f"dataset {manifest.name!r}: its eval split is empty or has too few tokens for one {recipe.max_length}-token "
-            "sequence; lower recipe.max_length or hold out more rows (split.eval_fraction)"
+            f"dataset {manifest.name!r}: its eval split is empty or has too few tokens for one "
+            f"{recipe.max_length}-token sequence; lower recipe.max_length or hold out more rows (split.eval_fraction)"
         )
     eval_tokens = sum(sum(1 for t in row["labels"] if t != -100) for row in eval_rows)
 
