@@ -147,10 +147,20 @@ def test_a_bad_line_is_named_the_same_on_both_paths(case: str, tmp_path: Path, m
     monkeypatch.setattr(sources, "MAX_RECORD_BYTES", BLOCK)
     errors = []
     for blocks in (True, False):
+        tried: list[int] = []
         with monkeypatch.context() as patch:
             patch.setattr(build, "reads_blocks", lambda request, blocks=blocks: blocks)
+            arrow_text = sources._arrow_text
+            patch.setattr(
+                sources,
+                "_arrow_text",
+                lambda block, lines, tried=tried, arrow_text=arrow_text: tried.append(lines)
+                or arrow_text(block, lines),
+            )
             with pytest.raises((SourceError, DataValidationError)) as error:
                 build_dataset(request([path]), tmp_path / f"out-{blocks}")
+        # The block read tried Arrow on the block with the bad line (and fell back to lines); the line read did not.
+        assert bool(tried) == blocks
         assert re.search(message, str(error.value)), str(error.value)
         assert not (tmp_path / f"out-{blocks}").exists()
         errors.append(str(error.value))
