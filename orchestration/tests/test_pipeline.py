@@ -147,9 +147,13 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     module.write_text(module.read_text().replace("1th transform", "first transform"))  # one chat row changes
     cache_log.clear()
     run(config, runs, capsys)
-    # SFT data, SFT, the reward model and DPO (both start from SFT), the evaluation and the Space rerun; CPT does not.
-    assert set(cache_log.hits) == {"data.tasks.prepare_raw_text", "train_cpt.tasks.train"}
-    assert set(cache_log.ran) == {
+    # SFT data, SFT, the reward model and DPO (both start from SFT) and the evaluation rerun; CPT does not. The Space
+    # folder's inputs are the SFT model's bytes and answers: where retraining gives bitwise the same weights (the
+    # changed row can fall in the eval split), it is a cache hit, else it reruns (CI saw both).
+    space = {"serve.tasks.space_folder"}
+    assert set(cache_log.hits) - space == {"data.tasks.prepare_raw_text", "train_cpt.tasks.train"}
+    assert space <= set(cache_log.hits) | set(cache_log.ran)
+    assert set(cache_log.ran) | space == {
         "data.tasks.prepare_chat",
         "data.tasks.prepare_preference",
         "train_sft.tasks.train",
