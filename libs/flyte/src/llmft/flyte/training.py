@@ -103,9 +103,10 @@ def elastic(nproc_per_node: int = 1, nnodes: int = 1) -> Any:
     """The Elastic launch of llmft's training tasks: `nnodes` nodes of `nproc_per_node` torch elastic workers. One node
     runs in a plain pod; several become a PyTorchJob (kubeflow training operator) with that many workers. A single
     worker is forked from the task's process, which skips re-importing torch and transformers: on a 1-minute CPU run
-    the task then costs ~1 s more than a bare script instead of ~8 s (bench/train_throughput.py). Several workers are
-    spawned: forked gloo workers hung in our tests. The agent checks its workers every second (flytekit's default is
-    5 s, torch's 0.1 s): with 5 s a finished run waited 2.5 s on average for the agent to notice."""
+    the task then costs well under a second more than a bare script instead of ~8 s (bench/train_throughput.py).
+    Several workers are spawned: forked gloo workers hung in our tests. The agent checks its workers every 0.1 s,
+    torch's own default: with flytekit's 5 s a finished run waited 2.5 s on average for the agent to notice, and
+    with 1 s a 2-step run's task still cost ~0.7 s more than at 0.1 s."""
     from flytekitplugins.kfpytorch import Elastic
 
     start_method = "fork" if nproc_per_node == 1 and nnodes == 1 else "spawn"
@@ -118,7 +119,7 @@ def elastic(nproc_per_node: int = 1, nnodes: int = 1) -> Any:
     )
 
 
-MONITOR_INTERVAL_S = 1
+MONITOR_INTERVAL_S = 0.1  # seconds; torch's LaunchConfig default
 
 
 def launch_shape(distributed: DistributedConfig) -> tuple[int, int]:
