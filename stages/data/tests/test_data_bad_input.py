@@ -105,6 +105,29 @@ def test_what_cleaning_drops_is_counted_on_stderr_with_the_first_row(
     assert sorted(prompts) == ["bell rings", "hello"]
 
 
+def test_python_files_that_do_not_parse_are_counted_on_stderr_and_in_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "good.py").write_text('def tool(x):\n    """Turns a value into the output of the tool."""\n')
+    (code / "old.py").write_text('def shout(x):\n    print "python 2"\n')
+    args = ["--kind", "prompt", "--format", "python_docstrings", "--local", str(code), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"cleaning: skip_unparsable_python skipped 1 file(s), the first {code / 'old.py'}:2 (" in err, err
+    steps = {s.step: (s.rows_removed, s.first_row) for s in read_manifest(tmp_path / "out").cleaning}
+    assert steps["skip_unparsable_python"][0] == 1
+    prompts = pd.concat([read_split(tmp_path / "out", s) for s in ("train", "eval")])["prompt"]
+    assert list(prompts) == ["What does `tool` in `good` do?"]
+
+    (code / "good.py").unlink()  # only the unparsable file left: the error says why there are no rows
+    assert main([*args[:-1], str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert f"the sources hold no rows: 1 Python file(s) do not parse, the first {code / 'old.py'}:2 (" in err, err
+    assert not (tmp_path / "out2").exists()
+
+
 def test_control_characters_are_refused_without_normalisation(tmp_path: Path) -> None:
     (tmp_path / "t.jsonl").write_bytes(jsonl({"text": "escape \u001b[31m red"}, {"text": "fine"}))
     request = D.DatasetRequest(

@@ -270,6 +270,7 @@ def test_python_package_source_reads_installed_code_and_derives_docstring_chats(
 
 def test_docstrings_give_preference_pairs_whose_rejected_answer_names_the_wrong_kind_or_module(tmp_path: Path) -> None:
     (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")  # a package: the wrong module can be its parent, `pkg`
     (tmp_path / "pkg" / "tools.py").write_text(
         "".join(f'def tool_{i}(x):\n    """Turns a value into the {i}th tool output."""\n\n\n' for i in range(12))
         + 'class Box:\n    """Holds one value for the tools above."""\n'
@@ -282,7 +283,7 @@ def test_docstrings_give_preference_pairs_whose_rejected_answer_names_the_wrong_
     frame, _ = acquire_frame(req)
     assert len(frame) == 13
     module = frame["chosen"].iloc[0].split(" in `", 1)[1].split("`", 1)[0]
-    assert module.endswith("pkg.tools")
+    assert module == "pkg.tools"
     kinds = {"function": 0, "class": 0, "module": 0}
     for row in frame.itertuples():
         chosen_first, rejected_first = row.chosen.split(". ", 1)[0], row.rejected.split(". ", 1)[0]
@@ -294,6 +295,37 @@ def test_docstrings_give_preference_pairs_whose_rejected_answer_names_the_wrong_
         else:
             kinds[rejected_first.split(" is a ")[1].split(" ")[0]] += 1
     assert kinds["module"] > 0 and kinds["function"] + kinds["class"] > 0  # both kinds of corruption occur
+
+
+def test_docstring_modules_are_named_as_python_imports_them_wherever_the_tree_sits(tmp_path: Path) -> None:
+    def tree(root: Path) -> Path:
+        package = root / "src" / "mylib"
+        (package / "core").mkdir(parents=True)
+        (package / "__init__.py").write_text('"""The library."""\n')
+        (package / "core" / "__init__.py").write_text(
+            'class Engine:\n    """Runs the jobs of the library in order."""\n'
+        )
+        (package / "core" / "jobs.py").write_text('def run(job):\n    """Runs one job and returns its result."""\n')
+        (root / "src" / "script.py").write_text('def main():\n    """Starts the script from the command line."""\n')
+        return root / "src"
+
+    def build(root: Path) -> tuple[list[str], str]:
+        req = D.DatasetRequest(
+            name="modules",
+            kind=D.DATASET_KIND_PROMPT,
+            sources=[D.DatasetSource(local=D.LocalSource(patterns=[str(tree(root))]), format="python_docstrings")],
+        )
+        frame, _ = acquire_frame(req)
+        manifest, _ = build_dataset(req, root / "out")
+        return sorted(frame["prompt"]), manifest.fingerprint
+
+    here, there = build(tmp_path / "a"), build(tmp_path / "b" / "deeper")
+    assert here[0] == [
+        "What does `Engine` in `mylib.core` do?",
+        "What does `main` in `script` do?",
+        "What does `run` in `mylib.core.jobs` do?",
+    ]
+    assert here == there  # the same code elsewhere on disk is the same dataset
 
 
 def test_validation_failures_render_for_the_deck(tmp_path: Path) -> None:

@@ -60,6 +60,24 @@ def test_git_source_reads_text_files_at_the_pinned_commit(repo: Path) -> None:
     assert all(first[:12] in s for s in old["source"])
 
 
+def test_git_docstrings_name_the_module_as_python_imports_it_not_the_repository_or_commit(repo: Path) -> None:
+    # The repository's root is a package itself: the name still starts below the checkout, whose folder is a
+    # temporary one.
+    (repo / "__init__.py").write_text("")
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "__init__.py").write_text('def version():\n    """Returns the version of the package as text."""\n')
+    (repo / "pkg" / "mod.py").write_text('def tool(x):\n    """Turns a value into the output of the tool."""\n')
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "package")
+    request = D.DatasetRequest(
+        name="g",
+        kind=D.DATASET_KIND_PROMPT,
+        sources=[D.DatasetSource(git=D.GitSource(repository=str(repo)), format="python_docstrings")],
+    )
+    frame, _ = acquire_frame(request)
+    assert sorted(frame["prompt"]) == ["What does `tool` in `pkg.mod` do?", "What does `version` in `pkg` do?"]
+
+
 def test_git_ref_that_does_not_exist_fails_naming_it(repo: Path) -> None:
     with pytest.raises(SourceError, match="revision 'v9.9' does not exist"):
         acquire_frame(git_request(repo, "v9.9"))

@@ -30,7 +30,7 @@ from llmft.data import STAGE, __version__
 from llmft.data.clean import Cleaner, split_of
 from llmft.data.normalize import Changes, normalized, text_id, to_row
 from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, kind_name, validate_rows
-from llmft.data.sources import SourceError, TextBlock, read_source
+from llmft.data.sources import PYTHON_SKIP_STEP, Skipped, SourceError, TextBlock, read_source
 from llmft.proto.data.v1 import dataset_pb2
 
 CHUNK_ROWS = 8192
@@ -103,6 +103,8 @@ class Acquisition:
         self.changes = Changes()
         self.rows_read = 0
         self.repeats: dict[str, int] = {}
+        self.skipped_files = 0
+        self.first_skipped = ""
 
     def _kept(self, row: dict[str, Any]) -> bool:
         """Cleans a row; a kept repeat of the same content (deduplication off) gets its own id: "<hash>~2", ..."""
@@ -144,6 +146,10 @@ class Acquisition:
                 for item in read_source(source, self.source_fingerprints, blocks=blocks):
                     if isinstance(item, TextBlock):
                         yield self._block_rows(item)
+                        continue
+                    if isinstance(item, Skipped):
+                        self.skipped_files += 1
+                        self.first_skipped = self.first_skipped or f"{item.origin} ({item.reason})"
                         continue
                     self.rows_read += 1
                     row = to_row(item, kind, normalize, self.changes)
@@ -190,7 +196,12 @@ class Acquisition:
         pending = len(buffer) + sum(t.num_rows for t in tables)
         if kept + pending == 0:
             if self.rows_read == 0:
-                raise SourceError(f"{self.request.name}: the sources hold no rows")
+                skipped = (
+                    f": {self.skipped_files} Python file(s) do not parse, the first {self.first_skipped}"
+                    if self.skipped_files
+                    else ""
+                )
+                raise SourceError(f"{self.request.name}: the sources hold no rows{skipped}")
             steps = "; ".join(
                 f"{step} removed {removed} (the first: {first})"
                 for step, removed, first in self.cleaner.removed
@@ -202,6 +213,8 @@ class Acquisition:
     def summary(self) -> dataset_pb2.DatasetManifest:
         """The part of the manifest acquisition knows, to hand to `prepare` (across a task boundary if need be)."""
         manifest = dataset_pb2.DatasetManifest(source_fingerprints=self.source_fingerprints)
+        if any(source.format == "python_docstrings" for source in self.request.sources):
+            manifest.cleaning.add(step=PYTHON_SKIP_STEP, rows_removed=self.skipped_files, first_row=self.first_skipped)
         if self.request.cleaning.normalize:
             manifest.cleaning.add(
                 step="strip_control_characters", rows_changed=self.changes.rows, first_row=self.changes.first
@@ -382,7 +395,9 @@ def cleaning_lines(manifest: dataset_pb2.DatasetManifest) -> list[str]:
     prints on stderr, so nothing is dropped where the user does not look."""
     lines = []
     for step in manifest.cleaning:
-        if step.rows_removed:
+        if step.rows_removed and step.step == PYTHON_SKIP_STEP:  # counts files
+            lines.append(f"cleaning: {step.step} skipped {step.rows_removed} file(s), the first {step.first_row}")
+        elif step.rows_removed:
             lines.append(f"cleaning: {step.step} removed {step.rows_removed} row(s), the first from {step.first_row}")
         if step.rows_changed:
             lines.append(f"cleaning: {step.step} changed {step.rows_changed} row(s), the first from {step.first_row}")

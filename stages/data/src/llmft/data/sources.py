@@ -147,6 +147,18 @@ class TextBlock:
     text: Any  # pyarrow.StringArray
 
 
+@dataclass
+class Skipped:
+    """A file skipped, not refused: Python source that does not parse, read as `python_docstrings` (a repository's
+    Python 2 files or code templates). The acquisition counts it where the user sees it."""
+
+    origin: str  # file and line of the error
+    reason: str
+
+
+PYTHON_SKIP_STEP = "skip_unparsable_python"
+
+
 def _split_lines(block: bytes) -> list[bytes]:
     """`block` cut after each b"\n", as iterating over a file does (bytes.splitlines also cuts at \r, \v, ...)."""
     lines = [line + b"\n" for line in block.split(b"\n")]
@@ -243,12 +255,19 @@ def _parquet_records(path: Path, origin: str) -> Iterator[Record]:
 
 
 def file_records(
-    path: Path, origin: str, fmt: str, fingerprints: list[str], allow_empty: bool = True, blocks: bool = False
-) -> Iterator[Record | TextBlock]:
+    path: Path,
+    origin: str,
+    fmt: str,
+    fingerprints: list[str],
+    allow_empty: bool = True,
+    blocks: bool = False,
+    module: str = "",
+) -> Iterator[Record | TextBlock | Skipped]:
     """Streams one file's records in format `fmt`; appends the file's content fingerprint once it is read. An empty
     file is an error unless `allow_empty` (a package's or repository's files, where an empty `__init__.py` is the
     norm: its blank row is dropped and counted by cleaning). With `blocks`, JSONL comes as TextBlocks where Arrow
-    reads it plainly (raw text with a `text` field: the data stage's fast path), as records elsewhere."""
+    reads it plainly (raw text with a `text` field: the data stage's fast path), as records elsewhere.
+    `python_docstrings` names the code's module `module`, else the name Python imports the file by (`module_name`)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError as error:
@@ -281,7 +300,7 @@ def file_records(
     if fmt == "text":
         yield Record({"text": text}, origin)
     else:
-        yield from docstring_conversations(text, origin)
+        yield from docstring_conversations(text, origin, module or module_name(path))
 
 
 def wrong_first_sentence(name: str, kind: str, module: str) -> str:
@@ -294,16 +313,33 @@ def wrong_first_sentence(name: str, kind: str, module: str) -> str:
     return f"`{name}` is a {wrong} in `{module}`."
 
 
-def docstring_conversations(code: str, origin: str) -> Iterator[Record]:
-    """Derives records from Python source: for each public, documented function or class, a user asks what it does
-    and the assistant answers with its docstring's summary and its signature. As a chat dataset that is the
-    conversation; as a preference dataset the answer is chosen over the same answer whose first sentence names the
-    wrong kind or module; as a prompt dataset it is the question."""
+def module_name(path: Path, root: Path | None = None) -> str:
+    """The dotted name Python imports the file at `path` by: its stem under every enclosing package (a folder with an
+    `__init__.py`) below `root`, so it does not depend on where the tree sits on disk. `.../src/pkg/core/x.py` in
+    packages `pkg` and `core` is `pkg.core.x`; a package's `__init__.py` is the package."""
+    parts = [] if path.stem == "__init__" else [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file() and folder.name and folder != root:
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts) or path.stem
+
+
+def dotted(relative: str) -> str:
+    """The module of a file given by its path relative to an import root: `pkg/core/x.py` -> `pkg.core.x`."""
+    return relative.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+
+
+def docstring_conversations(code: str, origin: str, module: str) -> Iterator[Record | Skipped]:
+    """Derives records from the Python source of module `module`: for each public, documented function or class, a
+    user asks what it does and the assistant answers with its docstring's summary and its signature. As a chat dataset
+    that is the conversation; as a preference dataset the answer is chosen over the same answer whose first sentence
+    names the wrong kind or module; as a prompt dataset it is the question. Code that does not parse is Skipped."""
     try:
         tree = ast.parse(code)
-    except SyntaxError:
+    except SyntaxError as error:
+        yield Skipped(f"{origin}:{error.lineno}" if error.lineno else origin, error.msg)
         return
-    module = origin.rsplit(":", 1)[0].removesuffix(".py").replace("/", ".").removesuffix(".__init__")
 
     def visit(node: ast.AST, prefix: str) -> Iterator[Record]:
         for child in ast.iter_child_nodes(node):
@@ -349,7 +385,7 @@ def _expand_local(pattern: str) -> list[Path]:
 
 def read_local(
     source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str], blocks: bool = False
-) -> Iterator[Record | TextBlock]:
+) -> Iterator[Record | TextBlock | Skipped]:
     if not source.patterns:
         raise SourceError("local.patterns: empty; name at least one file, folder or glob")
     for pattern in source.patterns:
@@ -358,7 +394,9 @@ def read_local(
             raise SourceError(f"{pattern}: the pattern matches no files")
         for path in files:
             chosen = _format_of(str(path), fmt)
-            yield from file_records(path, str(path), chosen, fingerprints, allow_empty=False, blocks=blocks)
+            # An empty data file is a mistake; an empty __init__.py is how a package folder is marked.
+            empty_ok = chosen == "python_docstrings"
+            yield from file_records(path, str(path), chosen, fingerprints, allow_empty=empty_ok, blocks=blocks)
 
 
 def _download(url: str, target: Path, timeout: float) -> None:
@@ -382,7 +420,7 @@ def _download(url: str, target: Path, timeout: float) -> None:
 
 def read_urls(
     source: dataset_pb2.UrlSource, fmt: str, fingerprints: list[str], timeout: float = 30.0, blocks: bool = False
-) -> Iterator[Record | TextBlock]:
+) -> Iterator[Record | TextBlock | Skipped]:
     if not source.urls:
         raise SourceError("url.urls: empty")
     for url in source.urls:
@@ -415,7 +453,9 @@ def check_git_repository(repository: str) -> None:
         )
 
 
-def read_git(source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]) -> Iterator[Record | TextBlock]:
+def read_git(
+    source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]
+) -> Iterator[Record | TextBlock | Skipped]:
     check_git_repository(source.repository)
     if shutil.which("git") is None:
         raise SourceError("git.repository: the git executable is not installed")
@@ -445,7 +485,8 @@ def read_git(source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]) -
             matched += 1
             origin = f"{source.repository}@{commit[:12]}:{rel}"
             # The commit already fingerprints these files: their own fingerprints are not needed.
-            yield from file_records(checkout / rel, origin, _format_of(rel, fmt), [])
+            module = module_name(checkout / rel, root=checkout)
+            yield from file_records(checkout / rel, origin, _format_of(rel, fmt), [], module=module)
         if not matched:
             raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(TEXT_SUFFIXES)}")
 
@@ -469,7 +510,7 @@ def read_hub(source: dataset_pb2.HubDatasetSource, fingerprints: list[str]) -> I
 
 def read_python_package(
     source: dataset_pb2.PythonPackageSource, fmt: str, fingerprints: list[str]
-) -> Iterator[Record | TextBlock]:
+) -> Iterator[Record | TextBlock | Skipped]:
     if not source.packages:
         raise SourceError("python_package.packages: empty")
     include = list(source.include) or PACKAGE_DEFAULT_INCLUDE
@@ -489,14 +530,14 @@ def read_python_package(
             if rel.startswith("..") or ".dist-info" in rel or "__pycache__" in rel:
                 continue
             path = Path(str(distribution.locate_file(file)))
-            if path.is_file():
-                yield from file_records(path, rel, chosen, read)
+            if path.is_file():  # rel is relative to site-packages: the import root
+                yield from file_records(path, rel, chosen, read, module=dotted(rel))
         fingerprints.append(fingerprint_text(f"{name}=={distribution.version}\n" + "\n".join(read)))
 
 
 def read_source(
     source: dataset_pb2.DatasetSource, fingerprints: list[str], blocks: bool = False
-) -> Iterator[Record | TextBlock]:
+) -> Iterator[Record | TextBlock | Skipped]:
     """The source's records; with `blocks`, local and downloaded JSONL also as TextBlocks (see `file_records`)."""
     fmt = source.format or "auto"
     if fmt not in FORMATS:
