@@ -108,6 +108,17 @@ def test_url_source_downloads_and_parses_by_extension(server: str) -> None:
     assert frame["source"].iloc[0] == f"{server}/chat.jsonl:1"
 
 
+def test_url_docstrings_name_the_module_after_the_file_not_the_download(server: str, tmp_path: Path) -> None:
+    (tmp_path / "www" / "tools.py").write_text('def tool(x):\n    """Turns a value into the output of the tool."""\n')
+    request = D.DatasetRequest(
+        name="u",
+        kind=D.DATASET_KIND_PROMPT,
+        sources=[D.DatasetSource(url=D.UrlSource(urls=[f"{server}/tools.py"]), format="python_docstrings")],
+    )
+    frame, _ = acquire_frame(request)
+    assert list(frame["prompt"]) == ["What does `tool` in `tools` do?"]
+
+
 def test_missing_and_unreachable_urls_fail_naming_the_url(server: str) -> None:
     with pytest.raises(SourceError, match=r"missing.jsonl: HTTP 404"):
         acquire_frame(url_request(f"{server}/missing.jsonl"))

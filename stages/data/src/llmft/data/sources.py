@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from llmft.core.fingerprint import PREFIX, fingerprint_text
@@ -427,7 +427,10 @@ def read_urls(
         with tempfile.TemporaryDirectory(prefix="llmft-url-") as tmp:
             target = Path(tmp) / "download"
             _download(url, target, timeout)
-            yield from file_records(target, url, _format_of(url, fmt), fingerprints, blocks=blocks)
+            # One file from a URL has no package around it: its module is its file's name.
+            name = PurePosixPath(urllib.parse.urlparse(url).path)
+            module = name.parent.name if name.stem == "__init__" and name.parent.name else name.stem
+            yield from file_records(target, url, _format_of(url, fmt), fingerprints, blocks=blocks, module=module)
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
