@@ -307,6 +307,9 @@ def test_docstring_modules_are_named_as_python_imports_them_wherever_the_tree_si
         )
         (package / "core" / "jobs.py").write_text('def run(job):\n    """Runs one job and returns its result."""\n')
         (root / "src" / "script.py").write_text('def main():\n    """Starts the script from the command line."""\n')
+        namespace = root / "src" / "nspkg" / "sub"  # a namespace package: no __init__.py
+        namespace.mkdir(parents=True)
+        (namespace / "mod.py").write_text('def parse(text):\n    """Parses one line of text into a record."""\n')
         return root / "src"
 
     def build(root: Path) -> tuple[list[str], str]:
@@ -323,9 +326,22 @@ def test_docstring_modules_are_named_as_python_imports_them_wherever_the_tree_si
     assert here[0] == [
         "What does `Engine` in `mylib.core` do?",
         "What does `main` in `script` do?",
+        "What does `parse` in `nspkg.sub.mod` do?",
         "What does `run` in `mylib.core.jobs` do?",
     ]
     assert here == there  # the same code elsewhere on disk is the same dataset
+
+    # A `src` folder above the pattern (code kept in ~/src, say) is not an import root: the pattern's folder is.
+    project = tmp_path / "src" / "project"
+    project.mkdir(parents=True)
+    (project / "app.py").write_text('def serve():\n    """Serves the app until it is stopped."""\n')
+    for pattern in (str(project), str(project / "*.py"), str(project / "app.py")):
+        req = D.DatasetRequest(
+            name="modules",
+            kind=D.DATASET_KIND_PROMPT,
+            sources=[D.DatasetSource(local=D.LocalSource(patterns=[pattern]), format="python_docstrings")],
+        )
+        assert list(acquire_frame(req)[0]["prompt"]) == ["What does `serve` in `app` do?"], pattern
 
 
 def test_validation_failures_render_for_the_deck(tmp_path: Path) -> None:

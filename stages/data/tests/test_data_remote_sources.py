@@ -67,6 +67,9 @@ def test_git_docstrings_name_the_module_as_python_imports_it_not_the_repository_
     (repo / "pkg").mkdir()
     (repo / "pkg" / "__init__.py").write_text('def version():\n    """Returns the version of the package as text."""\n')
     (repo / "pkg" / "mod.py").write_text('def tool(x):\n    """Turns a value into the output of the tool."""\n')
+    namespace = repo / "libs" / "ns" / "src" / "ns" / "tools"  # a src layout of a namespace package: no __init__.py
+    namespace.mkdir(parents=True)
+    (namespace / "text.py").write_text('def clean(x):\n    """Cleans the text of one record."""\n')
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "package")
     request = D.DatasetRequest(
@@ -75,7 +78,11 @@ def test_git_docstrings_name_the_module_as_python_imports_it_not_the_repository_
         sources=[D.DatasetSource(git=D.GitSource(repository=str(repo)), format="python_docstrings")],
     )
     frame, _ = acquire_frame(request)
-    assert sorted(frame["prompt"]) == ["What does `tool` in `pkg.mod` do?", "What does `version` in `pkg` do?"]
+    assert sorted(frame["prompt"]) == [
+        "What does `clean` in `ns.tools.text` do?",
+        "What does `tool` in `pkg.mod` do?",
+        "What does `version` in `pkg` do?",
+    ]
 
 
 def test_git_ref_that_does_not_exist_fails_naming_it(repo: Path) -> None:

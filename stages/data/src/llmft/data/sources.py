@@ -300,7 +300,7 @@ def file_records(
     if fmt == "text":
         yield Record({"text": text}, origin)
     else:
-        yield from docstring_conversations(text, origin, module or module_name(path))
+        yield from docstring_conversations(text, origin, module or module_name(path, base=path.parent))
 
 
 def wrong_first_sentence(name: str, kind: str, module: str) -> str:
@@ -313,13 +313,26 @@ def wrong_first_sentence(name: str, kind: str, module: str) -> str:
     return f"`{name}` is a {wrong} in `{module}`."
 
 
-def module_name(path: Path, root: Path | None = None) -> str:
-    """The dotted name Python imports the file at `path` by: its stem under every enclosing package (a folder with an
-    `__init__.py`) below `root`, so it does not depend on where the tree sits on disk. `.../src/pkg/core/x.py` in
-    packages `pkg` and `core` is `pkg.core.x`; a package's `__init__.py` is the package."""
+def module_name(path: Path, base: Path | None = None, top: Path | None = None) -> str:
+    """The dotted name Python imports the file at `path` by, whatever folder the tree sits in:
+    - below a folder named `src` at or under `base` (the folder the source was given as), its path from there: the
+      src layout, whose namespace packages need no `__init__.py` (`src/mylib/core/x.py` is `mylib.core.x`);
+    - else its stem under every enclosing package (a folder with an `__init__.py`; the walk stops below `top`).
+    A package's `__init__.py` is the package."""
+    path = path.resolve()
+    if base is not None:
+        base = base.resolve()
+        for folder in path.parents:  # the nearest first, up to base
+            if folder != base and base not in folder.parents:
+                break
+            if folder.name == "src":
+                return dotted(path.relative_to(folder).as_posix())
+            if folder == base:
+                break
+    top = top.resolve() if top is not None else None
     parts = [] if path.stem == "__init__" else [path.stem]
     folder = path.parent
-    while (folder / "__init__.py").is_file() and folder.name and folder != root:
+    while (folder / "__init__.py").is_file() and folder.name and folder != top:
         parts.insert(0, folder.name)
         folder = folder.parent
     return ".".join(parts) or path.stem
@@ -383,6 +396,22 @@ def _expand_local(pattern: str) -> list[Path]:
     raise SourceError(f"{pattern}: file not found")
 
 
+def _pattern_base(pattern: str) -> Path:
+    """The folder a local pattern names: the folder itself, a file's folder, or a glob's part before its first
+    wildcard."""
+    path = Path(pattern).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_file():
+        return path.parent
+    fixed = []
+    for part in path.parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
 def read_local(
     source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str], blocks: bool = False
 ) -> Iterator[Record | TextBlock | Skipped]:
@@ -392,11 +421,15 @@ def read_local(
         files = _expand_local(pattern)
         if not files:
             raise SourceError(f"{pattern}: the pattern matches no files")
+        base = _pattern_base(pattern)
         for path in files:
             chosen = _format_of(str(path), fmt)
             # An empty data file is a mistake; an empty __init__.py is how a package folder is marked.
             empty_ok = chosen == "python_docstrings"
-            yield from file_records(path, str(path), chosen, fingerprints, allow_empty=empty_ok, blocks=blocks)
+            module = module_name(path, base=base) if chosen == "python_docstrings" else ""
+            yield from file_records(
+                path, str(path), chosen, fingerprints, allow_empty=empty_ok, blocks=blocks, module=module
+            )
 
 
 def _download(url: str, target: Path, timeout: float) -> None:
@@ -488,7 +521,7 @@ def read_git(
             matched += 1
             origin = f"{source.repository}@{commit[:12]}:{rel}"
             # The commit already fingerprints these files: their own fingerprints are not needed.
-            module = module_name(checkout / rel, root=checkout)
+            module = module_name(checkout / rel, base=checkout, top=checkout)
             yield from file_records(checkout / rel, origin, _format_of(rel, fmt), [], module=module)
         if not matched:
             raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(TEXT_SUFFIXES)}")
