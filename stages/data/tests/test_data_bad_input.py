@@ -112,6 +112,7 @@ def test_python_files_that_do_not_parse_are_counted_on_stderr_and_in_the_manifes
     code.mkdir()
     (code / "good.py").write_text('def tool(x):\n    """Turns a value into the output of the tool."""\n')
     (code / "old.py").write_text('def shout(x):\n    print "python 2"\n')
+    (code / "NOTES.md").write_text("Notes on the tools, not Python.\n")  # not read: python_docstrings reads .py files
     args = ["--kind", "prompt", "--format", "python_docstrings", "--local", str(code), "--out", str(tmp_path / "out")]
     assert main(args) == 0
     err = capsys.readouterr().err
@@ -126,6 +127,10 @@ def test_python_files_that_do_not_parse_are_counted_on_stderr_and_in_the_manifes
     err = capsys.readouterr().err
     assert f"the sources hold no rows: 1 Python file(s) do not parse, the first {code / 'old.py'}:2 (" in err, err
     assert not (tmp_path / "out2").exists()
+
+    (code / "old.py").unlink()  # no Python file at all: said so, naming the pattern
+    assert main([*args[:-1], str(tmp_path / "out3")]) == 2
+    assert f"{code}: the pattern matches no Python files (.py, .pyi)" in capsys.readouterr().err
 
 
 def test_control_characters_are_refused_without_normalisation(tmp_path: Path) -> None:

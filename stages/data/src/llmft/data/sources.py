@@ -37,6 +37,8 @@ from llmft.proto.data.v1 import dataset_pb2
 
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py", ".pyi", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".sh", ".proto"}
 PACKAGE_DEFAULT_INCLUDE = ["*.py", "*.md", "*.rst", "*.txt"]
+# What `python_docstrings` reads of a folder, a repository or a package: its Python files.
+PYTHON_SUFFIXES = {".py", ".pyi"}
 FORMATS = {"auto", "text", "jsonl", "csv", "parquet", "alpaca", "sharegpt", "python_docstrings"}
 # One record (a text file, a JSONL line, a CSV or Parquet row) may not be larger than this.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -421,6 +423,12 @@ def read_local(
         files = _expand_local(pattern)
         if not files:
             raise SourceError(f"{pattern}: the pattern matches no files")
+        if fmt == "python_docstrings":
+            files = [path for path in files if path.suffix.lower() in PYTHON_SUFFIXES]
+            if not files:
+                raise SourceError(
+                    f"{pattern}: the pattern matches no Python files ({', '.join(sorted(PYTHON_SUFFIXES))})"
+                )
         base = _pattern_base(pattern)
         for path in files:
             chosen = _format_of(str(path), fmt)
@@ -499,6 +507,7 @@ def read_git(
     if revision.startswith("-"):
         raise SourceError(f"git.revision: {revision!r} is not a branch, tag or commit")
     include = list(source.include)
+    suffixes = PYTHON_SUFFIXES if fmt == "python_docstrings" else TEXT_SUFFIXES
     with tempfile.TemporaryDirectory(prefix="llmft-git-") as tmp:
         checkout = Path(tmp) / "repo"
         try:
@@ -516,7 +525,7 @@ def read_git(
             if include:
                 if not any(fnmatch.fnmatch(rel, pattern) for pattern in include):
                     continue
-            elif Path(rel).suffix.lower() not in TEXT_SUFFIXES:
+            elif Path(rel).suffix.lower() not in suffixes:
                 continue
             matched += 1
             origin = f"{source.repository}@{commit[:12]}:{rel}"
@@ -524,7 +533,7 @@ def read_git(
             module = module_name(checkout / rel, base=checkout, top=checkout)
             yield from file_records(checkout / rel, origin, _format_of(rel, fmt), [], module=module)
         if not matched:
-            raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(TEXT_SUFFIXES)}")
+            raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(suffixes)}")
 
 
 def read_hub(source: dataset_pb2.HubDatasetSource, fingerprints: list[str]) -> Iterator[Record]:
@@ -549,8 +558,9 @@ def read_python_package(
 ) -> Iterator[Record | TextBlock | Skipped]:
     if not source.packages:
         raise SourceError("python_package.packages: empty")
-    include = list(source.include) or PACKAGE_DEFAULT_INCLUDE
     chosen = fmt if fmt and fmt != "auto" else "text"
+    default = [f"*{suffix}" for suffix in sorted(PYTHON_SUFFIXES)] if chosen == "python_docstrings" else None
+    include = list(source.include) or default or PACKAGE_DEFAULT_INCLUDE
     for name in source.packages:
         try:
             distribution = importlib.metadata.distribution(name)
