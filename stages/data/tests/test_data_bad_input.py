@@ -14,7 +14,7 @@ from llmft.core.datasets import read_manifest, read_split
 from llmft.data.__main__ import main
 from llmft.data.build import build_dataset
 from llmft.data.schemas import DataValidationError
-from llmft.data.sources import SourceError, check_git_repository
+from llmft.data.sources import SourceError, check_git_repository, split_git_spec
 from llmft.proto.data.v1 import dataset_pb2 as D
 
 
@@ -180,6 +180,24 @@ def test_a_git_source_must_look_like_a_url_or_a_path(repository: str) -> None:
 )
 def test_urls_addresses_and_paths_are_accepted_as_git_sources(repository: str) -> None:
     check_git_repository(repository)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("https://github.com/o/r.git", ("https://github.com/o/r.git", "")),
+        ("https://github.com/o/r.git@v1.2", ("https://github.com/o/r.git", "v1.2")),
+        ("https://github.com/o/r@feature/x", ("https://github.com/o/r", "feature/x")),  # a branch with a slash
+        ("git@github.com:o/r.git", ("git@github.com:o/r.git", "")),
+        ("git@github.com:o/r.git@main", ("git@github.com:o/r.git", "main")),
+        ("git@host:repo.git", ("git@host:repo.git", "")),  # an scp-like address without a slash
+        ("https://user@host/o/r", ("https://user@host/o/r", "")),  # a user in the URL
+        ("ssh://git@host/o/r.git@v1", ("ssh://git@host/o/r.git", "v1")),
+        ("/srv/r@main", ("/srv/r", "main")),
+    ],
+)
+def test_the_cli_splits_a_git_spec_at_the_revision_only(spec: str, expected: tuple[str, str]) -> None:
+    assert split_git_spec(spec) == expected
 
 
 def test_the_cli_refuses_an_option_like_git_source_before_git_runs(

@@ -37,7 +37,7 @@ from llmft.data import __version__
 from llmft.data.build import DatasetRequestError, build_dataset, cleaning_lines, describe
 from llmft.data.report import report_html
 from llmft.data.schemas import DataValidationError
-from llmft.data.sources import SourceError
+from llmft.data.sources import SourceError, split_git_spec
 from llmft.proto.data.v1 import dataset_pb2
 
 KINDS = {
@@ -117,7 +117,7 @@ def request_from_args(args: argparse.Namespace) -> dataset_pb2.DatasetRequest:
     for url in args.url:
         request.sources.add(url=dataset_pb2.UrlSource(urls=[url]), format=args.format)
     for spec in args.git:
-        repo, _, revision = spec.rpartition("@") if "@" in spec.split("/")[-1] else (spec, "", "")
+        repo, revision = split_git_spec(spec)
         request.sources.add(git=dataset_pb2.GitSource(repository=repo, revision=revision), format=args.format)
     for spec in args.hub:
         dataset_id, _, split = spec.partition(":")

@@ -481,16 +481,35 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return result.stdout.strip()
 
 
+def _looks_like_repository(repository: str, with_path: bool = False) -> bool:
+    """A URL (https://, ssh://, git://, file://; `with_path`: with a path after the host), an scp-like address
+    (git@host:path) or a local path."""
+    parsed = urllib.parse.urlparse(repository)
+    url = parsed.scheme in {"http", "https", "ssh", "git", "file"} and "://" in repository
+    if url and with_path and parsed.path in {"", "/"}:
+        return False
+    scp_like = re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s]+", repository) is not None
+    path = repository.startswith(("/", "./", "../", "~")) or Path(repository).expanduser().exists()
+    return not repository.startswith("-") and (url or scp_like or path)
+
+
+def split_git_spec(spec: str) -> tuple[str, str]:
+    """`REPO[@REVISION]` as (repository, revision). The last `@` starts a revision when what follows has no `:` (git
+    refuses one in a ref name) and what precedes is a repository with a path: so `git@host:org/r.git`,
+    `git@host:r.git` and `https://user@host/org/r` have no revision, while `https://host/org/r@feature/x` and
+    `git@host:org/r.git@v1.2` do."""
+    repository, at, revision = spec.rpartition("@")
+    if at and revision and ":" not in revision and _looks_like_repository(repository, with_path=True):
+        return repository, revision
+    return spec, ""
+
+
 def check_git_repository(repository: str) -> None:
     """A repository must look like a URL (https://, ssh://, git://, file://), an scp-like address (git@host:path) or a
     local path: anything else, an option-like "-..." above all, is refused before git sees it."""
     if not repository:
         raise SourceError("git.repository: empty")
-    scheme = urllib.parse.urlparse(repository).scheme
-    url = scheme in {"http", "https", "ssh", "git", "file"} and "://" in repository
-    scp_like = re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s]+", repository) is not None
-    path = repository.startswith(("/", "./", "../", "~")) or Path(repository).expanduser().exists()
-    if repository.startswith("-") or not (url or scp_like or path):
+    if not _looks_like_repository(repository):
         raise SourceError(
             f"git.repository: {repository!r} is neither a URL (https://, ssh://, git://, file://), an address like "
             "git@host:org/repo.git, nor a local path"
