@@ -306,6 +306,7 @@ def test_docstring_modules_are_named_as_python_imports_them_wherever_the_tree_si
             'class Engine:\n    """Runs the jobs of the library in order."""\n'
         )
         (package / "core" / "jobs.py").write_text('def run(job):\n    """Runs one job and returns its result."""\n')
+        (package / "core" / "native.pyi").write_text('def fast(x):\n    """Computes the value in native code."""\n')
         (root / "src" / "script.py").write_text('def main():\n    """Starts the script from the command line."""\n')
         namespace = root / "src" / "nspkg" / "sub"  # a namespace package: no __init__.py
         namespace.mkdir(parents=True)
@@ -325,6 +326,7 @@ def test_docstring_modules_are_named_as_python_imports_them_wherever_the_tree_si
     here, there = build(tmp_path / "a"), build(tmp_path / "b" / "deeper")
     assert here[0] == [
         "What does `Engine` in `mylib.core` do?",
+        "What does `fast` in `mylib.core.native` do?",  # a stub file names its module without `.pyi`
         "What does `main` in `script` do?",
         "What does `parse` in `nspkg.sub.mod` do?",
         "What does `run` in `mylib.core.jobs` do?",

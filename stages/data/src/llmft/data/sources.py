@@ -341,8 +341,11 @@ def module_name(path: Path, base: Path | None = None, top: Path | None = None) -
 
 
 def dotted(relative: str) -> str:
-    """The module of a file given by its path relative to an import root: `pkg/core/x.py` -> `pkg.core.x`."""
-    return relative.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+    """The module of a file given by its path relative to an import root: `pkg/core/x.py` (or a stub, `x.pyi`) ->
+    `pkg.core.x`; `pkg/__init__.py` -> `pkg`."""
+    path = PurePosixPath(relative)
+    parts = [*path.parent.parts] if path.stem == "__init__" else [*path.parent.parts, path.stem]
+    return ".".join(part for part in parts if part not in {"", ".", "/"})
 
 
 def docstring_conversations(code: str, origin: str, module: str) -> Iterator[Record | Skipped]:
@@ -549,7 +552,7 @@ def read_git(
             matched += 1
             origin = f"{source.repository}@{commit[:12]}:{rel}"
             # The commit already fingerprints these files: their own fingerprints are not needed.
-            module = module_name(checkout / rel, base=checkout, top=checkout)
+            module = module_name(checkout / rel, base=checkout, top=checkout) if fmt == "python_docstrings" else ""
             yield from file_records(checkout / rel, origin, _format_of(rel, fmt), [], module=module)
         if not matched:
             raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(suffixes)}")
