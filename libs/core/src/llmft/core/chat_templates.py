@@ -3,6 +3,9 @@ around what the assistant says, so assistant-only loss (trl, `return_assistant_t
 apart. Real Hub tokenizers ship templates without the markers (LLaMA-2/3 chat) or none at all (RedPajama-INCITE): a
 request names one of these (`TrainingRecipe.chat_template`) or supplies its own Jinja, and `apply_chat_template` puts
 it on the tokenizer, which is then saved with the model, so every later stage and the server render chats the same.
+A tokenizer that ships a known family's template without markers (SmolLM2-Instruct's) gets that family's template with
+them, once a check shows that both render the same tokens: the model keeps its own format, and nothing falls back to
+another family's.
 
 Each template puts the end-of-turn token inside the assistant's span: the model must learn to stop. Rendering a
 conversation without its last answer with `add_generation_prompt=True` gives a prefix of the whole conversation, so
@@ -96,6 +99,27 @@ REDPAJAMA_INCITE = (
     "{%- if add_generation_prompt -%}{{ '<bot>:' }}{%- endif -%}"
 )
 
+# SmolLM2-Instruct (HuggingFaceTB): ChatML that opens with a default system turn when the chat has none. Its tokenizer
+# ships SMOLLM2_SHIPPED, without markers; SMOLLM2 is the same template with them, and renders the same tokens
+# (`shipped_with_markers` checks that whenever it stands in for the shipped one).
+SMOLLM2_SHIPPED = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SMOLLM2 = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 FORMATS: dict[str, ChatFormat] = {
     "chatml": ChatFormat(CHATML, ("<|im_start|>", "<|im_end|>"), "ChatML (Qwen, llmft presets)"),
     "llama-2": ChatFormat(LLAMA_2, ("bos_token", "eos_token"), "Llama-2 chat ([INST] ... [/INST])"),
@@ -103,7 +127,29 @@ FORMATS: dict[str, ChatFormat] = {
         LLAMA_3, ("bos_token", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "Llama-3 instruct"
     ),
     "redpajama-incite": ChatFormat(REDPAJAMA_INCITE, ("eos_token",), "RedPajama-INCITE chat (<human>: / <bot>:)"),
+    "smollm2": ChatFormat(SMOLLM2, ("<|im_start|>", "<|im_end|>"), "SmolLM2-Instruct (ChatML, default system turn)"),
 }
+
+# Templates that tokenizers ship without {% generation %} markers -> the shipped format that is the same template with
+# them. A tokenizer carrying one of these gets the marked one (checked token by token), and the artifact names it.
+SHIPPED_WITHOUT_MARKERS: dict[str, str] = {SMOLLM2_SHIPPED: "smollm2"}
+
+# Conversations on which a marked template must render exactly the tokens of the template it stands in for: with and
+# without a system turn, one and several exchanges, ending on the user (a prompt) or on the assistant.
+PROBE_CONVERSATIONS: tuple[tuple[dict[str, str], ...], ...] = (
+    ({"role": "user", "content": "What is the capital of France?"},),
+    (
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "2 + 2 = 4."},
+    ),
+    (
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Colour of the sky?"},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "user", "content": "And grass?\n\nThink twice."},
+        {"role": "assistant", "content": " Green "},
+    ),
+)
 
 # What `artifact.chat_template` says for a template the request wrote itself.
 CUSTOM = "custom"
@@ -146,6 +192,40 @@ def suggest(tokenizer: Any) -> str:
 OPTIONAL, REQUIRED, MARKERS = "optional", "required", "markers"
 
 
+def shipped_with_markers(tokenizer: Any, model_name: str) -> str:
+    """Replaces a template the tokenizer ships without markers (SHIPPED_WITHOUT_MARKERS) with the same family's
+    template with markers, after checking on PROBE_CONVERSATIONS that both give the same tokens, with and without a
+    generation prompt. Returns the family's name; raises ChatTemplateError (the shipped template stays) if they
+    differ."""
+    shipped = tokenizer.chat_template
+    family = SHIPPED_WITHOUT_MARKERS[shipped]
+    marked = FORMATS[family].template
+    for conversation in PROBE_CONVERSATIONS:
+        for prompt in (False, True):
+            if prompt and conversation[-1]["role"] == "assistant":
+                continue
+            ids = [
+                list(
+                    tokenizer.apply_chat_template(
+                        list(conversation),
+                        chat_template=template,
+                        tokenize=True,
+                        add_generation_prompt=prompt,
+                        return_dict=True,
+                    )["input_ids"]
+                )
+                for template in (shipped, marked)
+            ]
+            if ids[0] != ids[1]:
+                at = next((i for i, (a, b) in enumerate(zip(*ids, strict=False)) if a != b), min(map(len, ids)))
+                raise ChatTemplateError(
+                    f"base model {model_name!r}: the {family!r} template with generation markers renders other tokens "
+                    f"than the template its tokenizer ships (from token {at}); set recipe.chat_template explicitly"
+                )
+    tokenizer.chat_template = marked
+    return family
+
+
 def choice_problem(choice: str) -> str:
     """What is wrong with a template choice on its own (before any tokenizer), or "" when nothing is."""
     if choice and choice not in FORMATS and "{%" not in choice and "{{" not in choice:
@@ -162,6 +242,8 @@ def apply_chat_template(tokenizer: Any, choice: str, model_name: str, *, field: 
     names = ", ".join(sorted(FORMATS))
     if not choice:
         own = getattr(tokenizer, "chat_template", None) or ""
+        if own in SHIPPED_WITHOUT_MARKERS:
+            return shipped_with_markers(tokenizer, model_name)
         if need == OPTIONAL:
             return ""
         hint = suggest(tokenizer)

@@ -1,6 +1,7 @@
-"""Loading base models and tokenizers. Anywhere a base model is named, a built-in preset, a local Hugging Face
-directory or a Hub id work the same way: `resolve_model_dir` turns the name into a local directory (materialising a
-preset or downloading a Hub snapshot), and everything after that reads the directory."""
+"""Loading base models and tokenizers. Anywhere a base model is named, a built-in preset, a packaged real model
+(`smollm2-135m-instruct`), a local GGUF file, a local Hugging Face directory or a Hub id work the same way:
+`resolve_model_dir` turns the name into a local directory (materialising a preset, converting a GGUF file once into the
+cache, or downloading a Hub snapshot), and everything after that reads the directory."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.core import presets
+from llmft.core import gguf_models, presets
 from llmft.core.fingerprint import fingerprint_directory
 
 # Files that make up a tokenizer (chat template included); their content is the tokenizer's fingerprint.
@@ -34,7 +35,12 @@ LORA_TARGETS: dict[str, list[str]] = {
 
 
 class ModelNotFoundError(ValueError):
-    """The named base model is neither a preset, a local model directory, nor reachable on the Hub."""
+    """The named base model is neither a preset, a local model directory or GGUF file, nor reachable on the Hub."""
+
+
+def known_names() -> list[str]:
+    """The base models that need no path or Hub id: the random-init presets and the packaged real models."""
+    return sorted([*presets.PRESETS, *gguf_models.PACKAGED])
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,13 @@ def resolve_model_dir(name_or_path: str, revision: str = "") -> ResolvedModel:
     if presets.is_preset(name_or_path):
         return ResolvedModel(name_or_path, presets.materialize_preset(name_or_path))
     local = Path(name_or_path).expanduser()
+    if gguf_models.is_packaged(name_or_path) or gguf_models.is_gguf_path(name_or_path):
+        try:
+            if gguf_models.is_packaged(name_or_path):
+                return ResolvedModel(name_or_path, gguf_models.materialize_packaged(name_or_path))
+            return ResolvedModel(name_or_path, gguf_models.convert_gguf(local))
+        except gguf_models.GGUFError as error:
+            raise ModelNotFoundError(f"base_model: {error}") from error
     if local.exists():
         if not (local / "config.json").is_file() and not (local / "adapter_config.json").is_file():
             raise ModelNotFoundError(f"base_model: {local} has neither config.json nor adapter_config.json")
@@ -64,8 +77,8 @@ def resolve_model_dir(name_or_path: str, revision: str = "") -> ResolvedModel:
         snapshot = snapshot_download(repo_id=name_or_path, revision=revision or None)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
         raise ModelNotFoundError(
-            f"base_model: {name_or_path!r} is not a preset ({', '.join(sorted(presets.PRESETS))}), "
-            f"not a local directory, and could not be fetched from the Hub: {error}"
+            f"base_model: {name_or_path!r} is not a built-in model ({', '.join(known_names())}), "
+            f"not a local directory or GGUF file, and could not be fetched from the Hub: {error}"
         ) from error
     return ResolvedModel(name_or_path, Path(snapshot))
 
@@ -121,12 +134,14 @@ def tokenizer_fingerprint(model_dir: Path) -> str:
 
 
 def weights_fingerprint(model_dir: Path) -> str:
-    """Fingerprint of the model's config and weights (not the tokenizer)."""
+    """Fingerprint of the model's config and weights (not the tokenizer); for a folder converted from a GGUF file,
+    also of that file's bytes (its sha256, in llmft_source.json)."""
     model_dir = Path(model_dir)
+    described = {"config.json", "adapter_config.json", gguf_models.SOURCE_FILE}
     names = [
         p.relative_to(model_dir).as_posix()
         for p in model_dir.iterdir()
-        if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name in {"config.json", "adapter_config.json"})
+        if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name in described)
     ]
     return fingerprint_directory(model_dir, include=names)
 
