@@ -150,3 +150,43 @@ def test_lora_on_modules_the_model_lacks_fails_before_training(tmp_path: Path, m
     model = R.load_model_for_training(model_dir, good)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert 0 < trainable < sum(p.numel() for p in model.parameters()) / 5
+
+
+def test_bf16_lora_keeps_a_bf16_base_computes_adapters_in_bf16_and_saves_the_merge_in_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from llmft.core.models import load_tokenizer
+    from llmft.core.training import save_model
+
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+    model_dir = resolve_model_dir("llmft/tiny-llama").directory
+    recipe = resolved(
+        method=T.TRAINING_METHOD_LORA, lora=T.LoraConfig(rank=4, alpha=8, merge=True), precision=T.PRECISION_BF16
+    )
+    model = R.load_model_for_training(model_dir, recipe)
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16} and {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    layer = model.get_base_model().model.layers[0].self_attn.q_proj
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not layer.cast_input_dtype_enabled  # autocast computes the adapter in bf16: no fp32 copy of x
+    assert layer.cast_input_dtype_enabled  # outside autocast the input is cast to the adapter's fp32
+    ids = torch.tensor([[5, 100, 200, 7]])
+    with torch.no_grad():
+        model(input_ids=ids)  # outside autocast: the dtypes still meet
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(input_ids=ids)
+    for module in model.modules():  # a trained adapter
+        if hasattr(module, "lora_B") and "default" in module.lora_B:
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.02)
+    delta = (layer.lora_B["default"].weight @ layer.lora_A["default"].weight) * layer.scaling["default"]
+    save_model(model, load_tokenizer(model_dir), recipe, tmp_path / "out")
+    saved = load_file(str(tmp_path / "out" / "model.safetensors"))
+    base = load_file(str(model_dir / "model.safetensors"))
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert saved[name].dtype == torch.float32
+    # The fp32 base plus the adapter, not the bf16-rounded base plus the adapter.
+    assert torch.allclose(saved[name], base[name] + delta.detach(), atol=1e-6)
+    assert not torch.allclose(saved[name], base[name].bfloat16().float() + delta.detach(), atol=1e-6)

@@ -323,6 +323,31 @@ def check_lora_targets(model: Any, targets: list[str]) -> None:
         )
 
 
+class CastOutsideAutocast:
+    """peft casts a LoRA layer's input to the adapter's dtype (fp32) before the adapter's matmuls, so under bf16
+    autocast every adapted projection copies its activations to fp32 and back, and its adapter runs in fp32: a
+    third of a 135M model's LoRA step on a CPU (bench/real_model.py). As a LoRA layer's `cast_input_dtype_enabled`
+    (peft's switch for it), this is false while autocast runs, which then computes the adapter in the autocast dtype
+    from fp32 weights, as it does any nn.Linear, and true outside autocast (generation, evaluation by hand), where the
+    dtypes must match."""
+
+    def __bool__(self) -> bool:
+        import torch
+
+        return not any(torch.is_autocast_enabled(device) for device in ("cpu", "cuda"))
+
+
+def base_dtype(recipe: T.TrainingRecipe) -> Any:
+    """The dtype the base weights load in: bf16 for LoRA trained in bf16 (frozen weights that autocast would cast to
+    bf16 at every matmul anyway; save_model merges into the fp32 base), fp32 otherwise (full training keeps fp32
+    master weights; QLoRA's base is 4-bit)."""
+    import torch
+
+    if recipe.method == T.TRAINING_METHOD_LORA and recipe.precision == T.PRECISION_BF16:
+        return torch.bfloat16
+    return torch.float32
+
+
 def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_class: Any = None, **kwargs: Any) -> Any:
     """Loads the base with the recipe's quantisation and wraps it with LoRA when asked. Returns the trainable model."""
     import torch
@@ -332,7 +357,7 @@ def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_cla
     quant = quantization_config(recipe)
     model = model_class.from_pretrained(
         model_dir,
-        dtype=torch.float32,
+        dtype=base_dtype(recipe),
         quantization_config=quant,
         attn_implementation="sdpa",
         **kwargs,
@@ -350,4 +375,11 @@ def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_cla
     check_lora_targets(model, list(config.target_modules))
     if quant is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if recipe.precision == T.PRECISION_BF16:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.cast_input_dtype_enabled = CastOutsideAutocast()
+    return model

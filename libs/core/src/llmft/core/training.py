@@ -167,12 +167,30 @@ def save_model(model: Any, tokenizer: Any, recipe: T.TrainingRecipe, out_dir: Pa
     fmt = T.ARTIFACT_FORMAT_MERGED
     if recipe.method in (T.TRAINING_METHOD_LORA, T.TRAINING_METHOD_QLORA):
         if recipe.lora.merge and recipe.method == T.TRAINING_METHOD_LORA:
-            model = model.merge_and_unload()
+            model = merged_in_full_precision(model)
         else:
             fmt = T.ARTIFACT_FORMAT_ADAPTER
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return fmt
+
+
+def merged_in_full_precision(model: Any) -> Any:
+    """peft's merge_and_unload, into fp32 weights: a LoRA model whose frozen base was loaded in bf16 (bf16 training,
+    llmft.core.recipe.base_dtype) merges its adapters into the base's fp32 weights, read again from the base's folder,
+    so the saved model keeps the base's precision, not its bf16 rounding."""
+    import torch
+
+    base = model.get_base_model()
+    if all(p.dtype == torch.float32 for p in base.parameters()):
+        return model.merge_and_unload()
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    config = model.peft_config[model.active_adapter]
+    full = type(base).from_pretrained(config.base_model_name_or_path, config=base.config, dtype=torch.float32)
+    full = get_peft_model(full, config)
+    set_peft_model_state_dict(full, get_peft_model_state_dict(model))
+    return full.merge_and_unload()
 
 
 def write_message(path: Path, message: Message) -> None:
