@@ -65,6 +65,10 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
         (lambda c: c["evaluation"].update(baseline="dpo"), "evaluation.baseline: the candidate 'dpo' cannot be"),
         (lambda c: c["evaluation"]["gate"].append({"metric": "bleu"}), "evaluation.gate[1].metric: unknown metric"),
         (lambda c: c["evaluation"]["gate"].append({"metric": "mean_reward"}), "evaluation.gate[1].metric: mean_reward"),
+        (
+            lambda c: c["evaluation"]["gate"].append({"metric": "general_match", "min_improvement": -0.1}),
+            "evaluation.gate[1].metric: general_match needs evaluation.answers.general_questions: true",
+        ),
         (lambda c: c.update(publish={}), "publish.model_repo_id: empty"),
         (lambda c: [c.pop(k) for k in ("sft", "dpo", "evaluation")] and c.update(reward_model={}), "no model to serve"),
         (lambda c: c.pop("base_model") and c["sft"].update(base_model="x"), "evaluation.baseline: 'base' is compared"),
@@ -133,3 +137,24 @@ def test_the_gate_passes_only_when_the_candidate_beats_the_baseline_by_more_than
     with pytest.raises(ValueError, match="mean_reward was not measured for model 'base'"):
         decide([P.GateMetric(metric="mean_reward")], "sft", "base", answers, policies)
     assert decide([], "sft", "base", answers, policies).passed
+
+
+def test_a_negative_margin_bounds_how_many_general_questions_the_candidate_may_lose() -> None:
+    from llmft.flyte.pipeline import decide
+    from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+    from llmft.proto.rlhf.v1 import rlhf_pb2 as R
+    from llmft.proto.serve.v1 import serve_pb2 as S
+
+    def answers(sft: float) -> S.AnswerEvaluation:
+        return S.AnswerEvaluation(
+            models=[S.ModelAnswers(name="sft", general_match=sft), S.ModelAnswers(name="base", general_match=0.8)]
+        )
+
+    gate = [P.GateMetric(metric="general_match", min_improvement=-0.1)]
+    assert decide(gate, "sft", "base", answers(0.75), R.PolicyComparison()).passed
+    held = decide(gate, "sft", "base", answers(0.6), R.PolicyComparison())
+    assert not held.passed and "general_match 0.6 does not beat base 0.8 by more than -0.1" in held.reason
+    config = minimal()
+    config["evaluation"]["answers"]["general_questions"] = True
+    config["evaluation"]["gate"].append({"metric": "general_match", "min_improvement": -0.1})
+    assert parse_config(config).evaluation.gate[1].metric == "general_match"

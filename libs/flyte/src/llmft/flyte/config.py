@@ -216,6 +216,8 @@ def check_evaluation(request: P.PipelineRequest) -> list[str]:
         if condition.metric in ANSWER_METRICS:
             if not evaluation.HasField("answers"):
                 problems.append(f"{field}: {condition.metric} needs evaluation.answers")
+            elif condition.metric == "general_match" and not evaluation.answers.general_questions:
+                problems.append(f"{field}: general_match needs evaluation.answers.general_questions: true")
         elif condition.metric in POLICY_METRICS:
             if not policies:
                 problems.append(f"{field}: {condition.metric} needs evaluation.policies")

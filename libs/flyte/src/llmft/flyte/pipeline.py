@@ -26,7 +26,7 @@ IMAGE = stage_image("llmft-flyte", __version__, ())
 SMALL = Resources(cpu="500m", mem="512Mi")
 
 # Gate metrics: where each is read from. All are better when higher.
-ANSWER_METRICS = ("first_sentence_match", "exact_match")
+ANSWER_METRICS = ("first_sentence_match", "exact_match", "general_match")
 POLICY_METRICS = ("mean_reward",)
 GATE_METRICS = ANSWER_METRICS + POLICY_METRICS
 

@@ -166,16 +166,18 @@ class PublishResult(_message.Message):
     def __init__(self, model_url: _Optional[str] = ..., space_url: _Optional[str] = ..., model_commit: _Optional[str] = ..., space_commit: _Optional[str] = ..., provenance: _Optional[_Union[_provenance_pb2.Provenance, _Mapping]] = ...) -> None: ...
 
 class AnswerEvaluationRequest(_message.Message):
-    __slots__ = ("questions", "max_new_tokens", "batch_size", "examples")
+    __slots__ = ("questions", "max_new_tokens", "batch_size", "examples", "general_questions")
     QUESTIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    GENERAL_QUESTIONS_FIELD_NUMBER: _ClassVar[int]
     questions: int
     max_new_tokens: int
     batch_size: int
     examples: int
-    def __init__(self, questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., batch_size: _Optional[int] = ..., examples: _Optional[int] = ...) -> None: ...
+    general_questions: bool
+    def __init__(self, questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., batch_size: _Optional[int] = ..., examples: _Optional[int] = ..., general_questions: _Optional[bool] = ...) -> None: ...
 
 class AnswerExample(_message.Message):
     __slots__ = ("question", "reference", "answer", "first_sentence_matches")
@@ -190,27 +192,33 @@ class AnswerExample(_message.Message):
     def __init__(self, question: _Optional[str] = ..., reference: _Optional[str] = ..., answer: _Optional[str] = ..., first_sentence_matches: _Optional[bool] = ...) -> None: ...
 
 class ModelAnswers(_message.Message):
-    __slots__ = ("name", "model_fingerprint", "first_sentence_match", "exact_match", "mean_answer_tokens", "examples")
+    __slots__ = ("name", "model_fingerprint", "first_sentence_match", "exact_match", "mean_answer_tokens", "examples", "general_match", "general_right")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     FIRST_SENTENCE_MATCH_FIELD_NUMBER: _ClassVar[int]
     EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
     MEAN_ANSWER_TOKENS_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    GENERAL_MATCH_FIELD_NUMBER: _ClassVar[int]
+    GENERAL_RIGHT_FIELD_NUMBER: _ClassVar[int]
     name: str
     model_fingerprint: str
     first_sentence_match: float
     exact_match: float
     mean_answer_tokens: float
     examples: _containers.RepeatedCompositeFieldContainer[AnswerExample]
-    def __init__(self, name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., first_sentence_match: _Optional[float] = ..., exact_match: _Optional[float] = ..., mean_answer_tokens: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[AnswerExample, _Mapping]]] = ...) -> None: ...
+    general_match: float
+    general_right: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., first_sentence_match: _Optional[float] = ..., exact_match: _Optional[float] = ..., mean_answer_tokens: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[AnswerExample, _Mapping]]] = ..., general_match: _Optional[float] = ..., general_right: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class AnswerEvaluation(_message.Message):
-    __slots__ = ("models", "questions", "dataset_fingerprint")
+    __slots__ = ("models", "questions", "dataset_fingerprint", "general_questions")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     QUESTIONS_FIELD_NUMBER: _ClassVar[int]
     DATASET_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    GENERAL_QUESTIONS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelAnswers]
     questions: int
     dataset_fingerprint: str
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelAnswers, _Mapping]]] = ..., questions: _Optional[int] = ..., dataset_fingerprint: _Optional[str] = ...) -> None: ...
+    general_questions: int
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelAnswers, _Mapping]]] = ..., questions: _Optional[int] = ..., dataset_fingerprint: _Optional[str] = ..., general_questions: _Optional[int] = ...) -> None: ...

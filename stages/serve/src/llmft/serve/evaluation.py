@@ -15,6 +15,8 @@ from typing import Any
 from llmft.core.datasets import read_manifest, read_split
 from llmft.core.training import model_fingerprint
 from llmft.proto.serve.v1 import serve_pb2 as S
+from llmft.serve.general_questions import QUESTIONS as GENERAL_QUESTIONS
+from llmft.serve.general_questions import is_right
 from llmft.serve.generator import Generator
 
 DEFAULT_MAX_NEW_TOKENS = 64
@@ -107,29 +109,59 @@ class AnswerEvaluationResult:
 def evaluate_answers(
     request: S.AnswerEvaluationRequest, data_dir: Path, models: dict[str, Path]
 ) -> AnswerEvaluationResult:
-    """Every model in `models` (name -> folder) answers the same held-out questions of the chat dataset `data_dir`."""
+    """Every model in `models` (name -> folder) answers the same held-out questions of the chat dataset `data_dir`,
+    and with `request.general_questions` the built-in general ones too (llmft.serve.general_questions)."""
     if not models:
         raise ValueError("models: the answer evaluation needs at least one model")
     questions = held_out_questions(data_dir, request.questions)
+    general = list(GENERAL_QUESTIONS) if request.general_questions else []
+    asked = questions + [Question([{"role": "user", "content": g.question}], "") for g in general]
     max_new_tokens = request.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-    evaluation = S.AnswerEvaluation(questions=len(questions), dataset_fingerprint=read_manifest(data_dir).fingerprint)
+    evaluation = S.AnswerEvaluation(
+        questions=len(questions),
+        dataset_fingerprint=read_manifest(data_dir).fingerprint,
+        general_questions=len(general),
+    )
+    general_answers: dict[str, list[str]] = {}
     for name, folder in models.items():
-        generator = Generator(folder, max_batch=request.batch_size or DEFAULT_BATCH_SIZE, max_queue=len(questions))
+        generator = Generator(folder, max_batch=request.batch_size or DEFAULT_BATCH_SIZE, max_queue=len(asked))
         try:
-            answers = answer_all(generator, questions, max_new_tokens)
+            answers = answer_all(generator, asked, max_new_tokens)
         finally:
             generator.close()
-        evaluation.models.append(
-            score(name, model_fingerprint(folder), questions, answers, request.examples or DEFAULT_EXAMPLES)
+        scored = score(
+            name, model_fingerprint(folder), questions, answers[: len(questions)], request.examples or DEFAULT_EXAMPLES
         )
-    return AnswerEvaluationResult(evaluation, report_html(evaluation))
+        general_answers[name] = [text for text, _ in answers[len(questions) :]]
+        scored.general_right.extend(is_right(g, first_sentence(a)) for g, a in zip(general, general_answers[name]))
+        scored.general_match = sum(scored.general_right) / len(general) if general else 0.0
+        evaluation.models.append(scored)
+    return AnswerEvaluationResult(evaluation, report_html(evaluation, general_answers))
 
 
-def report_html(evaluation: S.AnswerEvaluation) -> str:
+def retained(model: S.ModelAnswers, base: S.ModelAnswers) -> float:
+    """Of the general questions `base` answers right, the fraction `model` answers right too (1.0 when base answers
+    none)."""
+    kept = [m for m, b in zip(model.general_right, base.general_right, strict=True) if b]
+    return sum(kept) / len(kept) if kept else 1.0
+
+
+def report_html(evaluation: S.AnswerEvaluation, general_answers: dict[str, list[str]] | None = None) -> str:
+    general = evaluation.general_questions > 0
+    base = next((m for m in evaluation.models if m.name == "base"), None)
     rows = "".join(
         f"<tr><td>{html.escape(m.name)}</td><td>{m.first_sentence_match:.1%}</td><td>{m.exact_match:.1%}</td>"
-        f"<td>{m.mean_answer_tokens:.1f}</td></tr>"
+        f"<td>{m.mean_answer_tokens:.1f}</td>"
+        + (f"<td>{m.general_match:.1%}</td>" if general else "")
+        + (f"<td>{retained(m, base):.1%}</td>" if general and base is not None else "")
+        + "</tr>"
         for m in evaluation.models
+    )
+    header = (
+        "<tr><th>model</th><th>first sentence matches</th><th>exact</th><th>answer tokens</th>"
+        + ("<th>general questions right</th>" if general else "")
+        + ("<th>of the base's right answers, kept</th>" if general and base is not None else "")
+        + "</tr>"
     )
     examples = "".join(
         f"<h3>{html.escape(m.name)}</h3>"
@@ -141,8 +173,24 @@ def report_html(evaluation: S.AnswerEvaluation) -> str:
         )
         for m in evaluation.models
     )
+    general_table = ""
+    if general and general_answers:
+        names = [m.name for m in evaluation.models]
+        right = {m.name: list(m.general_right) for m in evaluation.models}
+        lines = "".join(
+            f"<tr><td>{html.escape(q.question)}</td><td>{html.escape(' / '.join(q.answers))}</td>"
+            + "".join(
+                f"<td>{'&#10003;' if right[n][i] else '&#10007;'} {html.escape(general_answers[n][i][:80])}</td>"
+                for n in names
+            )
+            + "</tr>"
+            for i, q in enumerate(GENERAL_QUESTIONS[: evaluation.general_questions])
+        )
+        general_table = (
+            f"<h2>General questions ({evaluation.general_questions}, one-word answers)</h2><table><tr><th>question"
+            "</th><th>expected</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + f"</tr>{lines}</table>"
+        )
     return (
         f"<h2>Held-out answers ({evaluation.questions} questions, greedy)</h2>"
-        "<table><tr><th>model</th><th>first sentence matches</th><th>exact</th><th>answer tokens</th></tr>"
-        f"{rows}</table>{examples}"
+        f"<table>{header}{rows}</table>{examples}{general_table}"
     )
