@@ -108,6 +108,10 @@ def load_frozen_model(model_dir: Path, auto_class: Any = None) -> Any:
     loaded and the adapter merged in. `auto_class` defaults to AutoModelForCausalLM."""
     import torch
 
+    from llmft.core.allocator import keep_freed_memory
+
+    if not torch.cuda.is_available():
+        keep_freed_memory()  # generation's per-step tensors reuse freed memory instead of faulting in fresh pages
     if auto_class is None:
         from transformers import AutoModelForCausalLM
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from llmft.core.allocator import keep_freed_memory
 from llmft.core.precision import resolve_precision
 from llmft.proto.training.v1 import training_pb2
 
@@ -354,6 +355,8 @@ def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_cla
     from transformers import AutoModelForCausalLM
 
     model_class = model_class or AutoModelForCausalLM
+    if uses_cpu():
+        keep_freed_memory()
     quant = quantization_config(recipe)
     model = model_class.from_pretrained(
         model_dir,
