@@ -89,7 +89,6 @@ def test_every_nested_recipe_of_a_request_is_checked() -> None:
     ("fields", "message"),
     [
         ({"max_length": 4096}, "recipe.max_length: 4096 is beyond the model's 1024 positions"),
-        ({"method": T.TRAINING_METHOD_QLORA, "lora": T.LoraConfig(rank=4, merge=True)}, "recipe.lora.merge"),
         ({"zero": T.ZeroConfig(stage=2, offload_parameters=True)}, "recipe.zero.offload_parameters"),
         ({"zero": T.ZeroConfig(stage=3, offload_parameters=True)}, "needs a launcher"),
         ({"schedule": T.Schedule(lr_scheduler="exotic")}, "recipe.schedule.lr_scheduler"),
@@ -190,3 +189,30 @@ def test_bf16_lora_keeps_a_bf16_base_computes_adapters_in_bf16_and_saves_the_mer
     # The fp32 base plus the adapter, not the bf16-rounded base plus the adapter.
     assert torch.allclose(saved[name], base[name] + delta.detach(), atol=1e-6)
     assert not torch.allclose(saved[name], base[name].bfloat16().float() + delta.detach(), atol=1e-6)
+
+
+def test_a_qlora_adapter_merges_into_the_full_precision_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from llmft.core.models import load_tokenizer
+    from llmft.core.training import save_model
+
+    monkeypatch.setenv("LLMFT_CACHE", str(tmp_path / "cache"))
+    model_dir = resolve_model_dir("llmft/tiny-llama").directory
+    recipe = resolved(
+        method=T.TRAINING_METHOD_QLORA, lora=T.LoraConfig(rank=4, alpha=8, merge=True), precision=T.PRECISION_FP32
+    )
+    R.validate_recipe(recipe)
+    model = R.load_model_for_training(model_dir, recipe)
+    layer = model.get_base_model().model.layers[1].mlp.up_proj
+    assert type(layer.base_layer).__name__ == "Linear4bit"
+    torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.02)
+    delta = (layer.lora_B["default"].weight @ layer.lora_A["default"].weight) * layer.scaling["default"]
+    save_model(model, load_tokenizer(model_dir), recipe, tmp_path / "out")
+    assert not (tmp_path / "out" / "adapter_config.json").exists()
+    saved = load_file(str(tmp_path / "out" / "model.safetensors"))
+    base = load_file(str(model_dir / "model.safetensors"))
+    name = "model.layers.1.mlp.up_proj.weight"
+    assert saved[name].dtype == torch.float32
+    assert torch.allclose(saved[name], base[name] + delta.detach(), atol=1e-6)  # the fp32 base, not its NF4 rounding

@@ -174,8 +174,6 @@ def validate_recipe(recipe: T.TrainingRecipe, *, max_positions: int | None = Non
     if recipe.method in (T.TRAINING_METHOD_LORA, T.TRAINING_METHOD_QLORA):
         if not 0 <= recipe.lora.dropout < 1:
             raise RecipeError(f"recipe.lora.dropout: must be in [0, 1), got {recipe.lora.dropout}")
-    if recipe.method == T.TRAINING_METHOD_QLORA and recipe.lora.merge:
-        raise RecipeError("recipe.lora.merge: a QLoRA adapter cannot be merged into its 4-bit base; save the adapter")
     z = recipe.zero
     if z.stage > 3:
         raise RecipeError(f"recipe.zero.stage: must be 0-3, got {z.stage}")

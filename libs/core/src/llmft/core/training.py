@@ -5,6 +5,7 @@ with the tokenizer and chat template), and describe it as a ModelArtifact with f
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import shutil
 import sys
@@ -166,7 +167,7 @@ def save_model(model: Any, tokenizer: Any, recipe: T.TrainingRecipe, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     fmt = T.ARTIFACT_FORMAT_MERGED
     if recipe.method in (T.TRAINING_METHOD_LORA, T.TRAINING_METHOD_QLORA):
-        if recipe.lora.merge and recipe.method == T.TRAINING_METHOD_LORA:
+        if recipe.lora.merge:
             model = merged_in_full_precision(model)
         else:
             fmt = T.ARTIFACT_FORMAT_ADAPTER
@@ -177,8 +178,8 @@ def save_model(model: Any, tokenizer: Any, recipe: T.TrainingRecipe, out_dir: Pa
 
 def merged_in_full_precision(model: Any) -> Any:
     """peft's merge_and_unload, into fp32 weights: a LoRA model whose frozen base was loaded in bf16 (bf16 training,
-    llmft.core.recipe.base_dtype) merges its adapters into the base's fp32 weights, read again from the base's folder,
-    so the saved model keeps the base's precision, not its bf16 rounding."""
+    llmft.core.recipe.base_dtype) or in 4-bit (QLoRA) merges its adapters into the base's fp32 weights, read again
+    from the base's folder, so the saved model keeps the base's precision, not its bf16 or NF4 rounding."""
     import torch
 
     base = model.get_base_model()
@@ -187,7 +188,10 @@ def merged_in_full_precision(model: Any) -> Any:
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     config = model.peft_config[model.active_adapter]
-    full = type(base).from_pretrained(config.base_model_name_or_path, config=base.config, dtype=torch.float32)
+    model_config = copy.deepcopy(base.config)  # the task head's settings (num_labels, ...), without the 4-bit load
+    if hasattr(model_config, "quantization_config"):
+        del model_config.quantization_config
+    full = type(base).from_pretrained(config.base_model_name_or_path, config=model_config, dtype=torch.float32)
     full = get_peft_model(full, config)
     set_peft_model_state_dict(full, get_peft_model_state_dict(model))
     return full.merge_and_unload()
