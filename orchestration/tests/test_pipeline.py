@@ -193,8 +193,19 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
 
 
 def test_the_shipped_examples_are_valid_configs() -> None:
-    for name in ("demo.yaml", "redpajama-qlora.yaml", "cluster-multinode.yaml"):
+    shipped = ("demo.yaml", "redpajama-qlora.yaml", "cluster-multinode.yaml", "smollm2.yaml", "smollm2-qlora.yaml")
+    assert sorted(p.name for p in example_config("demo.yaml").parent.glob("*.yaml")) == sorted(shipped)
+    for name in shipped:
         assert load_config(example_config(name)).name
+    smollm2 = load_config(example_config("smollm2.yaml"))
+    assert {smollm2.sft.base_model, smollm2.chat.tokenizer} == {"smollm2-135m-instruct"}  # the packaged real model
+    assert [s for s in ("sft", "reward_model", "ppo", "dpo") if smollm2.HasField(s)] == [
+        "sft",
+        "reward_model",
+        "ppo",
+        "dpo",
+    ]
+    assert smollm2.evaluation.answers.general_questions and smollm2.evaluation.baseline == "base"
     demo = load_config(example_config("demo.yaml"))
     assert lineage(demo, "dpo") == ["cpt", "sft"] and lineage(demo, "cpt") == []  # the model card's lineage
 

@@ -349,7 +349,6 @@ def base_dtype(recipe: T.TrainingRecipe) -> Any:
 
 def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_class: Any = None, **kwargs: Any) -> Any:
     """Loads the base with the recipe's quantisation and wraps it with LoRA when asked. Returns the trainable model."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     model_class = model_class or AutoModelForCausalLM

@@ -133,7 +133,9 @@ def evaluate_answers(
             name, model_fingerprint(folder), questions, answers[: len(questions)], request.examples or DEFAULT_EXAMPLES
         )
         general_answers[name] = [text for text, _ in answers[len(questions) :]]
-        scored.general_right.extend(is_right(g, first_sentence(a)) for g, a in zip(general, general_answers[name]))
+        scored.general_right.extend(
+            is_right(g, first_sentence(a)) for g, a in zip(general, general_answers[name], strict=True)
+        )
         scored.general_match = sum(scored.general_right) / len(general) if general else 0.0
         evaluation.models.append(scored)
     return AnswerEvaluationResult(evaluation, report_html(evaluation, general_answers))
