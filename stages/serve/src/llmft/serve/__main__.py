@@ -33,7 +33,9 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     grpc_p = sub.add_parser("grpc", help="run the gRPC inference service")
-    grpc_p.add_argument("--model", required=True, help="model folder, built-in preset, or Hub id of a published model")
+    grpc_p.add_argument(
+        "--model", required=True, help="model folder, built-in preset, .gguf file, or Hub id of a published model"
+    )
     grpc_p.add_argument("--revision", default="", help="Hub revision (branch, tag or commit) of a Hub id")
     grpc_p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     grpc_p.add_argument("--port", type=int, default=50051, help="0 picks a free port (printed on start)")
@@ -47,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     grpc_p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS only")
     grpc_p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     batch_p = sub.add_parser("batch", help="answer a prompt dataset")
-    batch_p.add_argument("--model", required=True, help="model folder, built-in preset, or Hub id")
+    batch_p.add_argument("--model", required=True, help="model folder, built-in preset, .gguf file, or Hub id")
     batch_p.add_argument("--data", type=Path, required=True, help="prompt dataset folder (kind prompt)")
     batch_p.add_argument("--split", default="train", choices=["train", "eval"])
     batch_p.add_argument("--out", type=Path, required=True, help="answers .parquet to write (must not exist)")
@@ -83,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     pub_p.add_argument("--execution-id", default="", help="the run that made the model, for the card's lineage")
     pub_p.add_argument("--title", default="", help="the Space's title")
     ask_p = sub.add_parser("ask", help="answer one question")
-    ask_p.add_argument("--model", required=True, help="model folder, built-in preset, or Hub id")
+    ask_p.add_argument("--model", required=True, help="model folder, built-in preset, .gguf file, or Hub id")
     ask_p.add_argument("--max-new-tokens", type=int, default=64)
     ask_p.add_argument("question")
     return p
