@@ -324,8 +324,8 @@ def check_lora_targets(model: Any, targets: list[str]) -> None:
 
 class CastOutsideAutocast:
     """peft casts a LoRA layer's input to the adapter's dtype (fp32) before the adapter's matmuls, so under bf16
-    autocast every adapted projection copies its activations to fp32 and back, and its adapter runs in fp32: a
-    third of a 135M model's LoRA step on a CPU (bench/real_model.py). As a LoRA layer's `cast_input_dtype_enabled`
+    autocast every adapted projection copies its activations to fp32 and back, and its adapter runs in fp32: about a
+    sixth of a 135M model's LoRA step on a CPU (bench/README.md). As a LoRA layer's `cast_input_dtype_enabled`
     (peft's switch for it), this is false while autocast runs, which then computes the adapter in the autocast dtype
     from fp32 weights, as it does any nn.Linear, and true outside autocast (generation, evaluation by hand), where the
     dtypes must match."""
