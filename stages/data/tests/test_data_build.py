@@ -82,6 +82,40 @@ def test_split_is_stable_when_rows_are_added(tmp_path: Path) -> None:
     assert 0.15 < len(after) / 200 < 0.35
 
 
+def test_chat_and_preference_data_from_one_source_hold_out_the_same_questions(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "tools.py").write_text(
+        "".join(f'def tool_{i}(x):\n    """Turns a value into the {i}th tool output."""\n\n\n' for i in range(60))
+    )
+    source = D.DatasetSource(local=D.LocalSource(patterns=[str(tmp_path / "pkg")]), format="python_docstrings")
+    held_out, trained = {}, {}
+    for kind, name in ((D.DATASET_KIND_CHAT, "chat"), (D.DATASET_KIND_PREFERENCE, "pairs")):
+        req = D.DatasetRequest(name=name, kind=kind, sources=[source], split=D.SplitConfig(eval_fraction=0.25, seed=0))
+        build_dataset(req, tmp_path / name)
+        for split, into in (("eval", held_out), ("train", trained)):
+            frame = read_split(tmp_path / name, split)
+            if kind == D.DATASET_KIND_CHAT:
+                into[name] = {json.loads(m)[0]["content"] for m in frame["messages"]}
+            else:
+                into[name] = set(frame["prompt"])
+    # Split by the question, not by the row's content (which differs between a conversation and a pair): DPO and
+    # PPO never train on a question the answer evaluation holds out.
+    assert held_out["chat"] and held_out["chat"] == held_out["pairs"]
+    assert not held_out["chat"] & trained["pairs"]
+
+
+def test_rows_asking_the_same_question_share_a_split(tmp_path: Path) -> None:
+    rows = [chat(f"question {i}?", f"answer {i}{suffix}") for i in range(60) for suffix in (".", "!", "?")]
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    build_dataset(request(D.DATASET_KIND_CHAT, str(tmp_path / "a.jsonl")), tmp_path / "out")
+    questions = {
+        split: [json.loads(m)[0]["content"] for m in read_split(tmp_path / "out", split)["messages"]]
+        for split in ("train", "eval")
+    }
+    assert questions["eval"] and not set(questions["eval"]) & set(questions["train"])
+    assert len(questions["eval"]) == 3 * len(set(questions["eval"]))  # all three answers of a held-out question
+
+
 def test_same_content_under_another_path_gives_the_same_fingerprint(tmp_path: Path) -> None:
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

@@ -266,6 +266,27 @@ def _validated(chunk: pd.DataFrame | Any, kind: int, offset: int) -> Any:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
+def split_keys(table: Any, kind: int) -> list[str]:
+    """What decides each row's split: the question it answers, so every row asking the same question lands in the
+    same split, and datasets built from the same source with the same split config hold out the same questions
+    whatever their kind (a held-out chat question is never a preference pair's training prompt):
+    - chat: the first user turn's text;
+    - preference and prompt: the prompt;
+    - raw text: the document's id (the pieces of one long document, `<id>~<n>`, stay together)."""
+    if kind == dataset_pb2.DATASET_KIND_CHAT:
+        return ["prompt:" + first_user_turn(messages) for messages in table.column("messages").to_pylist()]
+    if kind in (dataset_pb2.DATASET_KIND_PREFERENCE, dataset_pb2.DATASET_KIND_PROMPT):
+        return ["prompt:" + prompt for prompt in table.column("prompt").to_pylist()]
+    return [row_id.split("~", 1)[0] for row_id in table.column("id").to_pylist()]
+
+
+def first_user_turn(messages: str) -> str:
+    """The first user turn of a chat row's conversation (the conversation itself when it has none, e.g. a system
+    turn and an assistant turn)."""
+    turns = json.loads(messages)
+    return next((str(t.get("content", "")) for t in turns if t.get("role") == "user"), messages)
+
+
 def prepare(
     request: dataset_pb2.DatasetRequest,
     chunks: Iterable[pd.DataFrame],
@@ -308,7 +329,7 @@ def prepare(
             table = _validated(chunk, kind, offset)
             offset += table.num_rows
             ids = table.column("id").to_pylist()
-            assignment = [split_of(row_id.split("~", 1)[0], request.split) for row_id in ids]
+            assignment = [split_of(key, request.split) for key in split_keys(table, kind)]
             for name in SPLITS:
                 mask = [a == name for a in assignment]
                 part = table.filter(pa.array(mask, pa.bool_()))
