@@ -14,7 +14,7 @@ import yaml
 from llmft.flyte.config import lineage, load_config
 from llmft.orchestration.pipeline import EXAMPLES
 
-STEPS = {"cpt": 4, "sft": 6, "reward_model": 4, "dpo": 4}
+STEPS = {"cpt": 4, "sft": 6, "reward_model": 4, "ppo": 2, "dpo": 4}
 
 
 def example_config(name: str) -> Path:
@@ -45,8 +45,11 @@ def write_config(tmp_path: Path) -> Path:
     recipe = {"max_length": 160, "seed": 0, "checkpoint": {"save_steps": 2, "save_total_limit": 1}}
 
     def training(stage: str) -> dict:
-        return {"recipe": {**recipe, "schedule": {"max_steps": STEPS[stage], "learning_rate": 0.001,
-                                                  "per_device_batch_size": 4}}}  # fmt: skip
+        section = {"recipe": {**recipe, "schedule": {"max_steps": STEPS[stage], "learning_rate": 0.001,
+                                                     "per_device_batch_size": 4}}}  # fmt: skip
+        if stage == "ppo":
+            section["ppo"] = {"response_length": 8, "eval_prompts": 4}
+        return section
 
     config = {
         "name": "small",
@@ -111,6 +114,7 @@ CACHED = {
     "train_cpt.tasks.train",
     "train_sft.tasks.train",
     "rlhf.tasks.reward_model",
+    "rlhf.tasks.ppo",
     "rlhf.tasks.dpo",
     "serve.tasks.evaluate_answers",
     "serve.tasks.space_folder",
@@ -137,7 +141,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     assert str(run_dir / "space") in out and "python app.py" in out
     assert (tmp_path / "hub" / "model" / "model.safetensors").is_file() and "published" in out
     stages = {s["name"] for s in json.loads((run_dir / "report.json").read_text())["stages"]}
-    assert {"data:corpus", "data:chat", "data:preferences", "cpt", "sft", "reward_model", "dpo"} <= stages
+    assert {"data:corpus", "data:chat", "data:preferences", "cpt", "sft", "reward_model", "ppo", "dpo"} <= stages
 
     cache_log.clear()
     run(config, runs, capsys)
@@ -156,6 +160,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
         "data.tasks.prepare_preference",
         "train_sft.tasks.train",
         "rlhf.tasks.reward_model",
+        "rlhf.tasks.ppo",
         "rlhf.tasks.dpo",
         "serve.tasks.evaluate_answers",
         "serve.tasks.space_folder",
@@ -190,6 +195,30 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     out = run(config, runs, capsys)
     assert "lost their outputs and will run again" in out
     assert "train_cpt.tasks.train" in cache_log.ran and "data.tasks.prepare_raw_text" in cache_log.hits
+
+    # The gate picks among SFT, PPO and DPO, and holds the pick back when it does not beat the runner-up and SFT by
+    # the margin (0.99: no model of 4 steps does): nothing is published, and the report says why. No training reruns.
+    picking = yaml.safe_load(config.read_text())
+    picking["evaluation"] = {
+        "answers": {"max_new_tokens": 8, "questions": 4},
+        "policies": {"max_new_tokens": 8, "prompts": 4},
+        "candidate": "best",
+        "selection": {"min_margin": 0.99},
+    }
+    picking["publish"]["local_dir"] = str(tmp_path / "hub-picked")
+    config.write_text(yaml.safe_dump(picking))
+    cache_log.clear()
+    out = run(config, runs, capsys)
+    assert not {"train_cpt.tasks.train", "train_sft.tasks.train", "rlhf.tasks.ppo", "rlhf.tasks.dpo"} & set(
+        cache_log.ran
+    )
+    report = json.loads((run_dir / "report.json").read_text())
+    gate = report["gate"]
+    assert not gate.get("passed") and [c["name"] for c in gate["ranking"]][0] == report["candidate"]
+    assert sorted(c["name"] for c in gate["ranking"]) == ["dpo", "ppo", "sft"]
+    assert all("correct" in c["metrics"] and "mean_reward" in c["metrics"] for c in gate["ranking"])
+    assert "by more than 0.99: publishing held back" in gate["reason"] and gate["reason"] in out
+    assert not (tmp_path / "hub-picked").exists() and "\npublished:" not in out
 
 
 def test_the_shipped_examples_are_valid_configs() -> None:

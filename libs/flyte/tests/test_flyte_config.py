@@ -1,6 +1,7 @@
 """A user's pipeline config: completed from its top-level fields, and refused whole, naming each bad field, before
 anything runs."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,8 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
         (lambda c: c["chat"].update(kind="DATASET_KIND_RAW_TEXT"), "chat.kind: DATASET_KIND_RAW_TEXT"),
         (lambda c: c["chat"].update(sources=[]), "chat.sources: empty"),
         (lambda c: c.update(ppo={}), "ppo: needs a `reward_model` section or ppo.reward_model"),
-        (lambda c: c["evaluation"].update(candidate="ppo"), "evaluation.candidate: 'ppo' is not a trained stage"),
-        (lambda c: c["evaluation"].update(baseline="dpo"), "evaluation.baseline: the candidate 'dpo' cannot be"),
+        (lambda c: c["evaluation"].update(candidate="ppo"), "evaluation.candidate: 'ppo' is neither 'best' nor a trained stage"),
+        (lambda c: c["evaluation"].update(baseline="dpo"), "evaluation.baseline: 'dpo' is the candidate; it cannot be"),
         (lambda c: c["evaluation"]["gate"].append({"metric": "bleu"}), "evaluation.gate[1].metric: unknown metric"),
         (lambda c: c["evaluation"]["gate"].append({"metric": "mean_reward"}), "evaluation.gate[1].metric: mean_reward"),
         (
@@ -129,14 +130,17 @@ def test_the_gate_passes_only_when_the_candidate_beats_the_baseline_by_more_than
         ]
     )
     policies = R.PolicyComparison(policies=[R.PolicyEvaluation(name="sft", mean_reward=1.0)])
-    gate = [P.GateMetric(metric="first_sentence_match", min_improvement=0.1)]
-    passed = decide(gate, "sft", "base", answers, policies)
-    assert passed.passed and passed.checks[0].candidate == 0.7 and "sft beats base" in passed.reason
-    held = decide([P.GateMetric(metric="first_sentence_match", min_improvement=0.8)], "sft", "base", answers, policies)
+
+    def gate(*metrics: P.GateMetric) -> P.PipelineEvaluation:
+        return P.PipelineEvaluation(candidate="sft", baseline="base", gate=metrics)
+
+    passed = decide(gate(P.GateMetric(metric="first_sentence_match", min_improvement=0.1)), answers, policies)
+    assert passed.passed and passed.checks[0].candidate == 0.7 and "sft published" in passed.reason
+    held = decide(gate(P.GateMetric(metric="first_sentence_match", min_improvement=0.8)), answers, policies)
     assert not held.passed and "does not beat base 0 by more than 0.8: publishing held back" in held.reason
     with pytest.raises(ValueError, match="mean_reward was not measured for model 'base'"):
-        decide([P.GateMetric(metric="mean_reward")], "sft", "base", answers, policies)
-    assert decide([], "sft", "base", answers, policies).passed
+        decide(gate(P.GateMetric(metric="mean_reward")), answers, policies)
+    assert decide(gate(), answers, policies).passed
 
 
 def test_a_negative_margin_bounds_how_many_general_questions_the_candidate_may_lose() -> None:
@@ -150,11 +154,105 @@ def test_a_negative_margin_bounds_how_many_general_questions_the_candidate_may_l
             models=[S.ModelAnswers(name="sft", general_match=sft), S.ModelAnswers(name="base", general_match=0.8)]
         )
 
-    gate = [P.GateMetric(metric="general_match", min_improvement=-0.1)]
-    assert decide(gate, "sft", "base", answers(0.75), R.PolicyComparison()).passed
-    held = decide(gate, "sft", "base", answers(0.6), R.PolicyComparison())
+    gate = P.PipelineEvaluation(candidate="sft", gate=[P.GateMetric(metric="general_match", min_improvement=-0.1)])
+    assert decide(gate, answers(0.75), R.PolicyComparison()).passed
+    held = decide(gate, answers(0.6), R.PolicyComparison())
     assert not held.passed and "general_match 0.6 does not beat base 0.8 by more than -0.1" in held.reason
     config = minimal()
     config["evaluation"]["answers"]["general_questions"] = True
     config["evaluation"]["gate"].append({"metric": "general_match", "min_improvement": -0.1})
     assert parse_config(config).evaluation.gate[1].metric == "general_match"
+
+
+def picking(sft: tuple[float, float], ppo: tuple[float, float], dpo: tuple[float, float]) -> tuple:
+    """An answer evaluation and a policy comparison where each policy has (first_sentence_match, correct), and the
+    reward model prefers DPO by far."""
+    from llmft.proto.rlhf.v1 import rlhf_pb2 as R
+    from llmft.proto.serve.v1 import serve_pb2 as S
+
+    scores = {"sft": sft, "ppo": ppo, "dpo": dpo}
+    answers = S.AnswerEvaluation(
+        models=[S.ModelAnswers(name=n, first_sentence_match=m) for n, (m, _) in scores.items()]
+        + [S.ModelAnswers(name="base", first_sentence_match=0.0)]
+    )
+    policies = R.PolicyComparison(
+        policies=[
+            R.PolicyEvaluation(name=n, correct=c, mean_reward=9.0 if n == "dpo" else 0.0) for n, (_, c) in scores.items()
+        ]
+    )
+    return answers, policies
+
+
+def best(margin: float = 0.02, *gate: object) -> object:
+    from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+
+    return P.PipelineEvaluation(
+        candidate="best",
+        gate=gate,
+        selection=P.Selection(
+            contenders=["sft", "ppo", "dpo"], rank_by=["first_sentence_match", "correct"], min_margin=margin
+        ),
+    )
+
+
+def test_the_gate_picks_the_policy_with_the_best_held_out_score_not_the_best_reward() -> None:
+    from llmft.flyte.pipeline import decide
+
+    decision = decide(best(), *picking(sft=(0.60, 0.50), ppo=(0.70, 0.80), dpo=(0.62, 0.40)))
+    assert decision.candidate == "ppo" and decision.passed
+    assert [c.name for c in decision.ranking] == ["ppo", "sft", "dpo"]  # DPO's reward of 9 does not rank it
+    assert decision.ranking[0].score == pytest.approx(0.75) and decision.ranking[2].metrics["mean_reward"] == 9.0
+    # The runner-up is SFT: one margin check, against it.
+    assert [(c.metric, c.against, c.passed) for c in decision.checks] == [("score", "sft", True)]
+    assert "ppo published" in decision.reason and "ppo 0.750" in decision.reason
+
+
+def test_the_gate_holds_back_a_winner_that_does_not_beat_the_runner_up_and_sft_by_the_margin() -> None:
+    from llmft.flyte.pipeline import decide
+
+    # PPO wins, DPO is close behind: held back, naming the runner-up and the margin.
+    close = decide(best(0.05), *picking(sft=(0.40, 0.40), ppo=(0.70, 0.80), dpo=(0.72, 0.74)))
+    assert close.candidate == "ppo" and not close.passed
+    assert [(c.against, c.passed) for c in close.checks] == [("dpo", False), ("sft", True)]
+    assert "ppo score 0.75 does not beat dpo 0.73 by more than 0.05: publishing held back" in close.reason
+    # A tie goes to the earlier contender (sft), which then does not beat the runner-up by any margin.
+    tie = decide(best(0.0), *picking(sft=(0.5, 0.5), ppo=(0.5, 0.5), dpo=(0.1, 0.1)))
+    assert tie.candidate == "sft" and not tie.passed
+    # The winner also passes the gate metrics against the baseline.
+    from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+
+    floor = P.GateMetric(metric="first_sentence_match", min_improvement=0.9)
+    assert not decide(best(0.02, floor), *picking(sft=(0.6, 0.5), ppo=(0.7, 0.8), dpo=(0.6, 0.4))).passed
+
+
+def test_a_config_that_picks_is_completed_and_checked() -> None:
+    config = minimal()
+    config["ppo"] = {}
+    config["reward_model"] = {}
+    config["evaluation"] = {"answers": {}, "policies": {}, "candidate": "best"}
+    request = parse_config(config)
+    assert list(request.evaluation.selection.contenders) == ["sft", "ppo", "dpo"]
+    assert list(request.evaluation.selection.rank_by) == ["first_sentence_match", "correct"]
+    faults = {
+        "contenders": (["sft", "cpt"], "evaluation.selection.contenders[1]: 'cpt' is not one of sft, ppo, dpo"),
+        "rank_by": (["mean_reward"], "evaluation.selection.rank_by[0]: mean_reward is the reward model's opinion"),
+        "min_margin": (1.5, "evaluation.selection.min_margin: 1.5 is not in [0, 1)"),
+    }
+    for field, (value, message) in faults.items():
+        bad = minimal()
+        bad.update(ppo={}, reward_model={}, evaluation={"answers": {}, "policies": {}, "candidate": "best"})
+        bad["evaluation"]["selection"] = {field: value}
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_config(bad)
+    no_policies = minimal()
+    no_policies["evaluation"] = {"answers": {}, "candidate": "best", "selection": {"rank_by": ["correct"]}}
+    with pytest.raises(ConfigError, match=r"rank_by\[0\]: correct needs evaluation.policies"):
+        parse_config(no_policies)
+    fixed = minimal()
+    fixed["evaluation"]["selection"] = {"min_margin": 0.1}
+    with pytest.raises(ConfigError, match="evaluation.selection: only read with candidate: best"):
+        parse_config(fixed)
+    contender_baseline = minimal()
+    contender_baseline["evaluation"] = {"answers": {}, "candidate": "best", "baseline": "sft"}
+    with pytest.raises(ConfigError, match="evaluation.baseline: 'sft' is a contender"):
+        parse_config(contender_baseline)

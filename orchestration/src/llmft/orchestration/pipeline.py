@@ -100,15 +100,15 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
             trained["dpo"] = training_node(rlhf.dpo, request.dpo)(
                 request=request.dpo, dataset=prefs.manifest, data=prefs.data, **start_from("policy", "dpo")
             )
-        model = trained[chosen].model
-
         evaluation = request.evaluation
+        # The models that may be published: the contenders the gate picks among (candidate "best"), or the one.
+        candidates = list(evaluation.selection.contenders) if chosen == steps.BEST else [chosen]
         answers: Any = AnswerEvaluation()
         policies: Any = PolicyComparison()
         if present(request, "evaluation") and evaluation.HasField("answers"):
             baseline = evaluation.baseline or "base"
             # The candidate, its baseline and every chat policy trained (the report shows what each stage bought).
-            compared = {s: trained[s].model for s in ("sft", "ppo", "dpo", chosen) if s in trained}
+            compared = {s: trained[s].model for s in ("sft", "ppo", "dpo", *candidates) if s in trained}
             compared[baseline] = (
                 trained[baseline].model if baseline in trained else serve.model_folder(model=request.base_model)
             )
@@ -126,16 +126,26 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 reward_model=trained["reward_model"].model,
                 **({"reference": reference} if reference is not None else {}),
             )
-        shown = steps.model_answers(evaluation=answers, name=chosen)
+        decision: Any = GateDecision(passed=True, reason="no evaluation configured: nothing gates publishing")
+        published: Any = PublishResult()
+        name: Any = chosen
+        model: Any = trained[chosen].model if chosen in trained else None
+        ancestry: Any = [trained[s].artifact for s in lineage(request, chosen)] if chosen in trained else []
+        if present(request, "evaluation"):
+            # The gate picks (or checks) the candidate; what is served and published is what it returns.
+            verdict = steps.gate(
+                evaluation=evaluation,
+                answers=answers,
+                policies=policies,
+                models={c: trained[c].model for c in candidates},
+                artifacts={s: trained[s].artifact for s in trained},
+                lineages={c: lineage(request, c) for c in candidates},
+            )
+            decision, name, model, ancestry = verdict.decision, verdict.name, verdict.model, verdict.upstream
+        shown = steps.model_answers(evaluation=answers, name=name)
         space = serve.space_folder(
             model=model, model_repo_id=request.publish.model_repo_id, title=request.space.title, answers=shown
         )
-
-        decision: Any = GateDecision(passed=True, reason="no evaluation configured: nothing gates publishing")
-        published: Any = PublishResult()
-        if present(request, "evaluation"):
-            verdict = steps.gate(evaluation=evaluation, candidate=chosen, answers=answers, policies=policies)
-            decision = verdict.decision
         if present(request, "publish"):
 
             def publish() -> Any:
@@ -143,7 +153,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                     model=model,
                     request=request.publish,
                     datasets=[d.manifest for d in datasets.values()],
-                    upstream=[trained[s].artifact for s in lineage(request, chosen)],
+                    upstream=ancestry,
                     answers=shown,
                     title=request.space.title,
                 )
@@ -160,7 +170,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 published = publish()
         report = steps.pipeline_report(
             request=request,
-            candidate=chosen,
+            candidate=name,
             datasets={name: d.manifest for name, d in datasets.items()},
             models={s: trained[s].artifact for s in trained},
             answers=answers,

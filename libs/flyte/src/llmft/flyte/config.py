@@ -15,7 +15,7 @@ from google.protobuf import json_format
 
 from llmft.core.chat_templates import choice_problem
 from llmft.core.recipe import explicit_zero_problems
-from llmft.flyte.pipeline import ANSWER_METRICS, POLICY_METRICS
+from llmft.flyte.pipeline import ANSWER_METRICS, BEST, CONTENDERS, POLICY_METRICS, RANKING_METRICS
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
 from llmft.proto.training.v1 import training_pb2 as T
@@ -94,9 +94,25 @@ def complete(request: P.PipelineRequest) -> None:
             dataset.name = f"{request.name}-{section}"
     if present(request, "evaluation") and not request.evaluation.candidate:
         request.evaluation.candidate = candidate(request)
+    if present(request, "evaluation") and request.evaluation.candidate == BEST:
+        complete_selection(request)
     for section in TRAINING_STAGES:
         if present(request, section):
             checkpoint_by_default(getattr(request, section).recipe)
+
+
+def complete_selection(request: P.PipelineRequest) -> None:
+    """The gate's defaults for candidate "best": every trained one of sft, ppo and dpo competes, scored by
+    first-sentence match on held-out questions and, when the policy comparison runs, correctness on held-out pairs."""
+    evaluation = request.evaluation
+    selection = evaluation.selection
+    if not selection.contenders:
+        selection.contenders.extend(s for s in CONTENDERS if present(request, s))
+    if not selection.rank_by:
+        if evaluation.HasField("answers"):
+            selection.rank_by.append("first_sentence_match")
+        if evaluation.HasField("policies"):
+            selection.rank_by.append("correct")
 
 
 DEFAULT_SAVE_STEPS = 500  # when a recipe trains by epochs, not steps
@@ -192,16 +208,26 @@ def check_evaluation(request: P.PipelineRequest) -> list[str]:
         return []
     evaluation, problems = request.evaluation, []
     trained = [s for s in POLICIES if present(request, s)]
-    if evaluation.candidate not in trained:
+    picked = evaluation.candidate == BEST
+    if not picked and evaluation.candidate not in trained:
         problems.append(
-            f"evaluation.candidate: {evaluation.candidate!r} is not a trained stage of this run "
+            f"evaluation.candidate: {evaluation.candidate!r} is neither {BEST!r} nor a trained stage of this run "
             f"({', '.join(trained) or 'none'})"
         )
+    # The models that may end up published: the contenders, or the one candidate.
+    candidates = list(evaluation.selection.contenders) if picked else [evaluation.candidate]
+    if picked:
+        problems += check_selection(request, trained)
+    elif evaluation.HasField("selection"):
+        problems.append(f"evaluation.selection: only read with candidate: {BEST}; remove it or pick with {BEST!r}")
     baseline = evaluation.baseline or "base"
     if baseline != "base" and baseline not in trained:
         problems.append(f"evaluation.baseline: {baseline!r} is neither 'base' nor a trained stage of this run")
-    if baseline == evaluation.candidate:
-        problems.append(f"evaluation.baseline: the candidate {baseline!r} cannot be its own baseline")
+    if baseline in candidates:
+        problems.append(
+            f"evaluation.baseline: {baseline!r} is "
+            + ("a contender; it cannot be its own baseline" if picked else "the candidate; it cannot be its own baseline")
+        )
     if evaluation.HasField("answers") and not present(request, "chat"):
         problems.append("evaluation.answers: needs the `chat` dataset (its held-out questions)")
     if evaluation.HasField("answers") and baseline == "base" and not request.base_model:
@@ -221,16 +247,62 @@ def check_evaluation(request: P.PipelineRequest) -> list[str]:
         elif condition.metric in POLICY_METRICS:
             if not policies:
                 problems.append(f"{field}: {condition.metric} needs evaluation.policies")
-            elif {evaluation.candidate, baseline} - {"sft", "ppo", "dpo"}:
+            elif {*candidates, baseline} - {"sft", "ppo", "dpo"}:
                 problems.append(
                     f"{field}: {condition.metric} compares only sft, ppo and dpo (the reward model's "
-                    f"comparison); candidate {evaluation.candidate!r}, baseline {baseline!r}"
+                    f"comparison); candidate {', '.join(map(repr, candidates))}, baseline {baseline!r}"
                 )
         else:
             problems.append(
                 f"{field}: unknown metric {condition.metric!r}; one of " f"{', '.join(ANSWER_METRICS + POLICY_METRICS)}"
             )
     return problems
+
+
+def check_selection(request: P.PipelineRequest, trained: list[str]) -> list[str]:
+    """The gate's selection (candidate "best"): who competes, what scores them, the margin."""
+    evaluation, problems = request.evaluation, []
+    selection = evaluation.selection
+    if not selection.contenders:
+        problems.append(f"evaluation.selection.contenders: empty, and this run trains none of {', '.join(CONTENDERS)}")
+    for i, name in enumerate(selection.contenders):
+        field = f"evaluation.selection.contenders[{i}]"
+        if name not in CONTENDERS:
+            problems.append(f"{field}: {name!r} is not one of {', '.join(CONTENDERS)}")
+        elif name not in trained:
+            problems.append(f"{field}: {name!r} is not trained in this run (no `{name}` section)")
+        elif name in selection.contenders[:i]:
+            problems.append(f"{field}: {name!r} is named twice")
+    if not selection.rank_by:
+        problems.append(
+            "evaluation.selection.rank_by: empty, and nothing measures the contenders: give evaluation.answers "
+            "(first_sentence_match) or evaluation.policies (correct)"
+        )
+    for i, metric in enumerate(selection.rank_by):
+        field = f"evaluation.selection.rank_by[{i}]"
+        if metric in REWARD_ONLY:
+            problems.append(
+                f"{field}: {metric} is the reward model's opinion, shown beside the ranking but never ranking; "
+                f"rank by one of {', '.join(RANKING_METRICS)}"
+            )
+        elif metric not in RANKING_METRICS:
+            problems.append(f"{field}: unknown metric {metric!r}; one of {', '.join(RANKING_METRICS)}")
+        elif metric in selection.rank_by[:i]:
+            problems.append(f"{field}: {metric} is named twice")
+        elif metric in ANSWER_METRICS and not evaluation.HasField("answers"):
+            problems.append(f"{field}: {metric} needs evaluation.answers")
+        elif metric == "general_match" and not evaluation.answers.general_questions:
+            problems.append(f"{field}: general_match needs evaluation.answers.general_questions: true")
+        elif metric == "correct" and not evaluation.HasField("policies"):
+            problems.append(f"{field}: correct needs evaluation.policies (the policy comparison answers held-out pairs)")
+    if not 0 <= selection.min_margin < 1:
+        problems.append(
+            f"evaluation.selection.min_margin: {selection.min_margin} is not in [0, 1); scores are fractions"
+        )
+    return problems
+
+
+REWARD_ONLY = ("mean_reward", "reward_gain", "kl_to_reference")
 
 
 def launch_shapes(request: P.PipelineRequest) -> dict[str, tuple[int, int]]:

@@ -6,10 +6,12 @@ fingerprints, metrics and timings, the held-out answers and the gate) as a Deck.
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flytekit import Resources, task
+from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from llmft.core import fingerprint as fp
@@ -27,8 +29,14 @@ SMALL = Resources(cpu="500m", mem="512Mi")
 
 # Gate metrics: where each is read from. All are better when higher.
 ANSWER_METRICS = ("first_sentence_match", "exact_match", "general_match")
-POLICY_METRICS = ("mean_reward",)
+POLICY_METRICS = ("mean_reward", "correct")
 GATE_METRICS = ANSWER_METRICS + POLICY_METRICS
+# What the selection may rank by: held-out fractions that no policy trained on (not the reward model's opinion).
+RANKING_METRICS = ANSWER_METRICS + ("correct",)
+# Shown beside the ranking, never ranking: the reward model's view of each policy.
+REWARD_COLUMNS = ("mean_reward", "reward_gain", "kl_to_reference")
+BEST = "best"
+CONTENDERS = ("sft", "ppo", "dpo")
 
 
 def metric_value(metric: str, model: str, answers: AnswerEvaluation, policies: PolicyComparison) -> float:
@@ -36,7 +44,7 @@ def metric_value(metric: str, model: str, answers: AnswerEvaluation, policies: P
     if metric in ANSWER_METRICS:
         found = [getattr(m, metric) for m in answers.models if m.name == model]
     elif metric in POLICY_METRICS:
-        found = [getattr(p, metric) for p in policies.policies if p.name == model]
+        found = [getattr(p, metric) for p in policies.policies if p.name == model and _measured(p, metric)]
     else:
         raise ValueError(f"evaluation.gate: unknown metric {metric!r}; one of {', '.join(GATE_METRICS)}")
     if not found:
@@ -44,12 +52,67 @@ def metric_value(metric: str, model: str, answers: AnswerEvaluation, policies: P
     return float(found[0])
 
 
+def _measured(policy: Any, metric: str) -> bool:
+    if metric == "correct":
+        return bool(policy.HasField("correct"))
+    return not math.isnan(getattr(policy, metric))
+
+
+def rank(
+    selection: P.Selection, answers: AnswerEvaluation, policies: PolicyComparison
+) -> list[P.Contender]:
+    """Every contender with its score (the mean of its `rank_by` metrics), best first; a tie keeps the contenders'
+    order. The reward model's columns ride along where it measured them."""
+    contenders = []
+    for name in selection.contenders:
+        contender = P.Contender(name=name)
+        for metric in selection.rank_by:
+            contender.metrics[metric] = metric_value(metric, name, answers, policies)
+        contender.score = sum(contender.metrics.values()) / len(contender.metrics)
+        for policy in policies.policies:
+            if policy.name == name:
+                for column in REWARD_COLUMNS:
+                    if _measured(policy, column):
+                        contender.metrics[column] = getattr(policy, column)
+        contenders.append(contender)
+    order = {name: index for index, name in enumerate(selection.contenders)}
+    return sorted(contenders, key=lambda c: (-c.score, order[c.name]))
+
+
+def _describe(contender: P.Contender, selection: P.Selection) -> str:
+    parts = ", ".join(f"{m} {contender.metrics[m]:.3f}" for m in selection.rank_by)
+    return f"{contender.name} {contender.score:.3f} ({parts})"
+
+
 def decide(
-    gate: list[P.GateMetric], candidate: str, baseline: str, answers: AnswerEvaluation, policies: PolicyComparison
+    evaluation: P.PipelineEvaluation, answers: AnswerEvaluation, policies: PolicyComparison
 ) -> P.GateDecision:
-    """Passes when the candidate beats the baseline by more than each metric's min_improvement."""
-    decision = P.GateDecision(candidate=candidate, baseline=baseline)
-    for condition in gate:
+    """The gate's verdict. With candidate "best" it first ranks the contenders (`rank`) and checks that the winner
+    beats the runner-up and the SFT model by more than the selection's margin; then the candidate must beat the
+    baseline by more than each gate metric's min_improvement."""
+    baseline = evaluation.baseline or "base"
+    decision = P.GateDecision(candidate=evaluation.candidate, baseline=baseline)
+    picked = evaluation.candidate == BEST
+    if picked:
+        selection = evaluation.selection
+        decision.ranking.extend(rank(selection, answers, policies))
+        winner = decision.ranking[0]
+        decision.candidate = winner.name
+        others = [c for c in decision.ranking[1:2]]
+        others += [c for c in decision.ranking[2:] if c.name == "sft" and winner.name != "sft"]
+        for other in others:
+            decision.checks.append(
+                P.GateCheck(
+                    metric="score",
+                    candidate=winner.score,
+                    baseline=other.score,
+                    min_improvement=selection.min_margin,
+                    passed=winner.score - other.score > selection.min_margin,
+                    against=other.name,
+                )
+            )
+    candidate = decision.candidate
+    for condition in evaluation.gate:
         ours = metric_value(condition.metric, candidate, answers, policies)
         theirs = metric_value(condition.metric, baseline, answers, policies)
         decision.checks.append(
@@ -59,16 +122,27 @@ def decide(
                 baseline=theirs,
                 min_improvement=condition.min_improvement,
                 passed=ours - theirs > condition.min_improvement,
+                against=baseline,
             )
         )
     failed = [c for c in decision.checks if not c.passed]
     decision.passed = not failed
+    ranked = ""
+    if picked:
+        ranked = (
+            "ranked by "
+            + " + ".join(evaluation.selection.rank_by)
+            + ": "
+            + " > ".join(_describe(c, evaluation.selection) for c in decision.ranking)
+            + "; "
+        )
     if not decision.checks:
-        decision.reason = f"no gate metrics configured: {candidate} is published without a comparison"
+        decision.reason = ranked + f"no gate metrics configured: {candidate} is published without a comparison"
     elif failed:
         decision.reason = (
-            "; ".join(
-                f"{candidate} {c.metric} {c.candidate:.4g} does not beat {baseline} {c.baseline:.4g} by more than "
+            ranked
+            + "; ".join(
+                f"{candidate} {c.metric} {c.candidate:.4g} does not beat {c.against} {c.baseline:.4g} by more than "
                 f"{c.min_improvement:.4g}"
                 for c in failed
             )
@@ -76,8 +150,9 @@ def decide(
         )
     else:
         decision.reason = (
-            ", ".join(f"{c.metric} {c.candidate:.4g} vs {c.baseline:.4g}" for c in decision.checks)
-            + f": {candidate} beats {baseline}, published"
+            ranked
+            + ", ".join(f"{c.metric} {c.candidate:.4g} vs {c.against} {c.baseline:.4g}" for c in decision.checks)
+            + f": {candidate} published"
         )
     return decision
 
@@ -85,16 +160,29 @@ def decide(
 class Gate(NamedTuple):
     passed: bool
     decision: P.GateDecision
+    name: str  # the model the gate chose (the candidate)
+    model: FlyteDirectory
+    upstream: list[ModelArtifact]  # the models it descends from, oldest first (its card's lineage)
 
 
 @task(container_image=IMAGE, requests=SMALL)
 def gate(
-    evaluation: P.PipelineEvaluation, candidate: str, answers: AnswerEvaluation, policies: PolicyComparison
+    evaluation: P.PipelineEvaluation,
+    answers: AnswerEvaluation,
+    policies: PolicyComparison,
+    models: dict[str, FlyteDirectory],
+    artifacts: dict[str, ModelArtifact],
+    lineages: dict[str, list[str]],
 ) -> Gate:
-    """The publishing gate's verdict; the workflow publishes only on `passed` (a Flyte conditional)."""
-    decision = decide(list(evaluation.gate), candidate, evaluation.baseline or "base", answers, policies)
+    """The publishing gate: the candidate (picked among `models` with candidate "best"), its verdict, its folder and
+    lineage; the workflow publishes only on `passed` (a Flyte conditional)."""
+    decision = decide(evaluation, answers, policies)
     print(f"Gate: {decision.reason}", flush=True)
-    return Gate(passed=decision.passed, decision=decision)
+    name = decision.candidate
+    if name not in models:
+        raise ValueError(f"evaluation.candidate: {name!r} is not among the models handed to the gate ({sorted(models)})")
+    upstream = [artifacts[stage] for stage in lineages.get(name, [])]
+    return Gate(passed=decision.passed, decision=decision, name=name, model=models[name], upstream=upstream)
 
 
 @task(container_image=IMAGE, requests=SMALL)
@@ -182,12 +270,30 @@ def report_html(report: P.PipelineReport) -> str:
         "<tr>"
         + cell(c.metric)
         + cell(f"{c.candidate:.4g}")
+        + cell(c.against)
         + cell(f"{c.baseline:.4g}")
         + cell(f"> {c.min_improvement:.4g}")
         + cell("pass" if c.passed else "FAIL")
         + "</tr>"
         for c in report.gate.checks
     )
+    columns = sorted({m for c in report.gate.ranking for m in c.metrics}, key=_column_order)
+    ranking = ""
+    if report.gate.ranking:
+        ranking = (
+            "<h3>Ranking (the gate's pick first; the reward model's columns are shown, never ranked by)</h3><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in ["model", "score", *columns])
+            + "</tr>"
+            + "".join(
+                "<tr>"
+                + cell(c.name)
+                + cell(f"{c.score:.3f}")
+                + "".join(cell(f"{c.metrics[m]:.3f}" if m in c.metrics else "") for m in columns)
+                + "</tr>"
+                for c in report.gate.ranking
+            )
+            + "</table>"
+        )
     where = report.publish.model_url or "not published"
     return (
         f"<h2>Pipeline {html.escape(report.name)}</h2><p>config {fp.short(report.config_fingerprint)}; "
@@ -195,9 +301,10 @@ def report_html(report: P.PipelineReport) -> str:
         "<h3>Stages</h3><table><tr><th>stage</th><th>code</th><th>config</th><th>inputs</th><th>output</th>"
         f"<th>metrics</th><th>seconds</th></tr>{stage_rows}</table>"
         "<h3>Held-out answers</h3><table><tr><th>model</th><th>first sentence matches</th><th>exact</th></tr>"
-        f"{answer_rows}</table>"
+        f"{answer_rows}</table>{ranking}"
         f"<h3>Gate: {'passed' if report.gate.passed else 'held back'}</h3><p>{html.escape(report.gate.reason)}</p>"
-        f"<table><tr><th>metric</th><th>candidate</th><th>baseline</th><th>needs</th><th></th></tr>{checks}</table>"
+        f"<table><tr><th>metric</th><th>candidate</th><th>against</th><th>its value</th><th>needs</th><th></th></tr>"
+        f"{checks}</table>"
         f"<h3>Published</h3><p>{html.escape(where)}</p>"
     )
 
@@ -234,6 +341,10 @@ def model_answers(evaluation: AnswerEvaluation, name: str) -> ModelAnswers:
     return next((m for m in evaluation.models if m.name == name), ModelAnswers())
 
 
+def _column_order(metric: str) -> tuple[int, str]:
+    return (REWARD_COLUMNS.index(metric) + 1 if metric in REWARD_COLUMNS else 0, metric)
+
+
 def report_text(report: P.PipelineReport) -> str:
     """The run's results in a few lines for the terminal."""
     lines = [f"{'stage':<16} {'code':<24} {'output':<14} {'seconds':>8}  metrics"]
@@ -247,6 +358,9 @@ def report_text(report: P.PipelineReport) -> str:
             f"held-out answers, {m.name}: first sentence matches the reference in {m.first_sentence_match:.1%} "
             f"({report.answers.questions} questions), whole answer in {m.exact_match:.1%}"
         )
+    for c in report.gate.ranking:
+        measured = ", ".join(f"{m} {c.metrics[m]:.3f}" for m in sorted(c.metrics, key=_column_order))
+        lines.append(f"gate ranking, {c.name}: score {c.score:.3f} ({measured})")
     lines.append(f"gate: {report.gate.reason}")
     if report.publish.model_url:
         lines.append(f"published: {report.publish.model_url} {report.publish.space_url}".rstrip())

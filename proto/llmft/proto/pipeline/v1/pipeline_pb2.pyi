@@ -44,18 +44,30 @@ class PipelineRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., base_model: _Optional[str] = ..., corpus: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., chat: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., preferences: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., cpt: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., sft: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., reward_model: _Optional[_Union[_rlhf_pb2.RewardModelRequest, _Mapping]] = ..., ppo: _Optional[_Union[_rlhf_pb2.PpoRequest, _Mapping]] = ..., dpo: _Optional[_Union[_rlhf_pb2.DpoRequest, _Mapping]] = ..., evaluation: _Optional[_Union[PipelineEvaluation, _Mapping]] = ..., publish: _Optional[_Union[_serve_pb2.PublishRequest, _Mapping]] = ..., space: _Optional[_Union[SpaceRequest, _Mapping]] = ..., chat_template: _Optional[str] = ...) -> None: ...
 
 class PipelineEvaluation(_message.Message):
-    __slots__ = ("answers", "policies", "candidate", "baseline", "gate")
+    __slots__ = ("answers", "policies", "candidate", "baseline", "gate", "selection")
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     GATE_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     answers: _serve_pb2.AnswerEvaluationRequest
     policies: _rlhf_pb2.PolicyEvaluationRequest
     candidate: str
     baseline: str
     gate: _containers.RepeatedCompositeFieldContainer[GateMetric]
-    def __init__(self, answers: _Optional[_Union[_serve_pb2.AnswerEvaluationRequest, _Mapping]] = ..., policies: _Optional[_Union[_rlhf_pb2.PolicyEvaluationRequest, _Mapping]] = ..., candidate: _Optional[str] = ..., baseline: _Optional[str] = ..., gate: _Optional[_Iterable[_Union[GateMetric, _Mapping]]] = ...) -> None: ...
+    selection: Selection
+    def __init__(self, answers: _Optional[_Union[_serve_pb2.AnswerEvaluationRequest, _Mapping]] = ..., policies: _Optional[_Union[_rlhf_pb2.PolicyEvaluationRequest, _Mapping]] = ..., candidate: _Optional[str] = ..., baseline: _Optional[str] = ..., gate: _Optional[_Iterable[_Union[GateMetric, _Mapping]]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ...) -> None: ...
+
+class Selection(_message.Message):
+    __slots__ = ("contenders", "rank_by", "min_margin")
+    CONTENDERS_FIELD_NUMBER: _ClassVar[int]
+    RANK_BY_FIELD_NUMBER: _ClassVar[int]
+    MIN_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    contenders: _containers.RepeatedScalarFieldContainer[str]
+    rank_by: _containers.RepeatedScalarFieldContainer[str]
+    min_margin: float
+    def __init__(self, contenders: _Optional[_Iterable[str]] = ..., rank_by: _Optional[_Iterable[str]] = ..., min_margin: _Optional[float] = ...) -> None: ...
 
 class GateMetric(_message.Message):
     __slots__ = ("metric", "min_improvement")
@@ -72,32 +84,53 @@ class SpaceRequest(_message.Message):
     def __init__(self, title: _Optional[str] = ...) -> None: ...
 
 class GateCheck(_message.Message):
-    __slots__ = ("metric", "candidate", "baseline", "min_improvement", "passed")
+    __slots__ = ("metric", "candidate", "baseline", "min_improvement", "passed", "against")
     METRIC_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     MIN_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
     PASSED_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_FIELD_NUMBER: _ClassVar[int]
     metric: str
     candidate: float
     baseline: float
     min_improvement: float
     passed: bool
-    def __init__(self, metric: _Optional[str] = ..., candidate: _Optional[float] = ..., baseline: _Optional[float] = ..., min_improvement: _Optional[float] = ..., passed: _Optional[bool] = ...) -> None: ...
+    against: str
+    def __init__(self, metric: _Optional[str] = ..., candidate: _Optional[float] = ..., baseline: _Optional[float] = ..., min_improvement: _Optional[float] = ..., passed: _Optional[bool] = ..., against: _Optional[str] = ...) -> None: ...
+
+class Contender(_message.Message):
+    __slots__ = ("name", "score", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    score: float
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., score: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GateDecision(_message.Message):
-    __slots__ = ("passed", "candidate", "baseline", "checks", "reason")
+    __slots__ = ("passed", "candidate", "baseline", "checks", "reason", "ranking")
     PASSED_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
     passed: bool
     candidate: str
     baseline: str
     checks: _containers.RepeatedCompositeFieldContainer[GateCheck]
     reason: str
-    def __init__(self, passed: _Optional[bool] = ..., candidate: _Optional[str] = ..., baseline: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[GateCheck, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    ranking: _containers.RepeatedCompositeFieldContainer[Contender]
+    def __init__(self, passed: _Optional[bool] = ..., candidate: _Optional[str] = ..., baseline: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[GateCheck, _Mapping]]] = ..., reason: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[Contender, _Mapping]]] = ...) -> None: ...
 
 class StageRecord(_message.Message):
     __slots__ = ("name", "provenance", "output_fingerprint", "metrics", "seconds")

@@ -81,7 +81,7 @@ class PpoRequest(_message.Message):
     def __init__(self, recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., ppo: _Optional[_Union[PpoConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ..., base_model: _Optional[str] = ..., reward_model: _Optional[str] = ..., distributed: _Optional[_Union[_training_pb2.DistributedConfig, _Mapping]] = ...) -> None: ...
 
 class PolicyEvaluation(_message.Message):
-    __slots__ = ("name", "mean_reward", "kl_to_reference", "win_rate_over_reference", "reward_gain", "mean_answer_tokens", "fingerprint")
+    __slots__ = ("name", "mean_reward", "kl_to_reference", "win_rate_over_reference", "reward_gain", "mean_answer_tokens", "fingerprint", "correct")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEAN_REWARD_FIELD_NUMBER: _ClassVar[int]
     KL_TO_REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class PolicyEvaluation(_message.Message):
     REWARD_GAIN_FIELD_NUMBER: _ClassVar[int]
     MEAN_ANSWER_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
     name: str
     mean_reward: float
     kl_to_reference: float
@@ -96,7 +97,8 @@ class PolicyEvaluation(_message.Message):
     reward_gain: float
     mean_answer_tokens: float
     fingerprint: str
-    def __init__(self, name: _Optional[str] = ..., mean_reward: _Optional[float] = ..., kl_to_reference: _Optional[float] = ..., win_rate_over_reference: _Optional[float] = ..., reward_gain: _Optional[float] = ..., mean_answer_tokens: _Optional[float] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+    correct: float
+    def __init__(self, name: _Optional[str] = ..., mean_reward: _Optional[float] = ..., kl_to_reference: _Optional[float] = ..., win_rate_over_reference: _Optional[float] = ..., reward_gain: _Optional[float] = ..., mean_answer_tokens: _Optional[float] = ..., fingerprint: _Optional[str] = ..., correct: _Optional[float] = ...) -> None: ...
 
 class PolicyComparison(_message.Message):
     __slots__ = ("policies", "prompts", "reward_scale", "reward_model_fingerprint", "reference_fingerprint", "dataset_fingerprint")

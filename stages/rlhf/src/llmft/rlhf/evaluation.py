@@ -7,12 +7,14 @@ defined up to a shift, so a gain relative to the raw reward would mean nothing."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmft.core import fingerprint as fp
+from llmft.core.answers import first_sentence, first_sentence_matches
 from llmft.core.generation import chat_prompt_ids
 from llmft.core.models import load_frozen_model
 from llmft.core.recipe import RecipeError
@@ -136,10 +138,12 @@ def evaluate_policy(
     tokenizer: Any,
     prompts: list[list[int]],
     settings: rlhf_pb2.PolicyEvaluationRequest,
+    chosen: list[str] | None = None,
 ) -> PolicyAnswers:
     """Samples the policy's answers and scores them: mean reward, and KL to the reference, whose log-probabilities
-    of the answers `reference(prompts, answers)` gives (None: the policy is the reference). The comparison fields are
-    filled by `compare`."""
+    of the answers `reference(prompts, answers)` gives (None: the policy is the reference). With `chosen` (each
+    prompt's preferred answer) it also answers greedily, as the Space does, and counts the answers whose first
+    sentence is the chosen one's (`correct`). The comparison fields are filled by `compare`."""
     temperature = settings.temperature
     stop = end_of_turn_id(tokenizer)
     answers = sample_answers(
@@ -155,7 +159,22 @@ def evaluate_policy(
         mean_answer_tokens=mean([float(len(a)) for a in answers]),
     )
     texts = [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
+    if chosen is not None:
+        evaluation.correct = correctness(policy, tokenizer, prompts, chosen, settings.max_new_tokens, stop)
     return PolicyAnswers(evaluation, texts, scores)
+
+
+def correctness(
+    policy: Any, tokenizer: Any, prompts: list[list[int]], chosen: list[str], max_new_tokens: int, stop: int
+) -> float:
+    """Fraction of prompts whose greedy answer has the chosen answer's first sentence. Each answer may run to the
+    longest chosen first sentence and a few tokens more, so a right answer is never cut before its sentence ends."""
+    if len(chosen) != len(prompts):
+        raise ValueError(f"chosen: {len(chosen)} answers for {len(prompts)} prompts")
+    longest = max((len(tokenizer(first_sentence(c), add_special_tokens=False)["input_ids"]) for c in chosen), default=0)
+    answers = sample_answers(policy, tokenizer, prompts, max(max_new_tokens, longest + 4), 0.0, 0, stop)
+    texts = [tokenizer.decode(a, skip_special_tokens=True) for a in answers]
+    return mean([1.0 if first_sentence_matches(t, c) else 0.0 for t, c in zip(texts, chosen, strict=True)])
 
 
 def compare(
@@ -170,10 +189,16 @@ def compare(
             1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(answers.rewards, reference.rewards, strict=True)
         ]
         evaluation.win_rate_over_reference = mean(wins)
-        if reward_scale > 0:
-            evaluation.reward_gain = (evaluation.mean_reward - reference.evaluation.mean_reward) / reward_scale
+        evaluation.reward_gain = (
+            (evaluation.mean_reward - reference.evaluation.mean_reward) / reward_scale if reward_scale > 0 else math.nan
+        )
         comparison.policies.append(evaluation)
     return comparison
+
+
+def chosen_answers(pairs: list[dict]) -> list[str] | None:
+    """The chosen answer of each held-out pair (None for a prompt-only dataset: nothing to check answers against)."""
+    return [pair["chosen"][-1]["content"] for pair in pairs] or None
 
 
 def reward_scale(reward_model: Any, tokenizer: Any, pairs: list[dict], max_length: int) -> float:
@@ -214,7 +239,8 @@ def comparison_html(
             "mean reward": e.mean_reward,
             "KL to reference (nats)": e.kl_to_reference,
             "win rate over reference": e.win_rate_over_reference,
-            "reward gain": e.reward_gain,
+            "reward gain": "n/a" if math.isnan(e.reward_gain) else e.reward_gain,
+            "correct (greedy, first sentence)": e.correct if e.HasField("correct") else "n/a",
             "answer tokens": e.mean_answer_tokens,
         }
         for e in comparison.policies
@@ -300,13 +326,21 @@ def evaluate_policies(
     reward_model = load_frozen_model(reward_dir, AutoModelForSequenceClassification)
     reference_model = load_frozen_model(reference, AutoModelForCausalLM)
     scale = reward_scale(reward_model, tokenizer, prompts.eval_pairs, max_length or 1 << 30)
-    baseline = evaluate_policy("sft", reference_model, None, reward_model, tokenizer, ids, settings)
+    chosen = chosen_answers(prompts.eval_pairs)
+    baseline = evaluate_policy("sft", reference_model, None, reward_model, tokenizer, ids, settings, chosen)
     baseline.evaluation.fingerprint = folder_fingerprint(reference)
     evaluated = []
     for name, folder in folders.items():
         policy = load_frozen_model(folder, AutoModelForCausalLM)
         answers = evaluate_policy(
-            name, policy, reference_of(reference_model, settings.temperature), reward_model, tokenizer, ids, settings
+            name,
+            policy,
+            reference_of(reference_model, settings.temperature),
+            reward_model,
+            tokenizer,
+            ids,
+            settings,
+            chosen,
         )
         answers.evaluation.fingerprint = folder_fingerprint(folder)
         evaluated.append(answers)

@@ -278,7 +278,8 @@ def train_ppo(
         max_new_tokens=ppo.response_length, temperature=ppo.temperature, seed=recipe.seed, max_length=recipe.max_length
     )
     scale = ev.reward_scale(reward_model, tokenizer, prompts.eval_pairs, recipe.max_length)
-    sft = ev.evaluate_policy("sft", policy, None, reward_model, tokenizer, eval_ids, settings)
+    chosen = ev.chosen_answers(prompts.eval_pairs)
+    sft = ev.evaluate_policy("sft", policy, None, reward_model, tokenizer, eval_ids, settings, chosen)
 
     work = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="llmft-ppo-"))
     arguments = training_arguments(recipe, work)
@@ -329,7 +330,7 @@ def train_ppo(
 
     trained = trainer.accelerator.unwrap_model(trainer.model).policy.eval()
     after = ev.evaluate_policy(
-        "ppo", trained, _reference(trainer, settings), reward_model, tokenizer, eval_ids, settings
+        "ppo", trained, _reference(trainer, settings), reward_model, tokenizer, eval_ids, settings, chosen
     )
     comparison = ev.compare(sft, [after], scale, len(eval_ids))
     comparison.reward_model_fingerprint = ev.folder_fingerprint(reward_dir)

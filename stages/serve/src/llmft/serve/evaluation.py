@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmft.core.answers import first_sentence, normalise
 from llmft.core.datasets import read_manifest, read_split
 from llmft.core.training import model_fingerprint
 from llmft.proto.serve.v1 import serve_pb2 as S
@@ -22,19 +22,6 @@ from llmft.serve.generator import Generator
 DEFAULT_MAX_NEW_TOKENS = 64
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_EXAMPLES = 3
-# A sentence ends at . ! or ? followed by whitespace or the end of the text; a dot inside `flytekit.core` does not.
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s|$)")
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.split())
-
-
-def first_sentence(text: str) -> str:
-    """The first sentence of `text`, whitespace-normalised (the whole text when it has no sentence end)."""
-    text = normalise(text)
-    end = _SENTENCE_END.search(text)
-    return text[: end.start()] if end else text
 
 
 @dataclass
