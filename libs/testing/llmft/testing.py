@@ -68,21 +68,32 @@ def write_chat_dataset(out_dir: Path, train_rows: int = 200, eval_rows: int = 20
     return _write(out_dir, "synthetic-chat", D.DATASET_KIND_CHAT, "messages", rows[:train_rows], rows[train_rows:])
 
 
+def wrong_answer(a: int, b: int, rng: random.Random) -> str:
+    """A wrong answer to "What is a plus b?" of the kind a model gives, in the right answer's sentence (no marker a
+    reward model could spot instead of the sum): a sum off by one or two, the product, or the sentence cut short."""
+    kind = rng.randrange(4)
+    if kind == 3:
+        return f"{a} plus {b} is"
+    wrong = a * b if kind == 2 else a + b + rng.choice([-2, -1, 1, 2])
+    if wrong == a + b or wrong < 0:
+        wrong = a + b + 1
+    return f"{a} plus {b} is {wrong}."
+
+
 def write_preference_dataset(out_dir: Path, train_rows: int = 64, eval_rows: int = 16, seed: int = 0) -> Path:
-    """Arithmetic questions; the chosen answer is a right, polite sentence, the rejected one a wrong, curt number."""
+    """Arithmetic questions on two digits, each asked once, so the held-out questions are not in train; the chosen
+    answer is the right sentence, the rejected one a wrong answer in the same sentence (`wrong_answer`)."""
     import pandas as pd
 
     rng = random.Random(seed)
-    rows = []
-    for _ in range(train_rows + eval_rows):
-        a, b = rng.randint(0, 9), rng.randint(0, 9)
-        rows.append(
-            {
-                "prompt": f"What is {a} plus {b}?",
-                "chosen": f"{a} plus {b} is {a + b}.",
-                "rejected": f"{a + b + 1 + rng.randint(0, 5)}!!",
-            }
-        )
+    questions = [(a, b) for a in range(10) for b in range(10)]
+    if train_rows + eval_rows > len(questions):
+        raise ValueError(f"train_rows + eval_rows: at most {len(questions)} distinct questions")
+    rng.shuffle(questions)
+    rows = [
+        {"prompt": f"What is {a} plus {b}?", "chosen": f"{a} plus {b} is {a + b}.", "rejected": wrong_answer(a, b, rng)}
+        for a, b in questions[: train_rows + eval_rows]
+    ]
     manifest = D.DatasetManifest(
         name="synthetic-preferences", kind=D.DATASET_KIND_PREFERENCE, schema_version="preference/test"
     )
