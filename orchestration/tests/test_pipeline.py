@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -45,7 +46,7 @@ def write_config(tmp_path: Path) -> Path:
     recipe = {"max_length": 160, "seed": 0, "checkpoint": {"save_steps": 2, "save_total_limit": 1}}
 
     def training(stage: str) -> dict:
-        section = {"recipe": {**recipe, "schedule": {"max_steps": STEPS[stage], "learning_rate": 0.001,
+        section: dict[str, Any] = {"recipe": {**recipe, "schedule": {"max_steps": STEPS[stage], "learning_rate": 0.001,
                                                      "per_device_batch_size": 4}}}  # fmt: skip
         if stage == "ppo":
             section["ppo"] = {"response_length": 8, "eval_prompts": 4}

@@ -3,6 +3,7 @@ anything runs."""
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -62,7 +63,10 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
         (lambda c: c["chat"].update(kind="DATASET_KIND_RAW_TEXT"), "chat.kind: DATASET_KIND_RAW_TEXT"),
         (lambda c: c["chat"].update(sources=[]), "chat.sources: empty"),
         (lambda c: c.update(ppo={}), "ppo: needs a `reward_model` section or ppo.reward_model"),
-        (lambda c: c["evaluation"].update(candidate="ppo"), "evaluation.candidate: 'ppo' is neither 'best' nor a trained stage"),
+        (
+            lambda c: c["evaluation"].update(candidate="ppo"),
+            "evaluation.candidate: 'ppo' is neither 'best' nor a trained stage",
+        ),
         (lambda c: c["evaluation"].update(baseline="dpo"), "evaluation.baseline: 'dpo' is the candidate; it cannot be"),
         (lambda c: c["evaluation"]["gate"].append({"metric": "bleu"}), "evaluation.gate[1].metric: unknown metric"),
         (lambda c: c["evaluation"]["gate"].append({"metric": "mean_reward"}), "evaluation.gate[1].metric: mean_reward"),
@@ -177,13 +181,14 @@ def picking(sft: tuple[float, float], ppo: tuple[float, float], dpo: tuple[float
     )
     policies = R.PolicyComparison(
         policies=[
-            R.PolicyEvaluation(name=n, correct=c, mean_reward=9.0 if n == "dpo" else 0.0) for n, (_, c) in scores.items()
+            R.PolicyEvaluation(name=n, correct=c, mean_reward=9.0 if n == "dpo" else 0.0)
+            for n, (_, c) in scores.items()
         ]
     )
     return answers, policies
 
 
-def best(margin: float = 0.02, *gate: object) -> object:
+def best(margin: float = 0.02, *gate: Any) -> Any:
     from llmft.proto.pipeline.v1 import pipeline_pb2 as P
 
     return P.PipelineEvaluation(

@@ -88,7 +88,8 @@ def test_chat_and_preference_data_from_one_source_hold_out_the_same_questions(tm
         "".join(f'def tool_{i}(x):\n    """Turns a value into the {i}th tool output."""\n\n\n' for i in range(60))
     )
     source = D.DatasetSource(local=D.LocalSource(patterns=[str(tmp_path / "pkg")]), format="python_docstrings")
-    held_out, trained = {}, {}
+    held_out: dict[str, set[str]] = {}
+    trained: dict[str, set[str]] = {}
     for kind, name in ((D.DATASET_KIND_CHAT, "chat"), (D.DATASET_KIND_PREFERENCE, "pairs")):
         req = D.DatasetRequest(name=name, kind=kind, sources=[source], split=D.SplitConfig(eval_fraction=0.25, seed=0))
         build_dataset(req, tmp_path / name)

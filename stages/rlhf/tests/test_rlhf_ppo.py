@@ -210,9 +210,7 @@ def test_evaluation_compares_policies_with_their_reference_reproducibly(
     assert "side by side" in first.report_html
 
 
-def test_correct_counts_greedy_answers_with_the_chosen_first_sentence(
-    trained: dict[str, Path], tmp_path: Path
-) -> None:
+def test_correct_counts_greedy_answers_with_the_chosen_first_sentence(trained: dict[str, Path], tmp_path: Path) -> None:
     """The SFT policy learned the demo's sentence and some of its sums; the untrained preset states none. Answers may
     run past max_new_tokens (8, shorter than "12 plus 7 is 19.") to the longest chosen first sentence, so a right
     answer is not cut short."""

@@ -226,7 +226,11 @@ def check_evaluation(request: P.PipelineRequest) -> list[str]:
     if baseline in candidates:
         problems.append(
             f"evaluation.baseline: {baseline!r} is "
-            + ("a contender; it cannot be its own baseline" if picked else "the candidate; it cannot be its own baseline")
+            + (
+                "a contender; it cannot be its own baseline"
+                if picked
+                else "the candidate; it cannot be its own baseline"
+            )
         )
     if evaluation.HasField("answers") and not present(request, "chat"):
         problems.append("evaluation.answers: needs the `chat` dataset (its held-out questions)")
@@ -294,7 +298,9 @@ def check_selection(request: P.PipelineRequest, trained: list[str]) -> list[str]
         elif metric == "general_match" and not evaluation.answers.general_questions:
             problems.append(f"{field}: general_match needs evaluation.answers.general_questions: true")
         elif metric == "correct" and not evaluation.HasField("policies"):
-            problems.append(f"{field}: correct needs evaluation.policies (the policy comparison answers held-out pairs)")
+            problems.append(
+                f"{field}: correct needs evaluation.policies (the policy comparison answers held-out pairs)"
+            )
     if not 0 <= selection.min_margin < 1:
         problems.append(
             f"evaluation.selection.min_margin: {selection.min_margin} is not in [0, 1); scores are fractions"

@@ -58,9 +58,7 @@ def _measured(policy: Any, metric: str) -> bool:
     return not math.isnan(getattr(policy, metric))
 
 
-def rank(
-    selection: P.Selection, answers: AnswerEvaluation, policies: PolicyComparison
-) -> list[P.Contender]:
+def rank(selection: P.Selection, answers: AnswerEvaluation, policies: PolicyComparison) -> list[P.Contender]:
     """Every contender with its score (the mean of its `rank_by` metrics), best first; a tie keeps the contenders'
     order. The reward model's columns ride along where it measured them."""
     contenders = []
@@ -84,9 +82,7 @@ def _describe(contender: P.Contender, selection: P.Selection) -> str:
     return f"{contender.name} {contender.score:.3f} ({parts})"
 
 
-def decide(
-    evaluation: P.PipelineEvaluation, answers: AnswerEvaluation, policies: PolicyComparison
-) -> P.GateDecision:
+def decide(evaluation: P.PipelineEvaluation, answers: AnswerEvaluation, policies: PolicyComparison) -> P.GateDecision:
     """The gate's verdict. With candidate "best" it first ranks the contenders (`rank`) and checks that the winner
     beats the runner-up and the SFT model by more than the selection's margin; then the candidate must beat the
     baseline by more than each gate metric's min_improvement."""
@@ -180,7 +176,9 @@ def gate(
     print(f"Gate: {decision.reason}", flush=True)
     name = decision.candidate
     if name not in models:
-        raise ValueError(f"evaluation.candidate: {name!r} is not among the models handed to the gate ({sorted(models)})")
+        raise ValueError(
+            f"evaluation.candidate: {name!r} is not among the models handed to the gate ({sorted(models)})"
+        )
     upstream = [artifacts[stage] for stage in lineages.get(name, [])]
     return Gate(passed=decision.passed, decision=decision, name=name, model=models[name], upstream=upstream)
 
