@@ -85,6 +85,30 @@ def test_every_nested_recipe_of_a_request_is_checked() -> None:
     ]
 
 
+def test_explicit_zeros_of_the_rlhf_settings_are_refused_wherever_they_sit() -> None:
+    """kl_coef 0 and temperature 0 would silently become trl's 0.05 and the stage's 0.7; a 0 that means 0 (no
+    missing-EOS penalty, every held-out prompt) stays allowed."""
+    from llmft.proto.pipeline.v1 import pipeline_pb2 as P
+    from llmft.proto.rlhf.v1 import rlhf_pb2
+
+    data = {
+        "ppo": {"ppo": {"klCoef": 0, "temperature": 0.0, "missing_eos_penalty": 0, "eval_prompts": 0}},
+        "dpo": {"dpo": {"beta": "0", "sft_weight": 0}},
+        "evaluation": {"policies": {"temperature": 0, "prompts": 0, "seed": 0}},
+    }
+    problems = R.explicit_zero_problems(data, P.PipelineRequest.DESCRIPTOR)
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "dpo.dpo.beta",
+        "evaluation.policies.temperature",
+        "ppo.ppo.kl_coef",
+        "ppo.ppo.temperature",
+    ]
+    assert "tiny coefficient such as 1e-9" in problems[[p.split(":")[0] for p in problems].index("ppo.ppo.kl_coef")]
+    standalone = R.explicit_zero_problems({"ppo": {"kl_coef": 0.0}}, rlhf_pb2.PpoRequest.DESCRIPTOR)
+    assert [p.split(":")[0] for p in standalone] == ["ppo.kl_coef"]
+    assert R.explicit_zero_problems({"ppo": {"kl_coef": 0.01, "temperature": 1}}, rlhf_pb2.PpoRequest.DESCRIPTOR) == []
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

@@ -31,23 +31,32 @@ FAMILIES = {"llmft/tiny-llama": "llama", "llmft/tiny-neox": "gpt_neox"}  # LLaMA
 
 @pytest.mark.parametrize("preset", sorted(FAMILIES))
 def test_reward_model_learns_to_prefer_the_chosen_answers(preset: str, tmp_path: Path) -> None:
-    data = write_preference_dataset(tmp_path / "data")
+    from transformers import AutoModelForSequenceClassification
+
+    from llmft.core.datasets import read_split
+    from llmft.core.models import load_tokenizer
+    from llmft.rlhf.preferences import conversational_pairs
+    from llmft.rlhf.reward import score
+
+    data = write_preference_dataset(tmp_path / "data", eval_rows=32)
     result = train_reward_model(R.RewardModelRequest(base_model=preset, recipe=recipe(30, 3e-3)), data, tmp_path / "rm")
     report = result.report
     assert report.reward_model.model_family == FAMILIES[preset]
     metrics = report.reward_model.metrics
-    # Held-out pairs ask unseen questions, and each rejected answer is a wrong one in the right sentence (a sum off by
-    # one or two, the product, cut short): a random-init tiny model learns the cut and most products, not the sums.
-    # Measured at 30 steps: loss 0.69 -> 0.41 (Llama), 0.43 (NeoX); accuracy 0.75 and 0.69 of 16 (chance: 0.5).
-    assert metrics.eval_after.loss < metrics.eval_before.loss - 0.15  # held-out Bradley-Terry loss
-    assert report.eval_accuracy_after >= 0.625
-    assert report.eval_margin > 1.0
-    assert report.eval_pairs == 16
+    assert report.eval_pairs == 32
     assert read_artifact(tmp_path / "rm") == report.reward_model
-    from transformers import AutoModelForSequenceClassification
-
+    # Held-out pairs ask unseen questions, and each rejected answer is a wrong one in the right sentence (a sum off by
+    # one or two, the product, cut short). A random-init tiny model learns the cut every time, the product mostly, and
+    # not the sums (measured over seeds 0-2 in bf16 and fp32: cut 11/11, product 2-5 of 5, off-by-one 6-11 of 16;
+    # held-out loss 0.69 -> 0.45-0.49), so what is asserted is the held-out Bradley-Terry loss and the cut answers.
+    assert metrics.eval_after.loss < metrics.eval_before.loss - 0.15
+    assert report.eval_margin > 0.5
+    held_out = read_split(data, "eval")
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
     assert model.config.num_labels == 1
+    chosen, rejected = score(model, load_tokenizer(tmp_path / "rm"), conversational_pairs(held_out), 64)
+    cut = [c > r for c, r, text in zip(chosen, rejected, held_out["rejected"], strict=True) if not text.endswith(".")]
+    assert len(cut) >= 5 and all(cut)
 
 
 def test_reward_model_and_dpo_take_a_real_format_tokenizer_with_the_chosen_template(tmp_path: Path) -> None:

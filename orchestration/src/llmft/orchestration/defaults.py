@@ -95,7 +95,7 @@ RLHF_LAUNCH = T.DistributedConfig(nnodes=1, nproc_per_node=1)
 RLHF_SFT = T.TrainingRequest(
     base_model=BASE_MODEL,
     run_name="rlhf-sft",
-    recipe=_rlhf_recipe(40, 1e-3),
+    recipe=_rlhf_recipe(600, 1e-3),  # a competent SFT policy: the baseline a user would ship without preferences
     distributed=RLHF_LAUNCH,
     resources=RLHF_RESOURCES,
 )

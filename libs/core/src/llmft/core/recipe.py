@@ -100,25 +100,58 @@ def _is_zero(value: Any) -> bool:
         return False
 
 
+# Fields of the RLHF stage's messages whose 0 reads as absent and takes the stage's default (llmft.rlhf): what to do
+# instead when 0 was meant. Keyed by message, so they are found wherever the message sits in a request.
+RLHF_NON_ZERO = {
+    "llmft.proto.rlhf.v1.PpoConfig": {
+        "kl_coef": "for (almost) no KL penalty give a tiny coefficient such as 1e-9",
+        "temperature": "PPO samples its rollouts, and 0 cannot be sampled at; give a temperature > 0",
+        "cliprange": "give a clip range > 0",
+        "vf_coef": "give a value-loss weight > 0",
+        "num_ppo_epochs": "give epochs > 0",
+        "response_length": "give a length in tokens > 0",
+        "num_mini_batches": "give 1 for no split",
+    },
+    "llmft.proto.rlhf.v1.DpoConfig": {"beta": "give a beta > 0"},
+    "llmft.proto.rlhf.v1.PolicyEvaluationRequest": {
+        "temperature": "the comparison samples its answers, and 0 cannot be sampled at; give a temperature > 0",
+        "max_new_tokens": "give tokens > 0",
+    },
+}
+
+
+def _value_at(data: dict, path: str) -> Any:
+    """The value at a dotted field path of a request read from YAML/JSON (proto or JSON field names), or None."""
+    value: Any = data
+    for part in path.split("."):
+        camel = part.split("_")[0] + "".join(word.title() for word in part.split("_")[1:])
+        value = value.get(part, value.get(camel)) if isinstance(value, dict) else None
+    return value
+
+
 def explicit_zero_problems(data: Any, descriptor: Any, where: str = "") -> list[str]:
-    """The explicit zeros of NON_ZERO fields in every TrainingRecipe inside `data`, a request as read from YAML/JSON
-    (proto or JSON field names) for the message `descriptor`; each problem names the field's path."""
+    """The explicit zeros of NON_ZERO fields in every TrainingRecipe, and of RLHF_NON_ZERO fields in every RLHF
+    message, inside `data`, a request as read from YAML/JSON for the message `descriptor`; each problem names the
+    field's path."""
     if not isinstance(data, dict):
         return []
+    problems = []
     if descriptor.full_name == T.TrainingRecipe.DESCRIPTOR.full_name:
-        problems = []
         for path, advice in NON_ZERO.items():
-            value: Any = data
-            for part in path.split("."):
-                camel = part.split("_")[0] + "".join(word.title() for word in part.split("_")[1:])
-                value = value.get(part, value.get(camel)) if isinstance(value, dict) else None
+            value = _value_at(data, path)
             if value is not None and _is_zero(value):
                 problems.append(
                     f"{where}{path}: an explicit 0 is not allowed: it would silently mean {_default_of(path)}; "
                     f"{advice}, or leave the field out"
                 )
         return problems
-    problems = []
+    for path, advice in RLHF_NON_ZERO.get(descriptor.full_name, {}).items():
+        value = _value_at(data, path)
+        if value is not None and _is_zero(value):
+            problems.append(
+                f"{where}{path}: an explicit 0 is not allowed: 0 reads as an absent field and would silently mean "
+                f"the stage's default; {advice}, or leave the field out"
+            )
     for field in descriptor.fields:
         if field.message_type is None:
             continue
@@ -349,12 +382,15 @@ def base_dtype(recipe: T.TrainingRecipe) -> Any:
 
 def load_model_for_training(model_dir: Path, recipe: T.TrainingRecipe, model_class: Any = None, **kwargs: Any) -> Any:
     """Loads the base with the recipe's quantisation and wraps it with LoRA when asked. Returns the trainable model."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, set_seed
 
     model_class = model_class or AutoModelForCausalLM
     if uses_cpu():
         keep_freed_memory()
     quant = quantization_config(recipe)
+    # Weights the checkpoint lacks (a reward model's score head) and LoRA's A matrices are drawn here, before the
+    # Trainer seeds anything: seeded by the recipe, so the same request trains the same model.
+    set_seed(int(recipe.seed))
     model = model_class.from_pretrained(
         model_dir,
         dtype=base_dtype(recipe),

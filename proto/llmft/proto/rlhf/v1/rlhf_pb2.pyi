@@ -63,7 +63,7 @@ class PpoConfig(_message.Message):
     def __init__(self, total_episodes: _Optional[int] = ..., num_ppo_epochs: _Optional[int] = ..., response_length: _Optional[int] = ..., kl_coef: _Optional[float] = ..., cliprange: _Optional[float] = ..., vf_coef: _Optional[float] = ..., temperature: _Optional[float] = ..., kl_estimator: _Optional[str] = ..., missing_eos_penalty: _Optional[float] = ..., num_mini_batches: _Optional[int] = ..., eval_prompts: _Optional[int] = ...) -> None: ...
 
 class PpoRequest(_message.Message):
-    __slots__ = ("recipe", "ppo", "resources", "run_name", "base_model", "reward_model", "distributed")
+    __slots__ = ("recipe", "ppo", "resources", "run_name", "base_model", "reward_model", "distributed", "allow_mixed_families")
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     PPO_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class PpoRequest(_message.Message):
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     REWARD_MODEL_FIELD_NUMBER: _ClassVar[int]
     DISTRIBUTED_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MIXED_FAMILIES_FIELD_NUMBER: _ClassVar[int]
     recipe: _training_pb2.TrainingRecipe
     ppo: PpoConfig
     resources: _provenance_pb2.ComputeResources
@@ -78,7 +79,8 @@ class PpoRequest(_message.Message):
     base_model: str
     reward_model: str
     distributed: _training_pb2.DistributedConfig
-    def __init__(self, recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., ppo: _Optional[_Union[PpoConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ..., base_model: _Optional[str] = ..., reward_model: _Optional[str] = ..., distributed: _Optional[_Union[_training_pb2.DistributedConfig, _Mapping]] = ...) -> None: ...
+    allow_mixed_families: bool
+    def __init__(self, recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., ppo: _Optional[_Union[PpoConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ..., base_model: _Optional[str] = ..., reward_model: _Optional[str] = ..., distributed: _Optional[_Union[_training_pb2.DistributedConfig, _Mapping]] = ..., allow_mixed_families: _Optional[bool] = ...) -> None: ...
 
 class PolicyEvaluation(_message.Message):
     __slots__ = ("name", "mean_reward", "kl_to_reference", "win_rate_over_reference", "reward_gain", "mean_answer_tokens", "fingerprint", "correct")
@@ -173,7 +175,7 @@ class DpoReport(_message.Message):
     def __init__(self, policy: _Optional[_Union[_training_pb2.ModelArtifact, _Mapping]] = ..., eval_accuracy_before: _Optional[float] = ..., eval_accuracy_after: _Optional[float] = ..., eval_loss_before: _Optional[float] = ..., eval_loss_after: _Optional[float] = ...) -> None: ...
 
 class PolicyEvaluationRequest(_message.Message):
-    __slots__ = ("max_new_tokens", "temperature", "prompts", "seed", "reference_model", "reward_model", "max_length")
+    __slots__ = ("max_new_tokens", "temperature", "prompts", "seed", "reference_model", "reward_model", "max_length", "allow_mixed_families")
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +183,7 @@ class PolicyEvaluationRequest(_message.Message):
     REFERENCE_MODEL_FIELD_NUMBER: _ClassVar[int]
     REWARD_MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MIXED_FAMILIES_FIELD_NUMBER: _ClassVar[int]
     max_new_tokens: int
     temperature: float
     prompts: int
@@ -188,4 +191,5 @@ class PolicyEvaluationRequest(_message.Message):
     reference_model: str
     reward_model: str
     max_length: int
-    def __init__(self, max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., prompts: _Optional[int] = ..., seed: _Optional[int] = ..., reference_model: _Optional[str] = ..., reward_model: _Optional[str] = ..., max_length: _Optional[int] = ...) -> None: ...
+    allow_mixed_families: bool
+    def __init__(self, max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., prompts: _Optional[int] = ..., seed: _Optional[int] = ..., reference_model: _Optional[str] = ..., reward_model: _Optional[str] = ..., max_length: _Optional[int] = ..., allow_mixed_families: _Optional[bool] = ...) -> None: ...

@@ -58,9 +58,21 @@ def parser() -> argparse.ArgumentParser:
         "--base-model-dir", type=Path, help="an upstream llmft model folder: the SFT model (evaluate: the reference)"
     )
     p.add_argument("--reward-model-dir", type=Path, help="ppo, evaluate: the reward model folder")
+    p.add_argument(
+        "--allow-mixed-families",
+        action="store_true",
+        help="ppo, evaluate: pair policies and a reward model of different families that share one tokenizer",
+    )
     p.add_argument("--policy", action="append", default=[], help="evaluate: NAME=FOLDER of a policy to compare")
     p.add_argument("--kind", choices=["chat", "preference"], default="preference", help="demo-data: which dataset")
     p.add_argument("--seed", type=int, default=0, help="demo-data: the seed")
+    p.add_argument(
+        "--pairs-per-question",
+        type=int,
+        choices=[1, 2, 3],
+        default=3,
+        help="demo-data: preference pairs per question, each with a wrong answer of another kind (default 3)",
+    )
     p.add_argument("--checkpoint-dir", type=Path, help="where checkpoints go; a run finding one there resumes")
     p.add_argument("--max-steps", type=int, help="override recipe.schedule.max_steps")
     return p
@@ -112,10 +124,14 @@ def run(args: argparse.Namespace, out: Path) -> Message:
     if args.command == "demo-data":
         from llmft.rlhf.demo import write_demo_dataset
 
-        return write_demo_dataset(out, args.kind, seed=args.seed)
+        return write_demo_dataset(out, args.kind, seed=args.seed, pairs_per_question=args.pairs_per_question)
     if args.data is None:
         raise RecipeError(f"--data: llmft rlhf {args.command} needs a dataset folder")
     request = load(args.config, REQUESTS[args.command]())
+    if args.allow_mixed_families:
+        if args.command not in ("ppo", "evaluate"):
+            raise RecipeError(f"--allow-mixed-families: llmft rlhf {args.command} pairs no policy with a reward model")
+        request.allow_mixed_families = True
     if args.command == "evaluate":
         if args.base_model:
             request.reference_model = args.base_model

@@ -1,8 +1,9 @@
 """Contracts between the models of a preference-learning run, checked from their folders before any weights load:
 the policy is a causal language model, the reward model a sequence classifier with one output, and the policy, its
-reference and the reward model share one tokenizer (vocabulary, special tokens and chat template). A reward model
-that reads other token ids scores nonsense and training goes on regardless (trl #1674, #1979), so a mismatch is an
-error that lists every difference."""
+reference and the reward model share one tokenizer (vocabulary, special tokens and chat template), and by default one
+model family. A reward model that reads other token ids scores nonsense and training goes on regardless (trl #1674,
+#1979), so a mismatch is an error that lists every difference. Two families that happen to share a tokenizer are still
+refused unless the request allows it (`allow_mixed_families`): the tokenizer check then still applies."""
 
 from __future__ import annotations
 
@@ -59,6 +60,25 @@ def check_reward_model(model_dir: Path, role: str = "reward model") -> None:
     labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 0) or 0)
     if labels != 1:
         raise ContractError(f"{role} {model_dir}: has {labels} outputs; a reward model has exactly one (num_labels=1)")
+
+
+def model_family(model_dir: Path) -> str:
+    """The folder's model_type ("llama", "gpt_neox", ...), or its adapter's base's; "" when its config names none."""
+    return str(_config(model_dir).get("model_type") or "")
+
+
+def check_same_family(policy_dir: Path, reward_dir: Path, allow_mixed: bool, role: str = "policy") -> None:
+    """The policy and the reward model are one family (model_type), unless `allow_mixed`."""
+    policy_family, reward_family = model_family(policy_dir), model_family(reward_dir)
+    if policy_family == reward_family or allow_mixed:
+        return
+    raise ContractError(
+        f"the {role} ({policy_dir}) is a {policy_family or 'model of no named family'} and the reward model "
+        f"({reward_dir}) a {reward_family or 'model of no named family'}: a reward model of another family was not "
+        "trained on the policy's answers as its own base reads them. Train the reward model from the policy's base "
+        "(llmft rlhf reward --base-model-dir <the SFT model>), or set allow_mixed_families: true in the request "
+        "(--allow-mixed-families) to pair them anyway; their tokenizers must still be one"
+    )
 
 
 def tokenizer_differences(first: Any, second: Any) -> list[str]:

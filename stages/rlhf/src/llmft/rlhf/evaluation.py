@@ -197,8 +197,12 @@ def compare(
 
 
 def chosen_answers(pairs: list[dict]) -> list[str] | None:
-    """The chosen answer of each held-out pair (None for a prompt-only dataset: nothing to check answers against)."""
-    return [pair["chosen"][-1]["content"] for pair in pairs] or None
+    """The chosen answer of each held-out prompt, in the order the prompts first appear (a prompt with several pairs:
+    its first pair's), or None for a prompt-only dataset: nothing to check answers against."""
+    first: dict[str, str] = {}
+    for pair in pairs:
+        first.setdefault(pair["prompt"][-1]["content"], pair["chosen"][-1]["content"])
+    return list(first.values()) or None
 
 
 def reward_scale(reward_model: Any, tokenizer: Any, pairs: list[dict], max_length: int) -> float:
@@ -286,7 +290,7 @@ def evaluate_policies(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from llmft.core.models import load_tokenizer, resolve_model_dir
-    from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_shared_tokenizer
+    from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_same_family, check_shared_tokenizer
     from llmft.rlhf.ppo import load_prompts
 
     settings = rlhf_pb2.PolicyEvaluationRequest()
@@ -310,6 +314,8 @@ def evaluate_policies(
     for name, folder in folders.items():
         check_causal_lm(folder, f"policy {name!r}")
     check_reward_model(reward_dir)
+    for role, folder in (("reference policy", reference), *((f"policy {n!r}", f) for n, f in folders.items())):
+        check_same_family(folder, reward_dir, request.allow_mixed_families, role)
     tokenizer = load_tokenizer(reference)
     check_shared_tokenizer(
         {

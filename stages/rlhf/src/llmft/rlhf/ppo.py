@@ -31,7 +31,7 @@ from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.rlhf import STAGE, __version__
 from llmft.rlhf import evaluation as ev
-from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_shared_tokenizer
+from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_same_family, check_shared_tokenizer
 from llmft.rlhf.preferences import check_distinct, conversational_pairs
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def resolve_ppo(config: rlhf_pb2.PpoConfig) -> rlhf_pb2.PpoConfig:
 
 @dataclass
 class Prompts:
-    """The train and held-out prompts of a preference or prompt dataset, with the held-out pairs when there are."""
+    """The train and held-out prompts of a preference or prompt dataset, each once, with the held-out pairs when there
+    are (every pair of each held-out prompt)."""
 
     manifest: dataset_pb2.DatasetManifest
     train: list[str]
@@ -91,13 +92,16 @@ def load_prompts(data_dir: Path, limit: int = 0) -> Prompts:
             "prompts of a DATASET_KIND_PREFERENCE or DATASET_KIND_PROMPT dataset"
         )
     train, held_out = read_split(data_dir, "train"), read_split(data_dir, "eval")
+    # A prompt with several pairs (one right answer against several wrong ones) is sampled and evaluated once.
+    eval_prompts = list(dict.fromkeys(str(p) for p in held_out["prompt"]))
+    if limit:
+        eval_prompts = eval_prompts[:limit]
     pairs: list[dict] = []
     if manifest.kind == dataset_pb2.DATASET_KIND_PREFERENCE:
         check_distinct(held_out, Path(data_dir) / "eval.parquet")
-        pairs = conversational_pairs(held_out)
-    prompts = Prompts(manifest, [str(p) for p in train["prompt"]], [str(p) for p in held_out["prompt"]], pairs)
-    if limit:
-        prompts.eval, prompts.eval_pairs = prompts.eval[:limit], prompts.eval_pairs[:limit]
+        kept = set(eval_prompts)
+        pairs = [pair for pair, p in zip(conversational_pairs(held_out), held_out["prompt"], strict=True) if p in kept]
+    prompts = Prompts(manifest, list(dict.fromkeys(str(p) for p in train["prompt"])), eval_prompts, pairs)
     if not prompts.train:
         raise RecipeError(f"dataset {manifest.name!r}: its train split has no prompts")
     if not prompts.eval:
@@ -258,6 +262,7 @@ def train_ppo(
     reward_dir = resolve_model_dir(str(reward_model_dir) if reward_model_dir else request.reward_model).directory
     check_causal_lm(base.directory, "policy")
     check_reward_model(reward_dir)
+    check_same_family(base.directory, reward_dir, request.allow_mixed_families)
     tokenizer = base.tokenizer
     check_shared_tokenizer(
         {"policy": (base.directory, tokenizer), "reward model": (reward_dir, load_tokenizer(reward_dir))}
