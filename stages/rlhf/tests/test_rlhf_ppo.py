@@ -153,7 +153,9 @@ def test_ppo_with_lora_keeps_the_base_frozen_and_measures_kl_with_the_adapter_of
     from llmft.core.presets import materialize_preset
 
     base = AutoModelForCausalLM.from_pretrained(materialize_preset("llmft/tiny-llama"))
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(materialize_preset("llmft/tiny-llama")), tmp_path / "ppo")
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(materialize_preset("llmft/tiny-llama")), tmp_path / "ppo"
+    )
     with adapted.disable_adapter():
         frozen = adapted.get_base_model().state_dict()
     assert all(frozen[k].equal(v) for k, v in base.state_dict().items() if k in frozen)
@@ -264,7 +266,9 @@ def test_ppo_settings_that_cannot_run_are_refused_naming_the_field(config: R.Ppo
         resolve_ppo(config)
 
 
-def test_explicit_zeros_of_ppo_settings_are_errors_in_a_request_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explicit_zeros_of_ppo_settings_are_errors_in_a_request_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """kl_coef 0 and temperature 0 would read as absent and silently become 0.05 and 0.7; the request file is refused,
     naming the file and both fields, before any data is read or model loaded (there is no data here)."""
     config = tmp_path / "ppo.yaml"
@@ -407,6 +411,8 @@ def test_demo_data_holds_out_unseen_questions_and_prefers_the_right_answer(tmp_p
     write_demo_dataset(tmp_path / "chat", "chat")
     first = json.loads(read_split(tmp_path / "chat", "train")["messages"][0])
     assert [m["role"] for m in first] == ["user", "assistant"]
-    assert write_demo_dataset(tmp_path / "again", "preference", pairs_per_question=1).fingerprint == manifest.fingerprint
+    assert (
+        write_demo_dataset(tmp_path / "again", "preference", pairs_per_question=1).fingerprint == manifest.fingerprint
+    )
     with pytest.raises(FileExistsError):
         write_demo_dataset(tmp_path / "prefs", "preference")
