@@ -207,6 +207,9 @@ def test_publish_task_takes_the_token_from_a_flyte_secret(sft_model: Path, tmp_p
     with LocalHub(TOKEN) as hub:
         env = environment(hub, tmp_path / "home")
         env.update(_FSEC_HUGGINGFACE_TOKEN=TOKEN, FLYTE_SDK_LOGGING_LEVEL="10")
+        # A local cache of its own (~/.flyte/local-cache): an earlier run's entry would point at a temp folder that
+        # has since gone, and the task would not run at all.
+        env["HOME"] = str(tmp_path / "home")
         # The script runs from tmp_path: give it this process's import path, made absolute.
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
         readme = tmp_path / "space-readme-path"
