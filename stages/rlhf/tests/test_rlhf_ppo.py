@@ -146,19 +146,13 @@ def test_ppo_with_lora_keeps_the_base_frozen_and_measures_kl_with_the_adapter_of
     kl = report.evaluation.policies[1].kl_to_reference
     print(f"LoRA PPO: KL {kl:.4f}")
     assert kl > 1e-3
-    # The base's own weights are untouched: the merged-off policy is the preset, weight for weight.
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    # Only the adapter was trained and saved: every tensor in the saved adapter is a LoRA matrix, none a base weight
+    # (a base layer trained beside it, e.g. through modules_to_save, would be saved there too).
+    from safetensors import safe_open
 
-    from llmft.core.presets import materialize_preset
-
-    base = AutoModelForCausalLM.from_pretrained(materialize_preset("llmft/tiny-llama"))
-    adapted = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(materialize_preset("llmft/tiny-llama")), tmp_path / "ppo"
-    )
-    with adapted.disable_adapter():
-        frozen = adapted.get_base_model().state_dict()
-    assert all(frozen[k].equal(v) for k, v in base.state_dict().items() if k in frozen)
+    with safe_open(str(tmp_path / "ppo" / "adapter_model.safetensors"), framework="pt") as saved:
+        keys = list(saved.keys())
+    assert keys and all(".lora_A." in k or ".lora_B." in k for k in keys), keys
 
 
 def test_ppo_on_gpt_neox_policy_and_reward_model(trained: dict[str, Path], tmp_path: Path) -> None:
