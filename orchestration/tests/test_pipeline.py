@@ -4,6 +4,7 @@ SFT row reruns exactly what depends on it)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -148,6 +149,52 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     run(config, runs, capsys)
     assert cache_log.ran == [] and set(cache_log.hits) == CACHED  # nothing changed: every cached step hits
 
+    # Cosmetic changes: the run renamed, a stage's run name and resources changed: every cached step hits.
+    cosmetic = yaml.safe_load(config.read_text())
+    cosmetic["name"] = "renamed"
+    cosmetic["sft"]["run_name"] = "another-name"
+    cosmetic["sft"]["resources"] = {"cpu": "3", "memory": "5Gi"}
+    cosmetic["ppo"]["resources"] = {"cpu": "1"}
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(yaml.safe_dump(cosmetic))
+    cache_log.clear()
+    run(renamed, runs, capsys)
+    assert cache_log.ran == [] and set(cache_log.hits) == CACHED
+    assert (runs / "renamed" / "report.json").is_file()
+
+    # Code: a copy of the SFT stage's package stands in for it. Comments are not code: every step hits. An edit to the
+    # task's function body (one that changes what it trains) reruns SFT and what starts from its model, and nothing
+    # before it. (Downstream steps key on the model's content: an edit that trains the same weights reruns SFT only.)
+    import llmft.train_sft
+    import llmft.train_sft.tasks
+
+    def sft_code(name: str, edit: Any) -> None:
+        copy = tmp_path / name / "train_sft"
+        shutil.copytree(Path(llmft.train_sft.__path__[0]), copy, ignore=shutil.ignore_patterns("__pycache__"))
+        tasks = copy / "tasks.py"
+        tasks.write_text(edit(tasks.read_text()))
+        llmft.train_sft.__path__ = [str(copy)]
+        importlib.reload(llmft.train_sft.tasks)
+
+    original_path = list(llmft.train_sft.__path__)
+    body = "    return train_in_task(train_sft,"
+    try:
+        sft_code("commented", lambda text: "# a comment\n\n" + text.replace(body, "    # why\n" + body))
+        cache_log.clear()
+        run(config, runs, capsys)
+        assert cache_log.ran == [] and set(cache_log.hits) == CACHED
+
+        sft_code("edited", lambda text: text.replace(body, "    request.recipe.seed += 1\n" + body))
+        cache_log.clear()
+        run(config, runs, capsys)
+        after_sft = {"rlhf.tasks.reward_model", "rlhf.tasks.ppo", "rlhf.tasks.dpo", "serve.tasks.evaluate_answers"}
+        assert {"train_sft.tasks.train", *after_sft} <= set(cache_log.ran)
+        before_sft = {"data.tasks.prepare_raw_text", "data.tasks.prepare_chat", "train_cpt.tasks.train"}
+        assert before_sft <= set(cache_log.hits) and not before_sft & set(cache_log.ran)
+    finally:
+        llmft.train_sft.__path__ = original_path
+        importlib.reload(llmft.train_sft.tasks)
+
     module = tmp_path / "code" / "mod0.py"
     module.write_text(module.read_text().replace("1th transform", "first transform"))  # one chat row changes
     cache_log.clear()
@@ -168,8 +215,6 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     }
 
     # A new serve release (its version only) reruns only serving; its cache version is derived from it.
-    import importlib
-
     import llmft.serve
     import llmft.serve.tasks
 

@@ -29,7 +29,7 @@ def test_a_config_is_completed_from_its_top_level_fields() -> None:
     request = parse_config(minimal())
     assert request.sft.base_model == request.dpo.base_model == "llmft/tiny-llama"
     assert request.chat.kind == D.DATASET_KIND_CHAT and request.preferences.kind == D.DATASET_KIND_PREFERENCE
-    assert request.chat.tokenizer == "llmft/tiny-llama" and request.chat.name == "mine-chat"
+    assert request.chat.tokenizer == "llmft/tiny-llama" and request.chat.name == "chat"
     assert request.evaluation.candidate == "dpo"  # the last trained policy
     assert request.sft.recipe.schedule.max_steps == 2
     assert lineage(request, "dpo") == ["sft"] and lineage(request, "sft") == []

@@ -271,6 +271,20 @@ def test_cli_gives_the_same_manifest_as_the_library_and_exits_non_zero_on_bad_in
     assert not (tmp_path / "bad").exists()
 
 
+def test_the_example_request_the_cli_help_names_builds_a_chat_dataset(tmp_path: Path) -> None:
+    import llmft.data.__main__ as command
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "chat.yaml"
+    assert "--request stages/data/examples/chat.yaml" in (command.__doc__ or "")
+    assert cli(["--request", str(example), "--out", str(tmp_path / "chat")]) == 0
+    manifest = read_manifest(tmp_path / "chat")
+    assert manifest.kind == D.DATASET_KIND_CHAT and manifest.name == "flytekit-chat"
+    rows = {split.name: split.rows for split in manifest.splits}
+    assert rows["train"] > 500 and rows["eval"] > 50
+    first = json.loads(read_split(tmp_path / "chat", "eval")["messages"][0])
+    assert first[0]["role"] == "user" and "`" in first[0]["content"] and first[1]["role"] == "assistant"
+
+
 def test_prepare_validates_rows_it_is_handed(tmp_path: Path) -> None:
     frame = pd.DataFrame({"id": ["a", "a"], "source": ["x:1", "x:2"], "text": ["one", "two"]})
     with pytest.raises(DataValidationError, match="field 'id'") as error:

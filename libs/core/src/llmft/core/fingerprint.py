@@ -3,6 +3,7 @@ so the same bytes under another path give the same fingerprint and caches keyed 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -82,11 +83,65 @@ def provenance(stage: str, stage_version: str, config: Message, inputs: Iterable
     )
 
 
-def cache_version(stage: str, stage_version: str, dependencies: Mapping[str, str]) -> str:
-    """A Flyte cache_version derived from what a stage's code is: its own version and the version of every package it
-    runs with (the llmft libraries and the locked third-party pins). A release of the stage, of a library it uses or a
-    new lock invalidates its cached outputs; inputs, which carry content fingerprints, key the rest. Readable prefix,
-    hashed tail: `<stage>-<version>-<12 hex digits>`."""
-    lines = [f"{stage}=={stage_version}", *(f"{name}=={dependencies[name]}" for name in sorted(dependencies))]
+# Every file of a package counts, code or not (a preset's tokenizer and shipped configs change what it does), except
+# compiled bytecode.
+_SKIPPED_SUFFIXES = (".pyc", ".pyo")
+
+
+def _code_digest(path: Path) -> str:
+    """A Python file's code, not its text: the digest of its syntax tree, so a comment, a blank line or a reflowed
+    call gives the same digest and an edit to any statement, name or literal (a function body) gives another."""
+    import ast
+
+    source = path.read_bytes()
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as error:
+        raise ValueError(f"{path}: cannot fingerprint code that does not parse: {error}") from error
+    return fingerprint_text(ast.dump(tree, annotate_fields=False, include_attributes=False))
+
+
+def source_digest(package: str) -> str:
+    """The digest of an installed or source-tree package's code: every file under its folders (sorted by relative
+    path; Python files by their syntax tree, other files by their bytes; `__pycache__` left out). The same files give
+    the same digest wherever they sit (a source checkout, a wheel installed in an image)."""
+    import importlib
+
+    try:
+        locations = tuple(str(location) for location in importlib.import_module(package).__path__)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot fingerprint the code of {package!r}: not an importable package ({error})") from error
+    return _folders_digest(locations)
+
+
+@functools.cache
+def _folders_digest(locations: tuple[str, ...]) -> str:
+    """`source_digest` of a package's folders, once per process (every stage's tasks module asks for the libraries')."""
+    digest = hashlib.sha256()
+    for root in sorted(Path(location) for location in locations):
+        files = (p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.relative_to(root).parts)
+        for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+            if path.suffix in _SKIPPED_SUFFIXES:
+                continue
+            rel = path.relative_to(root).as_posix()
+            content = _code_digest(path) if path.suffix == ".py" else fingerprint_file(path)
+            digest.update(f"{rel}\0{content}\n".encode())
+    return _finish(digest)
+
+
+def cache_version(
+    stage: str, stage_version: str, dependencies: Mapping[str, str], code: Mapping[str, str] | None = None
+) -> str:
+    """A Flyte cache_version derived from what a stage's code is: its own version, the version of every package it
+    runs with (the llmft libraries and the locked third-party pins) and `code`, the `source_digest` of each llmft
+    package it runs (the stage's own, the contracts, the libraries). A release, a new lock, or an edit to any function
+    body of that code invalidates its cached outputs; a comment does not. Inputs, which carry content fingerprints,
+    key the rest. Readable prefix, hashed tail: `<stage>-<version>-<12 hex digits>`."""
+    code = code or {}
+    lines = [
+        f"{stage}=={stage_version}",
+        *(f"{name}=={dependencies[name]}" for name in sorted(dependencies)),
+        *(f"{package} {code[package]}" for package in sorted(code)),
+    ]
     digest = fingerprint_text("\n".join(lines))
     return f"{stage}-{stage_version}-{short(digest)}"

@@ -52,12 +52,12 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        # ~1.9M parameters: the default for tests and the offline pipeline. Layer widths are multiples of 64, the
+        # ~1.8M parameters: the default for tests and the offline pipeline. Layer widths are multiples of 64, the
         # bitsandbytes 4-bit block size (its CPU kernels mishandle a partial block).
         Preset("llmft/tiny-llama", 128, 4, 4, 2, 384, 1024, True),
         # ~20M parameters: benchmarks and quality checks.
         Preset("llmft/small-llama", 384, 11, 6, 2, 1024, 2048, True),
-        # ~2.4M parameters, GPT-NeoX (RedPajama-INCITE) architecture: fused query_key_value, parallel residual.
+        # ~2.9M parameters, GPT-NeoX (RedPajama-INCITE) architecture: fused query_key_value, parallel residual.
         Preset("llmft/tiny-neox", 128, 4, 4, 4, 512, 1024, False, family="gpt_neox"),
     )
 }

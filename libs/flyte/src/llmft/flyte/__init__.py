@@ -3,4 +3,4 @@ fingerprint, the training task body (Elastic launch, resource overrides, checkpo
 store), Deck publishing, the stages' ImageSpecs, and the run summary task. Stage cores never import it; only a stage's
 `tasks.py` does."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

@@ -90,8 +90,8 @@ def complete(request: P.PipelineRequest) -> None:
             dataset.tokenizer = request.base_model
         if not dataset.chat_template and dataset.tokenizer == request.base_model:
             dataset.chat_template = request.chat_template
-        if not dataset.name:
-            dataset.name = f"{request.name}-{section}"
+        if not dataset.name:  # the section, not the run's name: a renamed run reuses its datasets (a cache hit)
+            dataset.name = section
     if present(request, "evaluation") and not request.evaluation.candidate:
         request.evaluation.candidate = candidate(request)
     if present(request, "evaluation") and request.evaluation.candidate == BEST:

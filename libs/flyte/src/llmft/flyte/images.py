@@ -59,6 +59,7 @@ PINS: dict[str, str] = {
 # BUILD files).
 PROTO_VERSION = "0.7.0"
 LIBRARIES: dict[str, str] = {"llmft-proto": PROTO_VERSION, "llmft-core": CORE_VERSION, "llmft-flyte": FLYTE_VERSION}
+LIBRARY_IMPORTS = ("llmft.proto", "llmft.core", "llmft.flyte")  # their import packages, whose code keys every stage
 # What the llmft libraries themselves declare: every image installs these.
 LIBRARY_PACKAGES = (
     "flyteidl",
@@ -122,11 +123,19 @@ def image_packages(packages: Sequence[str]) -> list[str]:
 
 def stage_cache_version(distribution: str, version: str, packages: Sequence[str]) -> str:
     """The cache_version of a stage's cached tasks, derived from exactly what its image holds: the stage's version,
-    the llmft libraries' versions and the locked pins of its third-party packages. Never a hand-bumped string: a new
-    release of the stage, of a library, or a new lock of a package the stage uses gives a new version, and nothing
-    else does."""
+    the llmft libraries' versions, the locked pins of its third-party packages, and the code itself (the syntax of
+    every file of the stage's package, the contracts and the libraries: llmft.core.fingerprint.source_digest). Never
+    a hand-bumped string: an edit to a function body without a release reruns the stage's tasks instead of serving
+    stale outputs; a new release, a new lock of a package the stage uses, or a code edit gives a new version, and
+    nothing else does (a comment or a reflowed line is not an edit)."""
     pins = dict(requirement.split("==") for requirement in pinned(image_packages(packages)))
-    return fp.cache_version(distribution, version, {**LIBRARIES, **pins})
+    code = {package: fp.source_digest(package) for package in (import_package(distribution), *LIBRARY_IMPORTS)}
+    return fp.cache_version(distribution, version, {**LIBRARIES, **pins}, code)
+
+
+def import_package(distribution: str) -> str:
+    """The import package of an llmft distribution: llmft-train-sft -> llmft.train_sft."""
+    return "llmft." + distribution.removeprefix("llmft-").replace("-", "_")
 
 
 def stage_image(

@@ -214,12 +214,31 @@ def training_overrides(resources: ComputeResources) -> dict[str, Any]:
     return overrides
 
 
+# Fields of a training request that name or place a run but do not change what it computes: the task's cache key
+# leaves them out (the request it gets has them cleared; the run name comes as `run_name`, an input the cache ignores),
+# so renaming a run or giving it more CPUs is a full cache hit.
+COSMETIC_FIELDS = ("run_name", "resources")
+CACHE_IGNORED_INPUTS = ("run_name",)  # every training task's `cache_ignore_input_vars`
+
+
+def cache_keyed(request: Any) -> Any:
+    """A copy of a training request without its COSMETIC_FIELDS: what its task is given and keyed on."""
+    keyed = type(request)()
+    keyed.CopyFrom(request)
+    for name in COSMETIC_FIELDS:
+        keyed.ClearField(name)
+    return keyed
+
+
 def training_node(base: Any, request: Any) -> Any:
     """The workflow node calling function of a training request: `training_node(train, request)(request=..., ...)`
-    runs `base` launched as `request.distributed` asks, with `request.resources`."""
+    runs `base` launched as `request.distributed` asks, with `request.resources` as the node's resources, given the
+    request without its cosmetic fields and its run name as `run_name` (neither keys the cache)."""
 
     def call(**inputs: Any) -> Any:
-        return launched(base, request.distributed)(**inputs).with_overrides(**training_overrides(request.resources))
+        given = inputs.pop("request")
+        node = launched(base, request.distributed)(request=cache_keyed(given), run_name=given.run_name, **inputs)
+        return node.with_overrides(**training_overrides(request.resources))
 
     return call
 
@@ -231,6 +250,7 @@ def run_training(
     data: FlyteDirectory,
     base_model: FlyteDirectory | None,
     deck_title: str,
+    run_name: str = "",
 ) -> tuple[Any, FlyteDirectory]:
     """The body every training task shares: fetch the inputs, restore checkpoints of a previous attempt, run the
     stage's `train` core function in the task's working directory (checkpoints mirrored into Flyte's checkpoint
@@ -240,6 +260,11 @@ def run_training(
     work = Path(current_context().working_directory)
     restore_flyte_checkpoints(work / "checkpoints")
     leave_single_worker_launch(request.recipe.zero.stage)
+    if run_name:  # given apart from the request so that it does not key the cache (`training_node`)
+        named = type(request)()
+        named.CopyFrom(request)
+        named.run_name = run_name
+        request = named
     result = train(
         request,
         data_dir,
@@ -260,7 +285,8 @@ def train_in_task(
     data: FlyteDirectory,
     base_model: FlyteDirectory | None,
     deck_title: str,
+    run_name: str = "",
 ) -> TrainedModel:
     """`run_training` for a stage whose core returns a ModelArtifact (CPT, SFT): artifact and folder."""
-    result, model = run_training(train, request, dataset, data, base_model, deck_title)
+    result, model = run_training(train, request, dataset, data, base_model, deck_title, run_name)
     return TrainedModel(artifact=result.artifact, model=model)

@@ -15,7 +15,7 @@ from flytekit.types.directory import FlyteDirectory
 
 from llmft.flyte.decks import publish, task_deck_fields
 from llmft.flyte.images import stage_cache_version, stage_image
-from llmft.flyte.training import elastic, run_training
+from llmft.flyte.training import CACHE_IGNORED_INPUTS, elastic, run_training
 from llmft.flyte.types import DatasetDir, ModelDir, download_dataset
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.rlhf.v1.rlhf_pb2 import (
@@ -70,6 +70,7 @@ class DemoData(NamedTuple):
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,
+    cache_ignore_input_vars=CACHE_IGNORED_INPUTS,
     retries=2,
     enable_deck=True,
     deck_fields=task_deck_fields(),
@@ -79,8 +80,10 @@ def reward_model(
     dataset: DatasetManifest,
     data: FlyteDirectory,
     base_model: Optional[FlyteDirectory] = None,
+    run_name: str = "",
 ) -> RewardModel:
-    result, model = run_training(train_reward_model, request, dataset, data, base_model, "Reward model")
+    """`run_name` titles the report; it is not part of the cache key (a renamed run hits the cache)."""
+    result, model = run_training(train_reward_model, request, dataset, data, base_model, "Reward model", run_name)
     return RewardModel(report=result.report, model=model, artifact=result.report.reward_model)
 
 
@@ -90,14 +93,20 @@ def reward_model(
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,
+    cache_ignore_input_vars=CACHE_IGNORED_INPUTS,
     retries=2,
     enable_deck=True,
     deck_fields=task_deck_fields(),
 )
 def dpo(
-    request: DpoRequest, dataset: DatasetManifest, data: FlyteDirectory, policy: Optional[FlyteDirectory] = None
+    request: DpoRequest,
+    dataset: DatasetManifest,
+    data: FlyteDirectory,
+    policy: Optional[FlyteDirectory] = None,
+    run_name: str = "",
 ) -> DpoPolicy:
-    result, model = run_training(train_dpo, request, dataset, data, policy, "DPO")
+    """`run_name` titles the report; it is not part of the cache key (a renamed run hits the cache)."""
+    result, model = run_training(train_dpo, request, dataset, data, policy, "DPO", run_name)
     return DpoPolicy(report=result.report, model=model, artifact=result.report.policy)
 
 
@@ -107,6 +116,7 @@ def dpo(
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,
+    cache_ignore_input_vars=CACHE_IGNORED_INPUTS,
     retries=2,
     enable_deck=True,
     deck_fields=task_deck_fields(),
@@ -117,10 +127,13 @@ def ppo(
     data: FlyteDirectory,
     reward_model: Optional[FlyteDirectory] = None,
     policy: Optional[FlyteDirectory] = None,
+    run_name: str = "",
 ) -> PpoPolicy:
-    """PPO of `policy` (or the request's base_model) against `reward_model` (or the request's reward_model)."""
+    """PPO of `policy` (or the request's base_model) against `reward_model` (or the request's reward_model).
+    `run_name` titles the report; it is not part of the cache key (a renamed run hits the cache)."""
     reward_dir = Path(reward_model.download()) if reward_model is not None else None
-    result, model = run_training(partial(train_ppo, reward_model_dir=reward_dir), request, dataset, data, policy, "PPO")
+    train = partial(train_ppo, reward_model_dir=reward_dir)
+    result, model = run_training(train, request, dataset, data, policy, "PPO", run_name)
     return PpoPolicy(report=result.report, model=model, artifact=result.report.policy)
 
 

@@ -2,5 +2,5 @@
 assistant's tokens only. Input: a TrainingRequest, a chat dataset folder (and optionally an upstream model folder);
 output: a model folder in Hugging Face format and its ModelArtifact."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 STAGE = "llmft.train_sft"

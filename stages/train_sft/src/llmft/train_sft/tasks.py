@@ -11,7 +11,7 @@ from flytekit.types.directory import FlyteDirectory
 
 from llmft.flyte.decks import task_deck_fields
 from llmft.flyte.images import stage_cache_version, stage_image
-from llmft.flyte.training import elastic, train_in_task
+from llmft.flyte.training import CACHE_IGNORED_INPUTS, elastic, train_in_task
 from llmft.flyte.types import TrainedModel
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest
 from llmft.proto.training.v1.training_pb2 import TrainingRequest
@@ -29,6 +29,7 @@ CACHE_VERSION = stage_cache_version("llmft-train-sft", __version__, PACKAGES)
     requests=Resources(cpu="2", mem="8Gi"),
     cache=True,
     cache_version=CACHE_VERSION,
+    cache_ignore_input_vars=CACHE_IGNORED_INPUTS,
     retries=2,
     enable_deck=True,
     deck_fields=task_deck_fields(),
@@ -38,5 +39,7 @@ def train(
     dataset: DatasetManifest,
     data: FlyteDirectory,
     base_model: Optional[FlyteDirectory] = None,
+    run_name: str = "",
 ) -> TrainedModel:
-    return train_in_task(train_sft, request, dataset, data, base_model, "SFT")
+    """`run_name` titles the report; it is not part of the cache key (a renamed run hits the cache)."""
+    return train_in_task(train_sft, request, dataset, data, base_model, "SFT", run_name)
