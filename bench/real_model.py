@@ -260,6 +260,52 @@ def run_child(name: str, argv: list[str]) -> dict[str, Any]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def pipeline_section(pipelines: list[dict[str, Any]]) -> dict[str, Any]:
+    walls = [p["wall_seconds"] for p in pipelines]
+    return {
+        "runs": pipelines,
+        "wall_seconds": statistics.median(walls) if walls else None,
+        "wall_seconds_min": min(walls) if walls else None,
+        "wall_seconds_max": max(walls) if walls else None,
+        "config": str(CONFIG.relative_to(ROOT)),
+    }
+
+
+def print_pipeline(pipelines: list[dict[str, Any]], command: str) -> None:
+    print(f"\n1. The smollm2 pipeline, cold, {len(pipelines)} run(s)  ({command})")
+    for p in pipelines:
+        where = p.get("machine", {}).get("cpu", "the machine of the throughput figures")
+        peak = p.get("peak")
+        peak_text = f"; matmul peak bf16 {peak['bf16']:.0f}, fp32 {peak['fp32']:.0f} GFLOP/s" if peak else ""
+        print(f"   wall {p['wall_seconds'] / 60:.1f} min on {where}{peak_text}")
+        print(f"   training stages (s): {p['stage_seconds']}")
+        print(f"   published: {p['published'] or 'nothing'} ({p['gate']})")
+        print(f"   {'model':<6} {'held-out first sentence':>24} {'general right':>14} {'of base kept':>13}")
+        for name, match in p["first_sentence_match"].items():
+            kept = p["general_retained"].get(name)
+            print(
+                f"   {name:<6} {match:>24.1%} {p['general_match'][name]:>14.1%} "
+                f"{'' if kept is None else f'{kept:.1%}':>13}"
+            )
+
+
+def add_pipeline_runs(args: argparse.Namespace, previous: dict[str, Any]) -> int:
+    """Cold pipeline runs on this machine, each beside this machine's description and its matmul peak at SmolLM2's
+    shapes measured just before (so a slow run can be told from a slow machine), added to --json's runs."""
+    if "throughput" not in previous:
+        raise SystemExit(f"--add-pipeline-runs: {args.json} has no throughput figures to keep; run without it first")
+    added = []
+    for _ in range(args.pipeline_repeats):
+        peak = run_child("peak", [])
+        run = run_pipeline()
+        added.append({**run, "machine": machine(), "peak": peak, "date": time.strftime("%Y-%m-%d")})
+    previous["pipeline"] = pipeline_section([*previous.get("pipeline", {}).get("runs", []), *added])
+    print_pipeline(previous["pipeline"]["runs"], ".venv/bin/python bench/real_model.py --add-pipeline-runs")
+    args.json.write_text(json.dumps(previous, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
@@ -267,6 +313,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pipeline-repeats", type=int, default=1)
     parser.add_argument("--skip-pipeline", action="store_true", help="keep the pipeline figures of --json")
+    parser.add_argument(
+        "--add-pipeline-runs",
+        action="store_true",
+        help="only run the pipeline (--pipeline-repeats times), each run with this machine and its matmul peak, and "
+        "add the runs to those of --json, keeping its throughput figures: how the wall time varies between machines",
+    )
     parser.add_argument("--json", type=Path, default=HERE / "real_model.json")
     parser.add_argument("--precision", default="", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -289,6 +341,8 @@ def main() -> int:
 
     pipelines = []
     previous = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    if args.add_pipeline_runs:
+        return add_pipeline_runs(args, previous)
     if args.skip_pipeline:
         pipelines = previous.get("pipeline", {}).get("runs", [])
     else:
@@ -307,23 +361,8 @@ def main() -> int:
         results[name].update({k: v for k, v in summary(results[name]["runs"]).items() if k.startswith("mfu")})
     speedup = results["llmft_lora"]["tokens_per_s"] / results["hf_lora"]["tokens_per_s"]
 
-    walls = [p["wall_seconds"] for p in pipelines]
-    pipeline = {
-        "runs": pipelines,
-        "wall_seconds": statistics.median(walls) if walls else None,
-        "config": str(CONFIG.relative_to(ROOT)),
-    }
-    print(f"\n1. The smollm2 pipeline, cold, {len(pipelines)} run(s)  ({command})")
-    for p in pipelines:
-        print(f"   wall {p['wall_seconds'] / 60:.1f} min; training stages (s): {p['stage_seconds']}")
-        print(f"   published: {p['published'] or 'nothing'} ({p['gate']})")
-        print(f"   {'model':<6} {'held-out first sentence':>24} {'general right':>14} {'of base kept':>13}")
-        for name, match in p["first_sentence_match"].items():
-            kept = p["general_retained"].get(name)
-            print(
-                f"   {name:<6} {match:>24.1%} {p['general_match'][name]:>14.1%} "
-                f"{'' if kept is None else f'{kept:.1%}':>13}"
-            )
+    pipeline = pipeline_section(pipelines)
+    print_pipeline(pipelines, command)
     print(f"\n2. SFT with LoRA on {MODEL}, {precision}, {BATCH} x {LENGTH} tokens, median (min..max) of {args.repeats}")
     print(f"   peak ({dtype} matmul at the model's shapes): {spread(results['peak'], dtype)} GFLOP/s")
     print(f"   {'arm':<34} {'tokens/s':>22} {'MFU':>22} {'peak RSS MiB':>24}")

@@ -359,6 +359,12 @@ def test_the_demo_and_a_multi_node_gpu_config_compile_with_images_resources_and_
             "requests": {"CPU": "64", "MEMORY": "900Gi", "GPU": "8"},
             "accelerator": "nvidia-h100",
         }
+    # The evaluation tasks take the config's evaluation.resources (a 3B model's answers do not fit the defaults).
+    for name in ("llmft.serve.tasks.evaluate_answers", "llmft.rlhf.tasks.evaluate"):
+        assert node_overrides(nodes, name) == {
+            "requests": {"CPU": "8", "MEMORY": "64Gi", "GPU": "1"},
+            "accelerator": "nvidia-h100",
+        }
 
 
 def test_pyflyte_run_takes_a_config_file_and_refuses_a_bad_one_before_any_stage(tmp_path: Path) -> None:

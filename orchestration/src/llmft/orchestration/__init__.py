@@ -1,4 +1,4 @@
 """llmft.orchestration: Flyte workflows and launch plans composing the stages' tasks. It holds no training or data
 logic: only the wiring between tasks and the default requests of each workflow."""
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"

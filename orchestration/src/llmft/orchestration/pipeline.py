@@ -1,7 +1,8 @@
 """The whole pipeline, built from a user's config (a PipelineRequest): data → CPT → SFT → reward model → PPO and/or
 DPO → held-out evaluation → a gate (a Flyte conditional) → publish, plus the Space folder and a provenance report.
 A stage runs when its section is in the config; each training task is built for the launch the config asks for (one
-pod, or a PyTorchJob of `distributed.nnodes` workers) with its resources and accelerator.
+pod, or a PyTorchJob of `distributed.nnodes` workers) with its resources and accelerator, and the evaluation tasks
+with `evaluation.resources`.
 
 Run it (offline demo):
     python -m llmft.orchestration run --config orchestration/src/llmft/orchestration/examples/demo.yaml
@@ -25,7 +26,7 @@ from llmft.data import tasks as data_tasks
 from llmft.flyte import pipeline as steps
 from llmft.flyte.config import candidate, configured_request, lineage, present, upstream
 from llmft.flyte.images import stage_image
-from llmft.flyte.training import training_node
+from llmft.flyte.training import training_node, training_overrides
 from llmft.orchestration import __version__
 from llmft.proto.pipeline.v1.pipeline_pb2 import GateDecision, PipelineReport, PipelineRequest
 from llmft.proto.rlhf.v1.rlhf_pb2 import PolicyComparison
@@ -115,7 +116,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
             chat = datasets["chat"]
             answers = serve.evaluate_answers(
                 request=evaluation.answers, dataset=chat.manifest, data=chat.data, models=compared
-            )
+            ).with_overrides(**training_overrides(evaluation.resources))
         if present(request, "evaluation") and evaluation.HasField("policies"):
             reference = trained["sft"].model if "sft" in trained else None
             policies = rlhf.evaluate(
@@ -125,7 +126,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 policies={s: trained[s].model for s in ("ppo", "dpo") if s in trained},
                 reward_model=trained["reward_model"].model,
                 **({"reference": reference} if reference is not None else {}),
-            )
+            ).with_overrides(**training_overrides(evaluation.resources))
         decision: Any = GateDecision(passed=True, reason="no evaluation configured: nothing gates publishing")
         published: Any = PublishResult()
         name: Any = chosen

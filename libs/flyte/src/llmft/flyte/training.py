@@ -197,8 +197,9 @@ def launched(base: Any, distributed: DistributedConfig) -> Any:
 
 
 def training_overrides(resources: ComputeResources) -> dict[str, Any]:
-    """`with_overrides` arguments for a training task from its request's resources: CPU, memory and GPU requests and
-    the accelerator (recorded in the compiled workflow). The launch shape is the task itself (`launched`)."""
+    """`with_overrides` arguments for a task from a request's resources (a training stage's, or the pipeline's
+    evaluation's): CPU, memory and GPU requests and the accelerator (recorded in the compiled workflow). Empty
+    resources override nothing. A training task's launch shape is the task itself (`launched`)."""
     from flytekit import Resources
     from flytekit.extras.accelerators import GPUAccelerator
 

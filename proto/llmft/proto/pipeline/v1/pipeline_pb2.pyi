@@ -44,20 +44,22 @@ class PipelineRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., base_model: _Optional[str] = ..., corpus: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., chat: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., preferences: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., cpt: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., sft: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., reward_model: _Optional[_Union[_rlhf_pb2.RewardModelRequest, _Mapping]] = ..., ppo: _Optional[_Union[_rlhf_pb2.PpoRequest, _Mapping]] = ..., dpo: _Optional[_Union[_rlhf_pb2.DpoRequest, _Mapping]] = ..., evaluation: _Optional[_Union[PipelineEvaluation, _Mapping]] = ..., publish: _Optional[_Union[_serve_pb2.PublishRequest, _Mapping]] = ..., space: _Optional[_Union[SpaceRequest, _Mapping]] = ..., chat_template: _Optional[str] = ...) -> None: ...
 
 class PipelineEvaluation(_message.Message):
-    __slots__ = ("answers", "policies", "candidate", "baseline", "gate", "selection")
+    __slots__ = ("answers", "policies", "candidate", "baseline", "gate", "selection", "resources")
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     GATE_FIELD_NUMBER: _ClassVar[int]
     SELECTION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     answers: _serve_pb2.AnswerEvaluationRequest
     policies: _rlhf_pb2.PolicyEvaluationRequest
     candidate: str
     baseline: str
     gate: _containers.RepeatedCompositeFieldContainer[GateMetric]
     selection: Selection
-    def __init__(self, answers: _Optional[_Union[_serve_pb2.AnswerEvaluationRequest, _Mapping]] = ..., policies: _Optional[_Union[_rlhf_pb2.PolicyEvaluationRequest, _Mapping]] = ..., candidate: _Optional[str] = ..., baseline: _Optional[str] = ..., gate: _Optional[_Iterable[_Union[GateMetric, _Mapping]]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ...) -> None: ...
+    resources: _provenance_pb2.ComputeResources
+    def __init__(self, answers: _Optional[_Union[_serve_pb2.AnswerEvaluationRequest, _Mapping]] = ..., policies: _Optional[_Union[_rlhf_pb2.PolicyEvaluationRequest, _Mapping]] = ..., candidate: _Optional[str] = ..., baseline: _Optional[str] = ..., gate: _Optional[_Iterable[_Union[GateMetric, _Mapping]]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ...) -> None: ...
 
 class Selection(_message.Message):
     __slots__ = ("contenders", "rank_by", "min_margin")
