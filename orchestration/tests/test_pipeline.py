@@ -285,16 +285,12 @@ def test_the_shipped_examples_are_valid_configs() -> None:
     assert lineage(demo, "dpo") == ["cpt", "sft"] and lineage(demo, "cpt") == []  # the model card's lineage
 
 
-def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:
-    """`pyflyte package` of llmft.orchestration with the pipeline built from `config`: task templates by name, and the
-    nodes of the `configured` workflow."""
+def packaged(tmp_path: Path, config: Path) -> Path:
+    """`pyflyte package` of llmft.orchestration with the pipeline built from `config`: the archive a cluster
+    registers."""
     import os
     import subprocess
     import sys
-    import tarfile
-
-    from flyteidl.admin import task_pb2, workflow_pb2
-    from google.protobuf import json_format
 
     archive = tmp_path / f"{config.stem}.tgz"
     env = {**os.environ, "LLMFT_PIPELINE_CONFIG": str(config), "HOME": str(tmp_path / "home")}
@@ -305,6 +301,17 @@ def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
+    return archive
+
+
+def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:
+    """The packaged archive's task templates by name, and the nodes of the `configured` workflow."""
+    import tarfile
+
+    from flyteidl.admin import task_pb2, workflow_pb2
+    from google.protobuf import json_format
+
+    archive = packaged(tmp_path, config)
     tasks: dict = {}
     nodes: list = []
     with tarfile.open(archive) as tar:
@@ -367,6 +374,66 @@ def test_the_demo_and_a_multi_node_gpu_config_compile_with_images_resources_and_
         }
 
 
+def test_launch_plans_register_with_the_demo_request_a_schedule_and_batch_defaults(tmp_path: Path) -> None:
+    """The launch plans are in what `pyflyte package` gives a cluster: the demo's with the demo config's complete
+    request as its default input, a weekly one with its cron schedule, batch inference with its settings defaulted
+    and the model and prompts left to the launch."""
+    import tarfile
+
+    from flyteidl.admin import launch_plan_pb2
+    from flytekit.models.literals import Literal
+    from google.protobuf import json_format
+
+    from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineRequest
+
+    archive = packaged(tmp_path, example_config("demo.yaml"))
+    plans = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = member.name.split("_", 1)[-1].removesuffix("_3.pb")
+            if member.name.endswith("_3.pb") and name.startswith("llmft.orchestration.launch_plans."):
+                plan = launch_plan_pb2.LaunchPlan()
+                plan.ParseFromString(tar.extractfile(member).read())  # type: ignore[union-attr]
+                plans[name.removeprefix("llmft.orchestration.launch_plans.")] = plan.spec
+    assert set(plans) == {"demo", "demo_weekly", "batch_inference"}
+    for name in ("demo", "demo_weekly"):
+        plan = plans[name]
+        assert plan.workflow_id.name == "llmft.orchestration.pipeline.pipeline_request"
+        default = Literal.from_flyte_idl(plan.default_inputs.parameters["request"].default)
+        request = PipelineRequest()
+        json_format.ParseDict(json_format.MessageToDict(default.scalar.generic), request)
+        assert request == load_config(example_config("demo.yaml"))
+    assert plans["demo_weekly"].entity_metadata.schedule.cron_schedule.schedule == "0 3 * * 1"
+    assert not plans["demo"].entity_metadata.schedule.HasField("cron_schedule")
+    batch = plans["batch_inference"].default_inputs.parameters
+    assert batch["model"].required and batch["prompts"].required
+    assert batch["shards"].default.scalar.primitive.integer == 8
+
+
+def test_a_typed_request_is_checked_before_any_stage_and_runs_the_pipeline(tmp_path: Path, cache_log: CacheLog) -> None:
+    """`pipeline_request`, the workflow the launch plans start, checks the message it is handed as a config file is
+    checked (a stage without its data is refused before any task runs) and runs the stages it names."""
+    from llmft.flyte.config import parse_config
+    from llmft.orchestration.pipeline import pipeline_request
+
+    full = yaml.safe_load(write_config(tmp_path).read_text())
+    good = parse_config({key: full[key] for key in ("name", "base_model", "chat", "sft")})
+    bad = PipelineRequestOf(good)
+    bad.ClearField("chat")
+    with pytest.raises(Exception, match="request: .*sft: needs the `chat` dataset section"):
+        pipeline_request(request=bad)
+    assert cache_log.ran == []
+    outputs = pipeline_request(request=good)
+    assert set(cache_log.ran) == {"data.tasks.prepare_chat", "train_sft.tasks.train", "serve.tasks.space_folder"}
+    assert [s.name for s in outputs.report.stages if s.name == "sft"] == ["sft"]
+
+
+def PipelineRequestOf(request: Any) -> Any:  # noqa: N802  (a copy of a message, named as its type)
+    copy = type(request)()
+    copy.CopyFrom(request)
+    return copy
+
+
 def test_pyflyte_run_takes_a_config_file_and_refuses_a_bad_one_before_any_stage(tmp_path: Path) -> None:
     """The other entry point: `pyflyte run .../pipeline.py pipeline --config my.yaml` (a dynamic workflow builds the
     stages the config names)."""
@@ -390,12 +457,24 @@ def test_pyflyte_run_takes_a_config_file_and_refuses_a_bad_one_before_any_stage(
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
 
+    def cached_results() -> int:
+        """Entries of flytekit's local cache in the test's HOME (a diskcache: its sqlite table `Cache`): every stage
+        task that ran wrote one."""
+        import sqlite3
+
+        database = tmp_path / "home" / ".flyte" / "local-cache" / "cache.db"
+        if not database.exists():
+            return 0
+        with sqlite3.connect(database) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM Cache").fetchone()[0])
+
     refused = pyflyte_run(bad)
     assert refused.returncode != 0
     assert 'no field named "max_stepz"' in refused.stdout + refused.stderr
-    assert "train_sft" not in refused.stdout + refused.stderr  # no stage ran
+    assert cached_results() == 0  # no stage ran: none left a result
 
     ran = pyflyte_run(good)
     assert ran.returncode == 0, ran.stderr[-3000:]
+    assert cached_results() >= 2  # the chat data and SFT ran (the count that stays 0 above)
     out = " ".join(line.strip() for line in ran.stdout.splitlines())  # rich wraps long lines
     assert 'name: "small"' in out and 'stage: "llmft.train_sft"' in out  # the report, with SFT's stage record

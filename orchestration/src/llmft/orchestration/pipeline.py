@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from flytekit import conditional, dynamic, workflow
+from flytekit import conditional, dynamic, task, workflow
 from flytekit.core.workflow import WorkflowBase
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from llmft.data import tasks as data_tasks
 from llmft.flyte import pipeline as steps
-from llmft.flyte.config import candidate, configured_request, lineage, present, upstream
+from llmft.flyte.config import candidate, checked_request, configured_request, lineage, present, upstream
 from llmft.flyte.images import stage_image
 from llmft.flyte.training import training_node, training_overrides
 from llmft.orchestration import __version__
@@ -205,10 +205,24 @@ def run_configured(request: PipelineRequest) -> PipelineOutputs:
     return pipeline_workflow(request)()
 
 
+@task(container_image=IMAGE, requests=steps.SMALL)
+def check_request(request: PipelineRequest) -> PipelineRequest:
+    """A request handed over as a message, completed and checked as a config file is (llmft.flyte.config): a bad one
+    fails here, naming the field, before any stage runs."""
+    return checked_request(request)
+
+
 @workflow
 def pipeline(config: FlyteFile) -> PipelineOutputs:
     """The pipeline of a config file: what `pyflyte run ... pipeline --config my.yaml` starts."""
     return run_configured(request=steps.read_config(config=config))
+
+
+@workflow
+def pipeline_request(request: PipelineRequest) -> PipelineOutputs:
+    """The pipeline of a typed request: what a launch plan (llmft.orchestration.launch_plans) or another workflow
+    holding the message starts, with no file to upload."""
+    return run_configured(request=check_request(request=request))
 
 
 # The pipeline of one config as a static workflow (every task visible to `pyflyte package` and `register`, each

@@ -72,6 +72,20 @@ def parse_config(data: Any, where: str = "config") -> P.PipelineRequest:
     return request
 
 
+def checked_request(given: P.PipelineRequest, where: str = "request") -> P.PipelineRequest:
+    """A PipelineRequest handed over as a message (a launch plan's input, a workflow's argument), completed and
+    checked as a config file is: a copy; a ConfigError names `where` and the field. (A message cannot say which of
+    its fields were given as an explicit 0; a file can, and load_config refuses those.)"""
+    request = P.PipelineRequest()
+    request.CopyFrom(given)
+    try:
+        complete(request)
+        check(request)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error
+    return request
+
+
 def complete(request: P.PipelineRequest) -> None:
     """Fills what a config leaves to the run: stage base models and dataset tokenizers from `base_model`, their chat
     templates from `chat_template`, dataset kinds from the section they are in, the evaluation's candidate."""
