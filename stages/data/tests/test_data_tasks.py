@@ -2,7 +2,6 @@
 paths), and the same manifest from the CLI, the acquire/prepare tasks and the streaming task."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -76,11 +75,31 @@ def write_request(path: Path, request: D.DatasetRequest) -> Path:
     return path
 
 
-def test_bad_rows_fail_at_the_task_boundary(tmp_path: Path) -> None:
-    folder = tmp_path / "bad"
-    folder.mkdir()
+def test_the_pandera_plugin_refuses_bad_rows_at_the_task_boundary_before_the_task_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows that break the ChatRow schema are refused by flytekit's pandera plugin as they cross into prepare: the
+    task's own code never runs (without the plugin the frame would reach it), and the error is pandera's, naming the
+    check."""
+    import pandera.errors
+
+    from llmft.data import tasks
+
+    acquired = acquire_chat(request=chat_request(write_chat(tmp_path / "data", [f"answer {i}." for i in range(6)])))
+    bad = acquired.rows.copy()
     turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "?"}]
-    (folder / "chat.jsonl").write_text(json.dumps({"messages": turns}) + "\n")
-    with pytest.raises(Exception, match="messages"):
-        chat_dataset(request=chat_request(folder))
-    shutil.rmtree(folder)
+    bad.loc[2, "messages"] = json.dumps(turns)  # ends on the user's turn: no answer to learn
+    ran: list[str] = []
+    monkeypatch.setattr(tasks, "_prepare", lambda config, rows, acquisition: ran.append(config.name))
+
+    with pytest.raises(Exception) as refused:
+        prepare_chat(config=acquired.config, rows=bad, acquisition=acquired.acquisition)
+    chain: list[BaseException] = []
+    error: BaseException | None = refused.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    schema_errors = [e for e in chain if isinstance(e, pandera.errors.SchemaErrors | pandera.errors.SchemaError)]
+    assert schema_errors, f"not refused by pandera: {refused.value!r}"
+    assert "conversation" in str(schema_errors[0])  # the ChatRow check that failed, by name
+    assert ran == []  # the task body never saw the rows

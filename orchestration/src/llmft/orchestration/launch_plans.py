@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from flytekit import CronSchedule, LaunchPlan
 
-from llmft.flyte.config import load_config
 from llmft.orchestration.batch import batch
+from llmft.orchestration.config import load_config
 from llmft.orchestration.pipeline import EXAMPLES, pipeline_request
 
 DEMO_REQUEST = load_config(EXAMPLES + "demo.yaml")

@@ -23,11 +23,19 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from llmft.data import tasks as data_tasks
-from llmft.flyte import pipeline as steps
-from llmft.flyte.config import candidate, checked_request, configured_request, lineage, present, upstream
-from llmft.flyte.images import stage_image
 from llmft.flyte.training import training_node, training_overrides
-from llmft.orchestration import __version__
+from llmft.orchestration import gate, report
+from llmft.orchestration.config import (
+    BEST,
+    candidate,
+    checked_request,
+    configured_request,
+    lineage,
+    load_config,
+    present,
+    upstream,
+)
+from llmft.orchestration.image import IMAGE, SMALL
 from llmft.proto.pipeline.v1.pipeline_pb2 import GateDecision, PipelineReport, PipelineRequest
 from llmft.proto.rlhf.v1.rlhf_pb2 import PolicyComparison
 from llmft.proto.serve.v1.serve_pb2 import AnswerEvaluation, PublishResult
@@ -52,7 +60,7 @@ class PipelineOutputs(NamedTuple):
 
 
 def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
-    """The pipeline of a complete, checked request (llmft.flyte.config.load_config), its requests bound in."""
+    """The pipeline of a complete, checked request (llmft.orchestration.config.load_config), its requests bound in."""
     chosen = candidate(request)
 
     @workflow
@@ -103,7 +111,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
             )
         evaluation = request.evaluation
         # The models that may be published: the contenders the gate picks among (candidate "best"), or the one.
-        candidates = list(evaluation.selection.contenders) if chosen == steps.BEST else [chosen]
+        candidates = list(evaluation.selection.contenders) if chosen == BEST else [chosen]
         answers: Any = AnswerEvaluation()
         policies: Any = PolicyComparison()
         if present(request, "evaluation") and evaluation.HasField("answers"):
@@ -134,7 +142,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
         ancestry: Any = [trained[s].artifact for s in lineage(request, chosen)] if chosen in trained else []
         if present(request, "evaluation"):
             # The gate picks (or checks) the candidate; what is served and published is what it returns.
-            verdict = steps.gate(
+            verdict = gate.gate(
                 evaluation=evaluation,
                 answers=answers,
                 policies=policies,
@@ -143,7 +151,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 lineages={c: lineage(request, c) for c in candidates},
             )
             decision, name, model, ancestry = verdict.decision, verdict.name, verdict.model, verdict.upstream
-        shown = steps.model_answers(evaluation=answers, name=name)
+        shown = gate.model_answers(evaluation=answers, name=name)
         space = serve.space_folder(
             model=model, model_repo_id=request.publish.model_repo_id, title=request.space.title, answers=shown
         )
@@ -165,11 +173,11 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                     .if_(verdict.passed.is_true())
                     .then(publish())
                     .else_()
-                    .then(steps.held_back(decision=verdict.decision))
+                    .then(gate.held_back(decision=verdict.decision))
                 )
             else:
                 published = publish()
-        report = steps.pipeline_report(
+        provenance = report.pipeline_report(
             request=request,
             candidate=name,
             datasets={name: d.manifest for name, d in datasets.items()},
@@ -179,43 +187,35 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
             decision=decision,
             published=published,
         )
-        return PipelineOutputs(model=model, space=space, report=report)
+        return PipelineOutputs(model=model, space=space, report=provenance)
 
     return configured
 
 
-# The dynamic workflow imports every stage's tasks module: its image holds every llmft wheel.
-IMAGE = stage_image(
-    "llmft-orchestration",
-    __version__,
-    sorted({*data_tasks.PACKAGES, *cpt.PACKAGES, *sft.PACKAGES, *rlhf.PACKAGES, *serve.PACKAGES}),
-    with_wheels={
-        "llmft-data": data_tasks.__version__,
-        "llmft-train-cpt": cpt.__version__,
-        "llmft-train-sft": sft.__version__,
-        "llmft-rlhf": rlhf.__version__,
-        "llmft-serve": serve.__version__,
-    },
-)
-
-
-@dynamic(container_image=IMAGE, requests=steps.SMALL)
+@dynamic(container_image=IMAGE, requests=SMALL)
 def run_configured(request: PipelineRequest) -> PipelineOutputs:
     """The pipeline of `request`, built when the request is known (the stages it names, each task's launch)."""
     return pipeline_workflow(request)()
 
 
-@task(container_image=IMAGE, requests=steps.SMALL)
+@task(container_image=IMAGE, requests=SMALL)
+def read_config(config: FlyteFile) -> PipelineRequest:
+    """The config file as a complete, checked PipelineRequest (llmft.orchestration.config); a bad config fails here,
+    naming the file and the field, before any stage runs."""
+    return load_config(config.download())
+
+
+@task(container_image=IMAGE, requests=SMALL)
 def check_request(request: PipelineRequest) -> PipelineRequest:
-    """A request handed over as a message, completed and checked as a config file is (llmft.flyte.config): a bad one
-    fails here, naming the field, before any stage runs."""
+    """A request handed over as a message, completed and checked as a config file is (llmft.orchestration.config): a
+    bad one fails here, naming the field, before any stage runs."""
     return checked_request(request)
 
 
 @workflow
 def pipeline(config: FlyteFile) -> PipelineOutputs:
     """The pipeline of a config file: what `pyflyte run ... pipeline --config my.yaml` starts."""
-    return run_configured(request=steps.read_config(config=config))
+    return run_configured(request=read_config(config=config))
 
 
 @workflow

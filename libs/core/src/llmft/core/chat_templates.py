@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llmft.core.recipe import RecipeError
+from llmft.core.errors import RecipeError
 
 GENERATION_MARKER = "{% generation %}"
 

@@ -26,8 +26,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from llmft.core.cache import cache_root
 from llmft.core.fingerprint import PREFIX, fingerprint_file
-from llmft.core.presets import cache_root
 
 # Written beside the converted weights: where they came from. Part of the base's weights fingerprint.
 SOURCE_FILE = "llmft_source.json"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shutil
 import sys
 import sysconfig
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core import chat_templates
+from llmft.core.cache import cache_root
 
 TOKENIZER_DIR = Path(__file__).resolve().parent / "assets" / "tokenizer"
 
@@ -65,10 +65,6 @@ PRESETS: dict[str, Preset] = {
 
 def is_preset(name_or_path: str) -> bool:
     return name_or_path in PRESETS
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LLMFT_CACHE", Path.home() / ".cache" / "llmft"))
 
 
 def load_preset_tokenizer() -> Any:
@@ -233,10 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "materialize":
         print(materialize_preset(args.name))
     else:
-        from llmft.core.models import count_parameters
-
         for name in sorted(PRESETS):
-            print(f"{name}\t{count_parameters(preset_model(name))[0]:,} parameters")
+            print(f"{name}\t{sum(p.numel() for p in preset_model(name).parameters()):,} parameters")
     return 0
 
 

@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core.allocator import keep_freed_memory
+from llmft.core.errors import RecipeError
 from llmft.core.precision import resolve_precision
 from llmft.proto.training.v1 import training_pb2
 
 T = training_pb2
-
-
-class RecipeError(ValueError):
-    """A training recipe that cannot run; the message names the field."""
 
 
 DEFAULTS = T.TrainingRecipe(

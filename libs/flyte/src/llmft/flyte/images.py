@@ -62,7 +62,6 @@ LIBRARIES: dict[str, str] = {"llmft-proto": PROTO_VERSION, "llmft-core": CORE_VE
 LIBRARY_IMPORTS = ("llmft.proto", "llmft.core", "llmft.flyte")  # their import packages, whose code keys every stage
 # What the llmft libraries themselves declare: every image installs these.
 LIBRARY_PACKAGES = (
-    "flyteidl",
     "flytekit",
     "flytekitplugins-kfpytorch",
     "gguf",

@@ -291,7 +291,7 @@ def evaluate_policies(
 
     from llmft.core.models import load_tokenizer, resolve_model_dir
     from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_same_family, check_shared_tokenizer
-    from llmft.rlhf.ppo import load_prompts
+    from llmft.rlhf.preferences import load_prompts
 
     settings = rlhf_pb2.PolicyEvaluationRequest()
     settings.CopyFrom(request)

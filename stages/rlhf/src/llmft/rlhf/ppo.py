@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from llmft.core import chat_templates
-from llmft.core.datasets import read_manifest, read_split
 from llmft.core.models import load_frozen_model, load_tokenizer, resolve_model_dir
 from llmft.core.recipe import RecipeError, load_model_for_training, resolve_recipe, training_arguments
 from llmft.core.training import (
@@ -26,13 +25,12 @@ from llmft.core.training import (
     run_train_loss,
     save_model,
 )
-from llmft.proto.data.v1 import dataset_pb2
 from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.proto.training.v1 import training_pb2 as T
 from llmft.rlhf import STAGE, __version__
 from llmft.rlhf import evaluation as ev
 from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_same_family, check_shared_tokenizer
-from llmft.rlhf.preferences import check_distinct, conversational_pairs
+from llmft.rlhf.preferences import load_prompts
 
 log = logging.getLogger(__name__)
 
@@ -68,47 +66,6 @@ def resolve_ppo(config: rlhf_pb2.PpoConfig) -> rlhf_pb2.PpoConfig:
     if resolved.response_length > 4096:
         raise RecipeError(f"ppo.response_length: {resolved.response_length} is over 4096 tokens")
     return resolved
-
-
-@dataclass
-class Prompts:
-    """The train and held-out prompts of a preference or prompt dataset, each once, with the held-out pairs when there
-    are (every pair of each held-out prompt)."""
-
-    manifest: dataset_pb2.DatasetManifest
-    train: list[str]
-    eval: list[str]
-    eval_pairs: list[dict]
-
-
-def load_prompts(data_dir: Path, limit: int = 0) -> Prompts:
-    """Prompts of a preference dataset (the reward model's data, so the held-out pairs also give the reward scale) or
-    of a prompt dataset. Held-out prompts come from the eval split; `limit` keeps the first ones."""
-    manifest = read_manifest(data_dir)
-    kinds = (dataset_pb2.DATASET_KIND_PREFERENCE, dataset_pb2.DATASET_KIND_PROMPT)
-    if manifest.kind not in kinds:
-        raise RecipeError(
-            f"dataset {manifest.name!r} is {dataset_pb2.DatasetKind.Name(manifest.kind)}; PPO samples answers to the "
-            "prompts of a DATASET_KIND_PREFERENCE or DATASET_KIND_PROMPT dataset"
-        )
-    train, held_out = read_split(data_dir, "train"), read_split(data_dir, "eval")
-    # A prompt with several pairs (one right answer against several wrong ones) is sampled and evaluated once.
-    eval_prompts = list(dict.fromkeys(str(p) for p in held_out["prompt"]))
-    if limit:
-        eval_prompts = eval_prompts[:limit]
-    pairs: list[dict] = []
-    if manifest.kind == dataset_pb2.DATASET_KIND_PREFERENCE:
-        check_distinct(held_out, Path(data_dir) / "eval.parquet")
-        kept = set(eval_prompts)
-        pairs = [pair for pair, p in zip(conversational_pairs(held_out), held_out["prompt"], strict=True) if p in kept]
-    prompts = Prompts(manifest, list(dict.fromkeys(str(p) for p in train["prompt"])), eval_prompts, pairs)
-    if not prompts.train:
-        raise RecipeError(f"dataset {manifest.name!r}: its train split has no prompts")
-    if not prompts.eval:
-        raise RecipeError(
-            f"dataset {manifest.name!r}: its eval split has no prompts; the held-out evaluation needs some"
-        )
-    return prompts
 
 
 def resumable_trainer_class() -> Any:

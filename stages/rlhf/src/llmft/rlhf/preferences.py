@@ -4,6 +4,7 @@ any model loads: a pair must prefer one answer, and its prompt must leave room f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,44 @@ def check_prompt_lengths(pairs: list[dict], tokenizer: Any, max_length: int, whe
                 f"{where}: row {number}: the prompt is {length} tokens with the chat template, not below "
                 f"recipe.max_length {max_length}; raise max_length or shorten the prompt"
             )
+
+
+@dataclass
+class Prompts:
+    """The train and held-out prompts of a preference or prompt dataset, each once, with the held-out pairs when there
+    are (every pair of each held-out prompt)."""
+
+    manifest: dataset_pb2.DatasetManifest
+    train: list[str]
+    eval: list[str]
+    eval_pairs: list[dict]
+
+
+def load_prompts(data_dir: Path, limit: int = 0) -> Prompts:
+    """Prompts of a preference dataset (the reward model's data, so the held-out pairs also give the reward scale) or
+    of a prompt dataset. Held-out prompts come from the eval split; `limit` keeps the first ones."""
+    manifest = read_manifest(data_dir)
+    kinds = (dataset_pb2.DATASET_KIND_PREFERENCE, dataset_pb2.DATASET_KIND_PROMPT)
+    if manifest.kind not in kinds:
+        raise RecipeError(
+            f"dataset {manifest.name!r} is {dataset_pb2.DatasetKind.Name(manifest.kind)}; PPO samples answers to the "
+            "prompts of a DATASET_KIND_PREFERENCE or DATASET_KIND_PROMPT dataset"
+        )
+    train, held_out = read_split(data_dir, "train"), read_split(data_dir, "eval")
+    # A prompt with several pairs (one right answer against several wrong ones) is sampled and evaluated once.
+    eval_prompts = list(dict.fromkeys(str(p) for p in held_out["prompt"]))
+    if limit:
+        eval_prompts = eval_prompts[:limit]
+    pairs: list[dict] = []
+    if manifest.kind == dataset_pb2.DATASET_KIND_PREFERENCE:
+        check_distinct(held_out, Path(data_dir) / "eval.parquet")
+        kept = set(eval_prompts)
+        pairs = [pair for pair, p in zip(conversational_pairs(held_out), held_out["prompt"], strict=True) if p in kept]
+    prompts = Prompts(manifest, list(dict.fromkeys(str(p) for p in train["prompt"])), eval_prompts, pairs)
+    if not prompts.train:
+        raise RecipeError(f"dataset {manifest.name!r}: its train split has no prompts")
+    if not prompts.eval:
+        raise RecipeError(
+            f"dataset {manifest.name!r}: its eval split has no prompts; the held-out evaluation needs some"
+        )
+    return prompts

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmft.flyte.config import ConfigError, check_local_run, lineage, load_config, parse_config
+from llmft.orchestration.config import ConfigError, check_local_run, lineage, load_config, parse_config
 from llmft.proto.data.v1 import dataset_pb2 as D
 
 
@@ -122,7 +122,7 @@ def test_several_nodes_compile_but_do_not_run_here() -> None:
 
 
 def test_the_gate_passes_only_when_the_candidate_beats_the_baseline_by_more_than_the_margin() -> None:
-    from llmft.flyte.pipeline import decide
+    from llmft.orchestration.gate import decide
     from llmft.proto.pipeline.v1 import pipeline_pb2 as P
     from llmft.proto.rlhf.v1 import rlhf_pb2 as R
     from llmft.proto.serve.v1 import serve_pb2 as S
@@ -148,7 +148,7 @@ def test_the_gate_passes_only_when_the_candidate_beats_the_baseline_by_more_than
 
 
 def test_a_negative_margin_bounds_how_many_general_questions_the_candidate_may_lose() -> None:
-    from llmft.flyte.pipeline import decide
+    from llmft.orchestration.gate import decide
     from llmft.proto.pipeline.v1 import pipeline_pb2 as P
     from llmft.proto.rlhf.v1 import rlhf_pb2 as R
     from llmft.proto.serve.v1 import serve_pb2 as S
@@ -201,7 +201,7 @@ def best(margin: float = 0.02, *gate: Any) -> Any:
 
 
 def test_the_gate_picks_the_policy_with_the_best_held_out_score_not_the_best_reward() -> None:
-    from llmft.flyte.pipeline import decide
+    from llmft.orchestration.gate import decide
 
     decision = decide(best(), *picking(sft=(0.60, 0.50), ppo=(0.70, 0.80), dpo=(0.62, 0.40)))
     assert decision.candidate == "ppo" and decision.passed
@@ -213,7 +213,7 @@ def test_the_gate_picks_the_policy_with_the_best_held_out_score_not_the_best_rew
 
 
 def test_the_gate_holds_back_a_winner_that_does_not_beat_the_runner_up_and_sft_by_the_margin() -> None:
-    from llmft.flyte.pipeline import decide
+    from llmft.orchestration.gate import decide
 
     # PPO wins, DPO is close behind: held back, naming the runner-up and the margin.
     close = decide(best(0.05), *picking(sft=(0.40, 0.40), ppo=(0.70, 0.80), dpo=(0.72, 0.74)))

@@ -1,14 +1,16 @@
 """Local runs: cache entries whose blobs vanished are dropped (and only those), and Decks are told apart by name."""
 
-import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flytekit import task, workflow
 from flytekit.core.local_cache import LocalTaskCache
 from flytekit.models.core.types import BlobType
 from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
 
-from llmft.flyte.local import DeckRecorder, deck_title, prune_local_cache
+from llmft.flyte.decks import publish
+from llmft.orchestration.local import DeckRecorder, deck_title, prune_local_cache
 
 
 def blob(uri: str | Path) -> LiteralMap:
@@ -35,19 +37,31 @@ def test_only_entries_whose_blobs_are_gone_are_pruned(tmp_path: Path, monkeypatc
     assert LocalTaskCache.get("llmft.a.tasks.remote", "v1", inputs, ()) is not None
 
 
-def deck(path: Path, *tabs: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f'<li onclick="handleLinkClick(this)">{tab}</li>' for tab in tabs))
-    return path
+def reporting_task(title: str) -> Any:
+    """A task named `train`, as both training stages' are, that publishes a report Deck titled `title`."""
+
+    @task(enable_deck=True)
+    def train(n: int) -> int:
+        publish(title, f"<p>{title} report</p>")
+        return n + 1
+
+    return train
 
 
-def test_decks_of_tasks_with_the_same_short_name_are_told_apart(tmp_path: Path) -> None:
-    cpt = deck(tmp_path / "1" / "deck.html", "Timeline", "Dataset corpus", "CPT", "Source Code")
-    sft = deck(tmp_path / "2" / "deck.html", "Timeline", "Dataset corpus", "CPT", "SFT", "Output")
-    flow = deck(tmp_path / "3" / "deck.html", "Timeline", "Pandera Report: ChatRow")
-    assert deck_title(sft.read_text()) == "SFT" and deck_title(flow.read_text()) == ""
-    recorder = DeckRecorder()
-    for task, path in (("train", cpt), ("train", sft), ("local", cpt), ("local", flow)):
-        message = f"{task} task creates flyte deck html to file://{path}"
-        recorder.emit(logging.LogRecord("flytekit", logging.INFO, __file__, 1, message, None, None))
-    assert recorder.decks == {"train": cpt, "train-sft": sft, "workflow": flow}
+def test_decks_of_tasks_with_the_same_short_name_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real local run of two tasks that flytekit's log both calls `train` (CPT's and SFT's): each Deck is found under
+    a name of its own, from flytekit's own log line and the Deck file it wrote, and holds that task's report."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cpt, sft = reporting_task("CPT"), reporting_task("SFT")
+
+    @workflow
+    def two_trainings(n: int) -> int:
+        return sft(n=cpt(n=n))
+
+    with DeckRecorder().recording() as recorder:
+        assert two_trainings(n=1) == 3
+    assert set(recorder.decks) == {"train", "train-sft"}
+    assert "<p>CPT report</p>" in recorder.decks["train"].read_text()
+    sft_deck = recorder.decks["train-sft"].read_text()
+    assert "<p>SFT report</p>" in sft_deck and deck_title(sft_deck) == "SFT"
+    assert all(path.is_file() for path in recorder.decks.values())

@@ -29,8 +29,8 @@ from flytekit.core.local_cache import LocalTaskCache
 from flytekit.models.literals import Literal, LiteralMap
 from google.protobuf import json_format
 
-from llmft.flyte.config import ConfigError, check_local_run, load_config
-from llmft.flyte.pipeline import report_html, report_text
+from llmft.orchestration.config import ConfigError, check_local_run, load_config
+from llmft.orchestration.report import report_html, report_text
 from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineReport, PipelineRequest
 
 

@@ -15,7 +15,6 @@ from google.protobuf import json_format
 
 from llmft.core.chat_templates import choice_problem
 from llmft.core.recipe import explicit_zero_problems
-from llmft.flyte.pipeline import ANSWER_METRICS, BEST, CONTENDERS, POLICY_METRICS, RANKING_METRICS
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
 from llmft.proto.training.v1 import training_pb2 as T
@@ -31,6 +30,17 @@ DATASET_KINDS = {
 
 
 CONFIG_ENV = "LLMFT_PIPELINE_CONFIG"
+
+# Gate metrics: where each is read from. All are better when higher.
+ANSWER_METRICS = ("first_sentence_match", "exact_match", "general_match")
+POLICY_METRICS = ("mean_reward", "correct")
+GATE_METRICS = ANSWER_METRICS + POLICY_METRICS
+# What the selection may rank by: held-out fractions that no policy trained on (not the reward model's opinion).
+RANKING_METRICS = ANSWER_METRICS + ("correct",)
+# Shown beside the ranking, never ranking: the reward model's view of each policy.
+REWARD_COLUMNS = ("mean_reward", "reward_gain", "kl_to_reference")
+BEST = "best"
+CONTENDERS = ("sft", "ppo", "dpo")
 
 
 class ConfigError(ValueError):
@@ -298,7 +308,7 @@ def check_selection(request: P.PipelineRequest, trained: list[str]) -> list[str]
         )
     for i, metric in enumerate(selection.rank_by):
         field = f"evaluation.selection.rank_by[{i}]"
-        if metric in REWARD_ONLY:
+        if metric in REWARD_COLUMNS:
             problems.append(
                 f"{field}: {metric} is the reward model's opinion, shown beside the ranking but never ranking; "
                 f"rank by one of {', '.join(RANKING_METRICS)}"
@@ -320,9 +330,6 @@ def check_selection(request: P.PipelineRequest, trained: list[str]) -> list[str]
             f"evaluation.selection.min_margin: {selection.min_margin} is not in [0, 1); scores are fractions"
         )
     return problems
-
-
-REWARD_ONLY = ("mean_reward", "reward_gain", "kl_to_reference")
 
 
 def launch_shapes(request: P.PipelineRequest) -> dict[str, tuple[int, int]]:
