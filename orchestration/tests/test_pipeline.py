@@ -335,8 +335,21 @@ def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:
     return tasks, nodes
 
 
+def within(nodes: list) -> list:
+    """The nodes and, inside each branch node (the gate's conditional), the nodes of its branches."""
+    found = []
+    for node in nodes:
+        found.append(node)
+        branch = node.get("branchNode", {}).get("ifElse", {})
+        cases = [branch.get("case", {}), *branch.get("other", [])]
+        found += within(
+            [c["thenNode"] for c in cases if "thenNode" in c] + [branch[k] for k in ("elseNode",) if k in branch]
+        )
+    return found
+
+
 def node_overrides(nodes: list, task: str) -> dict:
-    node = next(n for n in nodes if n.get("taskNode", {}).get("referenceId", {}).get("name") == task)
+    node = next(n for n in within(nodes) if n.get("taskNode", {}).get("referenceId", {}).get("name") == task)
     overrides = node["taskNode"].get("overrides", {})
     requests = {r["name"]: r["value"] for r in overrides.get("resources", {}).get("requests", [])}
     accelerator = overrides.get("extendedResources", {}).get("gpuAccelerator", {}).get("device", "")
@@ -350,6 +363,7 @@ def test_the_demo_and_a_multi_node_gpu_config_compile_with_images_resources_and_
         assert node_overrides(nodes, name) == {"requests": {"CPU": "2", "MEMORY": "8Gi"}, "accelerator": ""}
     assert "/llmft-serve:" in tasks["llmft.serve.tasks.evaluate_answers"]["container"]["image"]
     assert "/llmft-orchestration:" in tasks["llmft.orchestration.pipeline.run_configured"]["container"]["image"]
+    assert node_overrides(nodes, "llmft.data.tasks.prepare_chat") == {"requests": {}, "accelerator": ""}  # its own
 
     tasks, nodes = compiled(tmp_path, example_config("cluster-multinode.yaml"))
     for name, image in (
@@ -371,6 +385,17 @@ def test_the_demo_and_a_multi_node_gpu_config_compile_with_images_resources_and_
         assert node_overrides(nodes, name) == {
             "requests": {"CPU": "8", "MEMORY": "64Gi", "GPU": "1"},
             "accelerator": "nvidia-h100",
+        }
+    # So do the data tasks (data_resources) and the serving tasks (serve_resources).
+    for name in ("acquire_chat", "prepare_chat", "acquire_preference", "prepare_preference"):
+        assert node_overrides(nodes, f"llmft.data.tasks.{name}") == {
+            "requests": {"CPU": "4", "MEMORY": "16Gi"},
+            "accelerator": "",
+        }
+    for name in ("space_folder", "publish_model"):
+        assert node_overrides(nodes, f"llmft.serve.tasks.{name}") == {
+            "requests": {"CPU": "2", "MEMORY": "32Gi"},
+            "accelerator": "",
         }
 
 

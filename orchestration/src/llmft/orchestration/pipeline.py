@@ -63,13 +63,19 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
     """The pipeline of a complete, checked request (llmft.orchestration.config.load_config), its requests bound in."""
     chosen = candidate(request)
 
+    # Resources of the tasks outside the training stages come from the config too (none keys a cache).
+    data_overrides = training_overrides(request.data_resources)
+    serve_overrides = training_overrides(request.serve_resources)
+
     @workflow
     def configured() -> PipelineOutputs:
         datasets: dict[str, Any] = {}
         for section, (acquire, prepare) in DATA_TASKS.items():
             if present(request, section):
-                rows = acquire(request=getattr(request, section))
-                datasets[section] = prepare(config=rows.config, rows=rows.rows, acquisition=rows.acquisition)
+                rows = acquire(request=getattr(request, section)).with_overrides(**data_overrides)
+                datasets[section] = prepare(
+                    config=rows.config, rows=rows.rows, acquisition=rows.acquisition
+                ).with_overrides(**data_overrides)
 
         trained: dict[str, Any] = {}  # stage -> its task's outputs (.artifact, .model)
 
@@ -119,7 +125,9 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
             # The candidate, its baseline and every chat policy trained (the report shows what each stage bought).
             compared = {s: trained[s].model for s in ("sft", "ppo", "dpo", *candidates) if s in trained}
             compared[baseline] = (
-                trained[baseline].model if baseline in trained else serve.model_folder(model=request.base_model)
+                trained[baseline].model
+                if baseline in trained
+                else serve.model_folder(model=request.base_model).with_overrides(**serve_overrides)
             )
             chat = datasets["chat"]
             answers = serve.evaluate_answers(
@@ -154,7 +162,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
         shown = gate.model_answers(evaluation=answers, name=name)
         space = serve.space_folder(
             model=model, model_repo_id=request.publish.model_repo_id, title=request.space.title, answers=shown
-        )
+        ).with_overrides(**serve_overrides)
         if present(request, "publish"):
 
             def publish() -> Any:
@@ -165,7 +173,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                     upstream=ancestry,
                     answers=shown,
                     title=request.space.title,
-                )
+                ).with_overrides(**serve_overrides)
 
             if present(request, "evaluation"):
                 published = (

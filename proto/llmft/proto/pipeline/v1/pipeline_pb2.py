@@ -29,7 +29,7 @@ from llmft.proto.serve.v1 import serve_pb2 as llmft_dot_proto_dot_serve_dot_v1_d
 from llmft.proto.training.v1 import training_pb2 as llmft_dot_proto_dot_training_dot_v1_dot_training__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&llmft/proto/pipeline/v1/pipeline.proto\x12\x17llmft.proto.pipeline.v1\x1a&llmft/proto/common/v1/provenance.proto\x1a!llmft/proto/data/v1/dataset.proto\x1a\x1ellmft/proto/rlhf/v1/rlhf.proto\x1a llmft/proto/serve/v1/serve.proto\x1a&llmft/proto/training/v1/training.proto\"\xa3\x05\n\x0fPipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x33\n\x06\x63orpus\x18\x03 \x01(\x0b\x32#.llmft.proto.data.v1.DatasetRequest\x12\x31\n\x04\x63hat\x18\x04 \x01(\x0b\x32#.llmft.proto.data.v1.DatasetRequest\x12\x38\n\x0bpreferences\x18\x05 \x01(\x0b\x32#.llmft.proto.data.v1.DatasetRequest\x12\x35\n\x03\x63pt\x18\x06 \x01(\x0b\x32(.llmft.proto.training.v1.TrainingRequest\x12\x35\n\x03sft\x18\x07 \x01(\x0b\x32(.llmft.proto.training.v1.TrainingRequest\x12=\n\x0creward_model\x18\x08 \x01(\x0b\x32\'.llmft.proto.rlhf.v1.RewardModelRequest\x12,\n\x03ppo\x18\t \x01(\x0b\x32\x1f.llmft.proto.rlhf.v1.PpoRequest\x12,\n\x03\x64po\x18\n \x01(\x0b\x32\x1f.llmft.proto.rlhf.v1.DpoRequest\x12?\n\nevaluation\x18\x0b \x01(\x0b\x32+.llmft.proto.pipeline.v1.PipelineEvaluation\x12\x35\n\x07publish\x18\x0c \x01(\x0b\x32$.llmft.proto.serve.v1.PublishRequest\x12\x34\n\x05space\x18\r \x01(\x0b\x32%.llmft.proto.pipeline.v1.SpaceRequest\x12\x15\n\rchat_template\x18\x0e \x01(\t\"\xdf\x02\n\x12PipelineEvaluation\x12>\n\x07\x61nswers\x18\x01 \x01(\x0b\x32-.llmft.proto.serve.v1.AnswerEvaluationRequest\x12>\n\x08policies\x18\x02 \x01(\x0b\x32,.llmft.proto.rlhf.v1.PolicyEvaluationRequest\x12\x11\n\tcandidate\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61seline\x18\x04 \x01(\t\x12\x31\n\x04gate\x18\x05 \x03(\x0b\x32#.llmft.proto.pipeline.v1.GateMetric\x12\x35\n\tselection\x18\x06 \x01(\x0b\x32\".llmft.proto.pipeline.v1.Selection\x12:\n\tresources\x18\x07 \x01(\x0b\x32\'.llmft.proto.common.v1.ComputeResources\"D\n\tSelection\x12\x12\n\ncontenders\x18\x01 \x03(\t\x12\x0f\n\x07rank_by\x18\x02 \x03(\t\x12\x12\n\nmin_margin\x18\x03 \x01(\x01\"5\n\nGateMetric\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x17\n\x0fmin_improvement\x18\x02 \x01(\x01\"\x1d\n\x0cSpaceRequest\x12\r\n\x05title\x18\x01 \x01(\t\"z\n\tGateCheck\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x11\n\tcandidate\x18\x02 \x01(\x01\x12\x10\n\x08\x62\x61seline\x18\x03 \x01(\x01\x12\x17\n\x0fmin_improvement\x18\x04 \x01(\x01\x12\x0e\n\x06passed\x18\x05 \x01(\x08\x12\x0f\n\x07\x61gainst\x18\x06 \x01(\t\"\x9a\x01\n\tContender\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12@\n\x07metrics\x18\x03 \x03(\x0b\x32/.llmft.proto.pipeline.v1.Contender.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xbc\x01\n\x0cGateDecision\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12\x11\n\tcandidate\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61seline\x18\x03 \x01(\t\x12\x32\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\".llmft.proto.pipeline.v1.GateCheck\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x33\n\x07ranking\x18\x06 \x03(\x0b\x32\".llmft.proto.pipeline.v1.Contender\"\xf3\x01\n\x0bStageRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\nprovenance\x18\x02 \x01(\x0b\x32!.llmft.proto.common.v1.Provenance\x12\x1a\n\x12output_fingerprint\x18\x03 \x01(\t\x12\x42\n\x07metrics\x18\x04 \x03(\x0b\x32\x31.llmft.proto.pipeline.v1.StageRecord.MetricsEntry\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe0\x02\n\x0ePipelineReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12\x63onfig_fingerprint\x18\x02 \x01(\t\x12\x34\n\x06stages\x18\x03 \x03(\x0b\x32$.llmft.proto.pipeline.v1.StageRecord\x12\x37\n\x07\x61nswers\x18\x04 \x01(\x0b\x32&.llmft.proto.serve.v1.AnswerEvaluation\x12\x37\n\x08policies\x18\x05 \x01(\x0b\x32%.llmft.proto.rlhf.v1.PolicyComparison\x12\x33\n\x04gate\x18\x06 \x01(\x0b\x32%.llmft.proto.pipeline.v1.GateDecision\x12\x34\n\x07publish\x18\x07 \x01(\x0b\x32#.llmft.proto.serve.v1.PublishResult\x12\x11\n\tcandidate\x18\x08 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&llmft/proto/pipeline/v1/pipeline.proto\x12\x17llmft.proto.pipeline.v1\x1a&llmft/proto/common/v1/provenance.proto\x1a!llmft/proto/data/v1/dataset.proto\x1a\x1ellmft/proto/rlhf/v1/rlhf.proto\x1a llmft/proto/serve/v1/serve.proto\x1a&llmft/proto/training/v1/training.proto\"\xa6\x06\n\x0fPipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x33\n\x06\x63orpus\x18\x03 \x01(\x0b\x32#.llmft.proto.data.v1.DatasetRequest\x12\x31\n\x04\x63hat\x18\x04 \x01(\x0b\x32#.llmft.proto.data.v1.DatasetRequest\x12\x38\n\x0bpreferences\x18\x05 \x01(\x0b\x32#.llmft.proto.data.v1.DatasetRequest\x12\x35\n\x03\x63pt\x18\x06 \x01(\x0b\x32(.llmft.proto.training.v1.TrainingRequest\x12\x35\n\x03sft\x18\x07 \x01(\x0b\x32(.llmft.proto.training.v1.TrainingRequest\x12=\n\x0creward_model\x18\x08 \x01(\x0b\x32\'.llmft.proto.rlhf.v1.RewardModelRequest\x12,\n\x03ppo\x18\t \x01(\x0b\x32\x1f.llmft.proto.rlhf.v1.PpoRequest\x12,\n\x03\x64po\x18\n \x01(\x0b\x32\x1f.llmft.proto.rlhf.v1.DpoRequest\x12?\n\nevaluation\x18\x0b \x01(\x0b\x32+.llmft.proto.pipeline.v1.PipelineEvaluation\x12\x35\n\x07publish\x18\x0c \x01(\x0b\x32$.llmft.proto.serve.v1.PublishRequest\x12\x34\n\x05space\x18\r \x01(\x0b\x32%.llmft.proto.pipeline.v1.SpaceRequest\x12\x15\n\rchat_template\x18\x0e \x01(\t\x12?\n\x0e\x64\x61ta_resources\x18\x0f \x01(\x0b\x32\'.llmft.proto.common.v1.ComputeResources\x12@\n\x0fserve_resources\x18\x10 \x01(\x0b\x32\'.llmft.proto.common.v1.ComputeResources\"\xdf\x02\n\x12PipelineEvaluation\x12>\n\x07\x61nswers\x18\x01 \x01(\x0b\x32-.llmft.proto.serve.v1.AnswerEvaluationRequest\x12>\n\x08policies\x18\x02 \x01(\x0b\x32,.llmft.proto.rlhf.v1.PolicyEvaluationRequest\x12\x11\n\tcandidate\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61seline\x18\x04 \x01(\t\x12\x31\n\x04gate\x18\x05 \x03(\x0b\x32#.llmft.proto.pipeline.v1.GateMetric\x12\x35\n\tselection\x18\x06 \x01(\x0b\x32\".llmft.proto.pipeline.v1.Selection\x12:\n\tresources\x18\x07 \x01(\x0b\x32\'.llmft.proto.common.v1.ComputeResources\"D\n\tSelection\x12\x12\n\ncontenders\x18\x01 \x03(\t\x12\x0f\n\x07rank_by\x18\x02 \x03(\t\x12\x12\n\nmin_margin\x18\x03 \x01(\x01\"5\n\nGateMetric\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x17\n\x0fmin_improvement\x18\x02 \x01(\x01\"\x1d\n\x0cSpaceRequest\x12\r\n\x05title\x18\x01 \x01(\t\"z\n\tGateCheck\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x11\n\tcandidate\x18\x02 \x01(\x01\x12\x10\n\x08\x62\x61seline\x18\x03 \x01(\x01\x12\x17\n\x0fmin_improvement\x18\x04 \x01(\x01\x12\x0e\n\x06passed\x18\x05 \x01(\x08\x12\x0f\n\x07\x61gainst\x18\x06 \x01(\t\"\x9a\x01\n\tContender\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12@\n\x07metrics\x18\x03 \x03(\x0b\x32/.llmft.proto.pipeline.v1.Contender.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xbc\x01\n\x0cGateDecision\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12\x11\n\tcandidate\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61seline\x18\x03 \x01(\t\x12\x32\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\".llmft.proto.pipeline.v1.GateCheck\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x33\n\x07ranking\x18\x06 \x03(\x0b\x32\".llmft.proto.pipeline.v1.Contender\"\xf3\x01\n\x0bStageRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\nprovenance\x18\x02 \x01(\x0b\x32!.llmft.proto.common.v1.Provenance\x12\x1a\n\x12output_fingerprint\x18\x03 \x01(\t\x12\x42\n\x07metrics\x18\x04 \x03(\x0b\x32\x31.llmft.proto.pipeline.v1.StageRecord.MetricsEntry\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe0\x02\n\x0ePipelineReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12\x63onfig_fingerprint\x18\x02 \x01(\t\x12\x34\n\x06stages\x18\x03 \x03(\x0b\x32$.llmft.proto.pipeline.v1.StageRecord\x12\x37\n\x07\x61nswers\x18\x04 \x01(\x0b\x32&.llmft.proto.serve.v1.AnswerEvaluation\x12\x37\n\x08policies\x18\x05 \x01(\x0b\x32%.llmft.proto.rlhf.v1.PolicyComparison\x12\x33\n\x04gate\x18\x06 \x01(\x0b\x32%.llmft.proto.pipeline.v1.GateDecision\x12\x34\n\x07publish\x18\x07 \x01(\x0b\x32#.llmft.proto.serve.v1.PublishResult\x12\x11\n\tcandidate\x18\x08 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,27 +41,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGERECORD_METRICSENTRY']._loaded_options = None
   _globals['_STAGERECORD_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_PIPELINEREQUEST']._serialized_start=249
-  _globals['_PIPELINEREQUEST']._serialized_end=924
-  _globals['_PIPELINEEVALUATION']._serialized_start=927
-  _globals['_PIPELINEEVALUATION']._serialized_end=1278
-  _globals['_SELECTION']._serialized_start=1280
-  _globals['_SELECTION']._serialized_end=1348
-  _globals['_GATEMETRIC']._serialized_start=1350
-  _globals['_GATEMETRIC']._serialized_end=1403
-  _globals['_SPACEREQUEST']._serialized_start=1405
-  _globals['_SPACEREQUEST']._serialized_end=1434
-  _globals['_GATECHECK']._serialized_start=1436
-  _globals['_GATECHECK']._serialized_end=1558
-  _globals['_CONTENDER']._serialized_start=1561
-  _globals['_CONTENDER']._serialized_end=1715
-  _globals['_CONTENDER_METRICSENTRY']._serialized_start=1669
-  _globals['_CONTENDER_METRICSENTRY']._serialized_end=1715
-  _globals['_GATEDECISION']._serialized_start=1718
-  _globals['_GATEDECISION']._serialized_end=1906
-  _globals['_STAGERECORD']._serialized_start=1909
-  _globals['_STAGERECORD']._serialized_end=2152
-  _globals['_STAGERECORD_METRICSENTRY']._serialized_start=1669
-  _globals['_STAGERECORD_METRICSENTRY']._serialized_end=1715
-  _globals['_PIPELINEREPORT']._serialized_start=2155
-  _globals['_PIPELINEREPORT']._serialized_end=2507
+  _globals['_PIPELINEREQUEST']._serialized_end=1055
+  _globals['_PIPELINEEVALUATION']._serialized_start=1058
+  _globals['_PIPELINEEVALUATION']._serialized_end=1409
+  _globals['_SELECTION']._serialized_start=1411
+  _globals['_SELECTION']._serialized_end=1479
+  _globals['_GATEMETRIC']._serialized_start=1481
+  _globals['_GATEMETRIC']._serialized_end=1534
+  _globals['_SPACEREQUEST']._serialized_start=1536
+  _globals['_SPACEREQUEST']._serialized_end=1565
+  _globals['_GATECHECK']._serialized_start=1567
+  _globals['_GATECHECK']._serialized_end=1689
+  _globals['_CONTENDER']._serialized_start=1692
+  _globals['_CONTENDER']._serialized_end=1846
+  _globals['_CONTENDER_METRICSENTRY']._serialized_start=1800
+  _globals['_CONTENDER_METRICSENTRY']._serialized_end=1846
+  _globals['_GATEDECISION']._serialized_start=1849
+  _globals['_GATEDECISION']._serialized_end=2037
+  _globals['_STAGERECORD']._serialized_start=2040
+  _globals['_STAGERECORD']._serialized_end=2283
+  _globals['_STAGERECORD_METRICSENTRY']._serialized_start=1800
+  _globals['_STAGERECORD_METRICSENTRY']._serialized_end=1846
+  _globals['_PIPELINEREPORT']._serialized_start=2286
+  _globals['_PIPELINEREPORT']._serialized_end=2638
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PipelineRequest(_message.Message):
-    __slots__ = ("name", "base_model", "corpus", "chat", "preferences", "cpt", "sft", "reward_model", "ppo", "dpo", "evaluation", "publish", "space", "chat_template")
+    __slots__ = ("name", "base_model", "corpus", "chat", "preferences", "cpt", "sft", "reward_model", "ppo", "dpo", "evaluation", "publish", "space", "chat_template", "data_resources", "serve_resources")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     CORPUS_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class PipelineRequest(_message.Message):
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    DATA_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    SERVE_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     base_model: str
     corpus: _dataset_pb2.DatasetRequest
@@ -41,7 +43,9 @@ class PipelineRequest(_message.Message):
     publish: _serve_pb2.PublishRequest
     space: SpaceRequest
     chat_template: str
-    def __init__(self, name: _Optional[str] = ..., base_model: _Optional[str] = ..., corpus: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., chat: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., preferences: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., cpt: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., sft: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., reward_model: _Optional[_Union[_rlhf_pb2.RewardModelRequest, _Mapping]] = ..., ppo: _Optional[_Union[_rlhf_pb2.PpoRequest, _Mapping]] = ..., dpo: _Optional[_Union[_rlhf_pb2.DpoRequest, _Mapping]] = ..., evaluation: _Optional[_Union[PipelineEvaluation, _Mapping]] = ..., publish: _Optional[_Union[_serve_pb2.PublishRequest, _Mapping]] = ..., space: _Optional[_Union[SpaceRequest, _Mapping]] = ..., chat_template: _Optional[str] = ...) -> None: ...
+    data_resources: _provenance_pb2.ComputeResources
+    serve_resources: _provenance_pb2.ComputeResources
+    def __init__(self, name: _Optional[str] = ..., base_model: _Optional[str] = ..., corpus: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., chat: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., preferences: _Optional[_Union[_dataset_pb2.DatasetRequest, _Mapping]] = ..., cpt: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., sft: _Optional[_Union[_training_pb2.TrainingRequest, _Mapping]] = ..., reward_model: _Optional[_Union[_rlhf_pb2.RewardModelRequest, _Mapping]] = ..., ppo: _Optional[_Union[_rlhf_pb2.PpoRequest, _Mapping]] = ..., dpo: _Optional[_Union[_rlhf_pb2.DpoRequest, _Mapping]] = ..., evaluation: _Optional[_Union[PipelineEvaluation, _Mapping]] = ..., publish: _Optional[_Union[_serve_pb2.PublishRequest, _Mapping]] = ..., space: _Optional[_Union[SpaceRequest, _Mapping]] = ..., chat_template: _Optional[str] = ..., data_resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., serve_resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ...) -> None: ...
 
 class PipelineEvaluation(_message.Message):
     __slots__ = ("answers", "policies", "candidate", "baseline", "gate", "selection", "resources")
