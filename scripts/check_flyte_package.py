@@ -18,7 +18,6 @@ STAGE_IMAGES = {
     "llmft.train_sft.": "llmft-train-sft",
     "llmft.rlhf.": "llmft-rlhf",
     "llmft.serve.": "llmft-serve",
-    "llmft.flyte.": "llmft-flyte",
     "llmft.orchestration.": "llmft-orchestration",
 }
 # How a task runs the code its image installs; fast registration would run "pyflyte-fast-execute" instead.
@@ -36,6 +35,10 @@ WORKFLOWS = (
     "llmft.orchestration.batch.",
     "llmft.orchestration.pipeline.configured",
     "llmft.orchestration.pipeline.pipeline",
+    "llmft.orchestration.pipeline.pipeline_request",
+    "llmft.orchestration.launch_plans.demo",
+    "llmft.orchestration.launch_plans.demo_weekly",
+    "llmft.orchestration.launch_plans.batch_inference",
 )
 
 

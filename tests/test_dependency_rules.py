@@ -61,7 +61,7 @@ def test_each_kind_of_violation_is_caught(tmp_path: Path) -> None:
     )
     write(
         tmp_path / "orchestration/src/llmft/orchestration/wf.py",
-        "from flytekit import workflow\nfrom llmft.alpha.tasks import t\nfrom llmft.flyte.summary import s\n"
+        "from flytekit import workflow\nfrom llmft.alpha.tasks import t\nfrom llmft.flyte.decks import s\n"
         "from llmft.alpha.core import c\nimport torch\nfrom llmft.core.datasets import read_manifest\n"
         "import yaml\nfrom llmft.core.fingerprint import short\nfrom google.protobuf import json_format\nimport os\n",
     )

@@ -25,7 +25,6 @@ IMAGES = {
     "llmft-train-sft": "llmft.train_sft.tasks",
     "llmft-rlhf": "llmft.rlhf.tasks",
     "llmft-serve": "llmft.serve.tasks",
-    "llmft-flyte": "llmft.flyte.summary",
     "llmft-orchestration": "llmft.orchestration.image",
 }
 STAGES = ("llmft-data", "llmft-train-cpt", "llmft-train-sft", "llmft-rlhf", "llmft-serve")

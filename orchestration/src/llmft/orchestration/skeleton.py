@@ -14,9 +14,9 @@ from flytekit.core.workflow import WorkflowBase
 from flytekit.types.directory import FlyteDirectory
 
 from llmft.data.tasks import acquire_chat, acquire_raw_text, prepare_chat, prepare_raw_text
-from llmft.flyte.summary import loss_summary
 from llmft.flyte.training import training_node
 from llmft.orchestration.defaults import CHAT, CORPUS, CPT, SFT
+from llmft.orchestration.summary import loss_summary
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 from llmft.proto.training.v1.training_pb2 import ModelArtifact, TrainingRequest
 from llmft.train_cpt.tasks import train as train_cpt

@@ -145,9 +145,8 @@ def stage_image(
     with_wheels: dict[str, str] | None = None,
 ) -> Any:
     """The ImageSpec of one stage: its wheel `distribution` at `version`, the llmft libraries' wheels, and the
-    third-party `packages` its wheel declares beyond the libraries' (pinned). With a library as `distribution`, the
-    image holds the libraries alone (llmft.flyte.summary runs there). `with_wheels` adds other llmft wheels (name ->
-    version): the orchestration image, whose dynamic workflow imports every stage, holds them all."""
+    third-party `packages` its wheel declares beyond the libraries' (pinned). `with_wheels` adds other llmft wheels
+    (name -> version): the orchestration image, whose dynamic workflow imports every stage, holds them all."""
     from flytekit import ImageSpec
 
     versions = {distribution: version, **(with_wheels or {}), **LIBRARIES}

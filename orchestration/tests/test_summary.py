@@ -1,6 +1,6 @@
 import pytest
 
-from llmft.flyte.summary import loss_table
+from llmft.orchestration.summary import loss_table
 from llmft.proto.training.v1 import training_pb2 as T
 
 

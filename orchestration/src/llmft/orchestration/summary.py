@@ -1,16 +1,13 @@
 """What a training workflow ends with: a plain-text table of held-out loss before and after each training stage, and
-whether the last stage improved on its base, logged and returned. It runs on the libraries' image (llmft-flyte), not
-on a training image: formatting a table needs no trainer."""
+whether the last stage improved on its base, logged and returned; on the pipeline's own image, with its other small
+tasks."""
 
 from __future__ import annotations
 
-from flytekit import Resources, task
+from flytekit import task
 
-from llmft.flyte import __version__
-from llmft.flyte.images import stage_image
+from llmft.orchestration.image import IMAGE, SMALL
 from llmft.proto.training.v1.training_pb2 import ModelArtifact
-
-IMAGE = stage_image("llmft-flyte", __version__, ())
 
 
 def loss_table(names: list[str], artifacts: list[ModelArtifact]) -> str:
@@ -30,7 +27,7 @@ def loss_table(names: list[str], artifacts: list[ModelArtifact]) -> str:
     return "\n".join(lines)
 
 
-@task(container_image=IMAGE, requests=Resources(cpu="500m", mem="512Mi"))
+@task(container_image=IMAGE, requests=SMALL)
 def loss_summary(names: list[str], artifacts: list[ModelArtifact]) -> str:
     text = loss_table(names, artifacts)
     print(text, flush=True)
