@@ -74,12 +74,7 @@ def parse_config(data: Any, where: str = "config") -> P.PipelineRequest:
     problems = explicit_zero_problems(data, P.PipelineRequest.DESCRIPTOR)
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
-    try:
-        complete(request)
-        check(request)
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from error
-    return request
+    return checked_request(request, where)
 
 
 def checked_request(given: P.PipelineRequest, where: str = "request") -> P.PipelineRequest:
