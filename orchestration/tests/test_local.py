@@ -48,7 +48,9 @@ def reporting_task(title: str) -> Any:
     return train
 
 
-def test_decks_of_tasks_with_the_same_short_name_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decks_of_tasks_with_the_same_short_name_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real local run of two tasks that flytekit's log both calls `train` (CPT's and SFT's): each Deck is found under
     a name of its own, from flytekit's own log line and the Deck file it wrote, and holds that task's report."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
