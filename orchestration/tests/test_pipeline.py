@@ -409,6 +409,7 @@ def test_launch_plans_register_with_the_demo_request_a_schedule_and_batch_defaul
     from flytekit.models.literals import Literal
     from google.protobuf import json_format
 
+    from llmft.orchestration import launch_plans
     from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineRequest
 
     archive = packaged(tmp_path, example_config("demo.yaml"))
@@ -428,7 +429,7 @@ def test_launch_plans_register_with_the_demo_request_a_schedule_and_batch_defaul
         request = PipelineRequest()
         json_format.ParseDict(json_format.MessageToDict(default.scalar.generic), request)
         assert request == load_config(example_config("demo.yaml"))
-    assert plans["demo_weekly"].entity_metadata.schedule.cron_schedule.schedule == "0 3 * * 1"
+    assert plans["demo_weekly"].entity_metadata.schedule.cron_schedule.schedule == launch_plans.WEEKLY == "0 3 * * 1"
     assert not plans["demo"].entity_metadata.schedule.HasField("cron_schedule")
     batch = plans["batch_inference"].default_inputs.parameters
     assert batch["model"].required and batch["prompts"].required
