@@ -139,6 +139,8 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     assert set(cache_log.ran) == CACHED and cache_log.hits == []
     run_dir = runs / "small"
     assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "space" / "app.py").is_file()
+    space_config = json.loads((run_dir / "space" / "space_config.json").read_text())
+    assert space_config["model"] == str((run_dir / "model").resolve())  # `python app.py` there serves this run's model
     assert (run_dir / "report.json").is_file() and (run_dir / "decks" / "pipeline_report.html").is_file()
     assert str(run_dir / "space") in out and "python app.py" in out
     assert (tmp_path / "hub" / "model" / "model.safetensors").is_file() and "published" in out

@@ -196,3 +196,18 @@ def test_space_calls_the_grpc_service(model_dir: Path, tmp_path: Path, expected_
         assert answered() == before + 1  # the answer came from the service
     finally:
         running.stop(grace=None)
+
+
+def test_a_written_space_is_pointed_at_a_local_model_and_keeps_the_rest(tmp_path: Path) -> None:
+    """What a local run does with the Space folder it keeps: the app loads the run's model folder instead of the Hub
+    repo it was written for; every other setting stays, and no staging file is left behind."""
+    from llmft.serve.space import SpaceSettings, load_local_model, write_space
+
+    space = write_space(tmp_path / "space", SpaceSettings(model="someone/chat-model", title="chat", temperature=0.5))
+    before = json.loads((space / "space_config.json").read_text())
+    assert before["model"] == "someone/chat-model"
+    (tmp_path / "runs" / "model").mkdir(parents=True)
+    load_local_model(space, tmp_path / "runs" / "model")
+    after = json.loads((space / "space_config.json").read_text())
+    assert after == {**before, "model": str((tmp_path / "runs" / "model").resolve())}
+    assert sorted(p.name for p in space.iterdir()) == ["README.md", "app.py", "requirements.txt", "space_config.json"]

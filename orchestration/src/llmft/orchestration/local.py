@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import re
@@ -32,6 +31,7 @@ from google.protobuf import json_format
 from llmft.orchestration.config import ConfigError, check_local_run, load_config
 from llmft.orchestration.report import report_html, report_text
 from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineReport, PipelineRequest
+from llmft.serve.tasks import space_for_local_model
 
 
 @contextlib.contextmanager
@@ -173,13 +173,9 @@ def collect_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     _replace_folder(model, run_dir / "model")
     _replace_folder(space, run_dir / "space")
-    config_file = run_dir / "space" / "space_config.json"
-    if config_file.is_file():
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        # Unless the model is on the Hub (a dry run writes file:// URLs), the local launch serves the run's model.
-        if not report.publish.model_url.startswith(("https://", "http://")):
-            config["model"] = str((run_dir / "model").resolve())
-            config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    # Unless the model is on the Hub (a dry run writes file:// URLs), the local launch serves the run's model.
+    if not report.publish.model_url.startswith(("https://", "http://")):
+        space_for_local_model(run_dir / "space", run_dir / "model")
     (run_dir / "decks").mkdir(exist_ok=True)
     for name, path in decks.items():
         if path.is_file():

@@ -17,6 +17,7 @@ import yaml
 from llmft.serve import __version__
 
 APP_SOURCE = Path(__file__).with_name("space_app.py")
+CONFIG_FILE = "space_config.json"  # what space_app.py reads beside itself
 # The generated modules the gRPC backend imports, as paths inside the llmft.proto package.
 PROTO_MODULES = ("serve/v1/serve_pb2.py", "serve/v1/serve_pb2_grpc.py", "common/v1/provenance_pb2.py")
 
@@ -85,6 +86,18 @@ def readme(settings: SpaceSettings) -> str:
     )
 
 
+def load_local_model(space_dir: Path, model_dir: Path) -> Path:
+    """Points a written Space folder at a model folder on this machine (a local launch of a run's model, `python
+    app.py` there): its space_config.json's `model` becomes `model_dir`, replaced whole. Returns the config file."""
+    config_file = Path(space_dir) / CONFIG_FILE
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["model"] = str(Path(model_dir).resolve())
+    staging = config_file.with_name(f".{CONFIG_FILE}.new")
+    staging.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    staging.replace(config_file)
+    return config_file
+
+
 def write_space(out_dir: Path, settings: SpaceSettings, adapter: bool = False) -> Path:
     """Writes the Space folder `out_dir` (which must not exist or be empty), whole or not at all."""
     from llmft import proto
@@ -109,7 +122,7 @@ def write_space(out_dir: Path, settings: SpaceSettings, adapter: bool = False) -
             "temperature": settings.temperature,
             "examples": settings.examples,
         }
-        (staging / "space_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (staging / "requirements.txt").write_text("\n".join(requirements(settings, adapter)) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(readme(settings), encoding="utf-8")
         if settings.grpc_target:

@@ -39,7 +39,7 @@ from llmft.serve import publish as hub
 from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, merge, report_html, write_shards
 from llmft.serve.evaluation import evaluate_answers as evaluate_held_out_answers
 from llmft.serve.generator import Generator
-from llmft.serve.space import SpaceSettings, write_space
+from llmft.serve.space import SpaceSettings, load_local_model, write_space
 
 PACKAGES = ["gradio", "grpcio", "grpcio-health-checking", "grpcio-reflection", "tqdm"]
 IMAGE = stage_image("llmft-serve", __version__, PACKAGES)
@@ -166,6 +166,12 @@ def space_folder(model: ModelDir, model_repo_id: str, title: str, answers: Model
     settings = space_settings(title, answers)
     settings.model, settings.model_repo_id = model_repo_id or str(local), model_repo_id
     return FlyteDirectory(path=str(write_space(out, settings, adapter=(local / "adapter_config.json").is_file())))
+
+
+def space_for_local_model(space: Path, model: Path) -> Path:
+    """A Space folder that a task wrote, pointed at `model` on this machine (what a local run's runner does with the
+    copy it keeps): the stage owns the Space's config format."""
+    return load_local_model(space, model)
 
 
 @task(
