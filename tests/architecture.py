@@ -93,7 +93,7 @@ def violations(root: Path) -> list[str]:
             elif module in ORCHESTRATION_CORE or module.startswith(_within(ORCHESTRATION_CORE)):
                 continue
             elif head not in ORCHESTRATION_ALLOWED_ROOTS and not module.startswith("google.protobuf"):
-                report(path, line, f"orchestration imports {module}; it holds no logic of its own")
+                report(path, line, f"orchestration imports {module}; it holds no training, data or serving logic")
     return found
 
 

@@ -82,7 +82,8 @@ def test_each_kind_of_violation_is_caught(tmp_path: Path) -> None:
         "libs/testing/llmft/testing.py:2: the test fixtures import llmft.alpha.core.c; they build on llmft.core alone",
         "orchestration/src/llmft/orchestration/wf.py:4: orchestration imports llmft.alpha.core.c; only stages' "
         "tasks modules are allowed",
-        "orchestration/src/llmft/orchestration/wf.py:5: orchestration imports torch; it holds no logic of its own",
+        "orchestration/src/llmft/orchestration/wf.py:5: orchestration imports torch; it holds no training, data or "
+        "serving logic",
         "orchestration/src/llmft/orchestration/wf.py:6: orchestration imports llmft.core.datasets.read_manifest; it "
-        "holds no logic of its own",
+        "holds no training, data or serving logic",
     ]
