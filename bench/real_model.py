@@ -99,7 +99,7 @@ def real_tokens(inputs: dict[str, Any]) -> int:
 def measured(trainer: Any, clock: StepClock, warmup: int, model: Any) -> dict[str, Any]:
     """Trains, counting each step's real tokens; steady tokens/s after `warmup` steps, the base's parameters (LoRA's
     own left out: MFU counts the model's FLOPs) and the process's peak RSS."""
-    from llmft.core.models import count_parameters
+    from llmft.core.parameters import count_parameters
 
     tokens: list[int] = []
     step = trainer.training_step

@@ -81,6 +81,14 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
         (lambda c: c["sft"]["recipe"].update(max_length=0), "sft.recipe.max_length: an explicit 0 is not allowed"),
         (lambda c: c.update(chat_template="llama2"), "chat_template: 'llama2' is neither a shipped template"),
         (lambda c: c["sft"]["recipe"].update(chat_template="vicuna"), "sft.recipe.chat_template: 'vicuna' is neither"),
+        (
+            lambda c: c.update(data_resources={"accelerator": "nvidia-h100"}),
+            "data_resources.accelerator: 'nvidia-h100' needs data_resources.gpu >= 1",
+        ),
+        (
+            lambda c: c["sft"].update(resources={"accelerator": "nvidia-l4"}),
+            "sft.resources.accelerator: 'nvidia-l4' needs sft.resources.gpu >= 1",
+        ),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]

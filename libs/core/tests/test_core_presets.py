@@ -6,12 +6,12 @@ import pytest
 from llmft.core import presets
 from llmft.core.models import (
     ModelNotFoundError,
-    count_parameters,
     default_lora_targets,
     load_tokenizer,
     resolve_model_dir,
     tokenizer_fingerprint,
 )
+from llmft.core.parameters import count_parameters
 
 
 @pytest.fixture(autouse=True)

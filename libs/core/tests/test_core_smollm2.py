@@ -9,7 +9,8 @@ import pytest
 
 from llmft.core import chat_templates, gguf_models
 from llmft.core.generation import generate_answers
-from llmft.core.models import count_parameters, load_tokenizer, resolve_model_dir
+from llmft.core.models import load_tokenizer, resolve_model_dir
+from llmft.core.parameters import count_parameters
 from llmft.core.recipe import load_model_for_training
 from llmft.proto.training.v1 import training_pb2 as T
 

@@ -39,8 +39,10 @@ def test_overrides_carry_the_requested_resources() -> None:
     assert (overrides["requests"].cpu, overrides["requests"].mem, overrides["requests"].gpu) == ("8", "32Gi", 2)
     assert overrides["accelerator"].to_flyte_idl().device == "nvidia-l4"
     assert training_overrides(ComputeResources()) == {}
-    with pytest.raises(ValueError, match="resources.accelerator: 'nvidia-l4' needs resources.gpu >= 1"):
+    with pytest.raises(ValueError, match="resources.accelerator: .nvidia-l4. needs resources.gpu >= 1"):
         training_overrides(ComputeResources(accelerator="nvidia-l4"))
+    with pytest.raises(ValueError, match="serve_resources.accelerator: 'nvidia-l4' needs serve_resources.gpu >= 1"):
+        training_overrides(ComputeResources(accelerator="nvidia-l4"), "serve_resources")
 
 
 def test_a_launch_shape_is_its_own_task_that_a_container_finds_again() -> None:

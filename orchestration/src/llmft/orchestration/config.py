@@ -195,6 +195,17 @@ def check(request: P.PipelineRequest) -> None:
     ]
     problems += [f"{name}: {choice_problem(value)}" for name, value in templates if choice_problem(value)]
     problems += check_evaluation(request)
+    resources = [(f"{s}.resources", getattr(request, s).resources) for s in TRAINING_STAGES if present(request, s)]
+    resources += [
+        ("evaluation.resources", request.evaluation.resources),
+        ("data_resources", request.data_resources),
+        ("serve_resources", request.serve_resources),
+    ]
+    problems += [
+        f"{name}.accelerator: {given.accelerator!r} needs {name}.gpu >= 1"
+        for name, given in resources
+        if given.accelerator and not given.gpu
+    ]
     if present(request, "publish"):
         if not request.publish.model_repo_id:
             problems.append("publish.model_repo_id: empty; name the Hub repository, e.g. 'org/model'")

@@ -6,8 +6,8 @@
 - `demo_weekly`: the same on a schedule, every Monday at 03:00 UTC (a cron schedule; Flyte starts it once activated:
   `pyflyte register --activate-launchplans`, or `flytectl update launchplan --activate`). Each run retrains from the
   sources as they are that day; unchanged steps come from the cache.
-- `batch`: batch inference (llmft.orchestration.batch) with its settings defaulted; a model folder and a prompt
-  dataset folder are given at launch.
+- `batch_inference`: batch inference (the `batch` workflow, llmft.orchestration.batch) with its settings defaulted;
+  a model folder and a prompt dataset folder are given at launch.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
     chosen = candidate(request)
 
     # Resources of the tasks outside the training stages come from the config too (none keys a cache).
-    data_overrides = training_overrides(request.data_resources)
-    serve_overrides = training_overrides(request.serve_resources)
+    data_overrides = training_overrides(request.data_resources, "data_resources")
+    serve_overrides = training_overrides(request.serve_resources, "serve_resources")
 
     @workflow
     def configured() -> PipelineOutputs:
@@ -132,7 +132,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
             chat = datasets["chat"]
             answers = serve.evaluate_answers(
                 request=evaluation.answers, dataset=chat.manifest, data=chat.data, models=compared
-            ).with_overrides(**training_overrides(evaluation.resources))
+            ).with_overrides(**training_overrides(evaluation.resources, "evaluation.resources"))
         if present(request, "evaluation") and evaluation.HasField("policies"):
             reference = trained["sft"].model if "sft" in trained else None
             policies = rlhf.evaluate(
@@ -142,7 +142,7 @@ def pipeline_workflow(request: PipelineRequest) -> WorkflowBase:
                 policies={s: trained[s].model for s in ("ppo", "dpo") if s in trained},
                 reward_model=trained["reward_model"].model,
                 **({"reference": reference} if reference is not None else {}),
-            ).with_overrides(**training_overrides(evaluation.resources))
+            ).with_overrides(**training_overrides(evaluation.resources, "evaluation.resources"))
         decision: Any = GateDecision(passed=True, reason="no evaluation configured: nothing gates publishing")
         published: Any = PublishResult()
         name: Any = chosen

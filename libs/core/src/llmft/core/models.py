@@ -162,17 +162,3 @@ def default_lora_targets(config: Any) -> list[str]:
             f"(known families: {', '.join(sorted(LORA_TARGETS))})"
         )
     return list(LORA_TARGETS[family])
-
-
-def count_parameters(model: Any) -> tuple[int, int]:
-    """(all parameters, trainable parameters)."""
-    total = trainable = 0
-    for parameter in model.parameters():
-        n = parameter.numel()
-        # 4-bit bitsandbytes weights pack two values per byte.
-        if parameter.__class__.__name__ == "Params4bit":
-            n *= 2
-        total += n
-        if parameter.requires_grad:
-            trainable += n
-    return total, trainable

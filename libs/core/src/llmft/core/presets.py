@@ -18,6 +18,7 @@ from typing import Any
 
 from llmft.core import chat_templates
 from llmft.core.cache import cache_root
+from llmft.core.parameters import count_parameters
 
 TOKENIZER_DIR = Path(__file__).resolve().parent / "assets" / "tokenizer"
 
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(materialize_preset(args.name))
     else:
         for name in sorted(PRESETS):
-            print(f"{name}\t{sum(p.numel() for p in preset_model(name).parameters()):,} parameters")
+            print(f"{name}\t{count_parameters(preset_model(name))[0]:,} parameters")
     return 0
 
 

@@ -21,7 +21,8 @@ from google.protobuf.message import Message
 
 from llmft.core import chat_templates
 from llmft.core import fingerprint as fp
-from llmft.core.models import count_parameters, model_family, tokenizer_fingerprint, weights_fingerprint
+from llmft.core.models import model_family, tokenizer_fingerprint, weights_fingerprint
+from llmft.core.parameters import count_parameters
 from llmft.proto.training.v1 import training_pb2
 
 T = training_pb2

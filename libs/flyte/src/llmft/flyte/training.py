@@ -196,10 +196,11 @@ def launched(base: Any, distributed: DistributedConfig) -> Any:
     return variant
 
 
-def training_overrides(resources: ComputeResources) -> dict[str, Any]:
+def training_overrides(resources: ComputeResources, where: str = "resources") -> dict[str, Any]:
     """`with_overrides` arguments for a task from a request's resources (a training stage's, or the pipeline's
     evaluation's): CPU, memory and GPU requests and the accelerator (recorded in the compiled workflow). Empty
-    resources override nothing. A training task's launch shape is the task itself (`launched`)."""
+    resources override nothing. A training task's launch shape is the task itself (`launched`). `where` names the
+    field in errors (`data_resources`, `evaluation.resources`)."""
     from flytekit import Resources
     from flytekit.extras.accelerators import GPUAccelerator
 
@@ -210,7 +211,7 @@ def training_overrides(resources: ComputeResources) -> dict[str, Any]:
         )
     if resources.accelerator:
         if not resources.gpu:
-            raise ValueError(f"resources.accelerator: {resources.accelerator!r} needs resources.gpu >= 1")
+            raise ValueError(f"{where}.accelerator: {resources.accelerator!r} needs {where}.gpu >= 1")
         overrides["accelerator"] = GPUAccelerator(resources.accelerator)
     return overrides
 
