@@ -20,6 +20,7 @@ Prints tables and writes bench/real_model.json (machine, pipeline, throughput, m
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -241,7 +242,17 @@ def run_pipeline() -> dict[str, Any]:
         "general_retained": {name: retained(m, base) for name, m in models.items() if name != "base"},
         "held_out_questions": parsed.answers.questions,
         "general_questions": parsed.answers.general_questions,
+        "ranking": {c.name: c.score for c in parsed.gate.ranking},
+        "policies": {
+            p.name: {"mean_reward": p.mean_reward, "kl_to_reference": p.kl_to_reference, "reward_gain": p.reward_gain}
+            for p in parsed.policies.policies
+        },
+        "config_sha256": config_digest(),
     }
+
+
+def config_digest() -> str:
+    return hashlib.sha256(CONFIG.read_bytes()).hexdigest()
 
 
 # --- the parent: run children, print tables, write JSON -------------------------------------------------------------
@@ -260,10 +271,13 @@ def run_child(name: str, argv: list[str]) -> dict[str, Any]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def pipeline_section(pipelines: list[dict[str, Any]]) -> dict[str, Any]:
+def pipeline_section(pipelines: list[dict[str, Any]], earlier: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The runs of the config as it is now (their wall times' median and spread), and apart from them the runs of
+    earlier versions of it (`earlier_config_runs`), kept for the record but in no figure."""
     walls = [p["wall_seconds"] for p in pipelines]
     return {
         "runs": pipelines,
+        "earlier_config_runs": earlier or [],
         "wall_seconds": statistics.median(walls) if walls else None,
         "wall_seconds_min": min(walls) if walls else None,
         "wall_seconds_max": max(walls) if walls else None,
@@ -280,6 +294,11 @@ def print_pipeline(pipelines: list[dict[str, Any]], command: str) -> None:
         print(f"   wall {p['wall_seconds'] / 60:.1f} min on {where}{peak_text}")
         print(f"   training stages (s): {p['stage_seconds']}")
         print(f"   published: {p['published'] or 'nothing'} ({p['gate']})")
+        for name, figures in p.get("policies", {}).items():
+            print(
+                f"   {name:<6} reward {figures['mean_reward']:.3f}, KL to SFT {figures['kl_to_reference']:.3f}, "
+                f"reward gain {figures['reward_gain']:.3f}"
+            )
         print(f"   {'model':<6} {'held-out first sentence':>24} {'general right':>14} {'of base kept':>13}")
         for name, match in p["first_sentence_match"].items():
             kept = p["general_retained"].get(name)
@@ -299,7 +318,10 @@ def add_pipeline_runs(args: argparse.Namespace, previous: dict[str, Any]) -> int
         peak = run_child("peak", [])
         run = run_pipeline()
         added.append({**run, "machine": machine(), "peak": peak, "date": time.strftime("%Y-%m-%d")})
-    previous["pipeline"] = pipeline_section([*previous.get("pipeline", {}).get("runs", []), *added])
+    before = previous.get("pipeline", {})
+    kept = [r for r in before.get("runs", []) if r.get("config_sha256") == config_digest()]
+    earlier = before.get("earlier_config_runs", []) + [r for r in before.get("runs", []) if r not in kept]
+    previous["pipeline"] = pipeline_section([*kept, *added], earlier)
     print_pipeline(previous["pipeline"]["runs"], ".venv/bin/python bench/real_model.py --add-pipeline-runs")
     args.json.write_text(json.dumps(previous, indent=2) + "\n")
     print(f"\nwrote {args.json}")

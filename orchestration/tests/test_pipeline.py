@@ -283,6 +283,9 @@ def test_the_shipped_examples_are_valid_configs() -> None:
         "dpo",
     ]
     assert smollm2.evaluation.answers.general_questions and smollm2.evaluation.baseline == "base"
+    selection = smollm2.evaluation.selection  # the gate picks among the three policies, keeping general knowledge
+    assert smollm2.evaluation.candidate == "best" and list(selection.contenders) == ["sft", "ppo", "dpo"]
+    assert list(selection.rank_by) == ["first_sentence_match", "general_match"]
     demo = load_config(example_config("demo.yaml"))
     assert lineage(demo, "dpo") == ["cpt", "sft"] and lineage(demo, "cpt") == []  # the model card's lineage
 
