@@ -15,7 +15,7 @@ FLYTE_LIBRARY = "llmft.flyte"
 # library, flytekit, the config's reader (PyYAML, protobuf's JSON mapping), and of llmft.core only the request checks
 # and fingerprints that the config check and the report use.
 ORCHESTRATION_ALLOWED_ROOTS = {*sys.stdlib_module_names, "flytekit", "flyteidl", "yaml"}
-ORCHESTRATION_CORE = ("llmft.core.chat_templates", "llmft.core.recipe", "llmft.core.fingerprint")
+ORCHESTRATION_CORE = ("llmft.core.chat_templates", "llmft.core.recipe", "llmft.core.fingerprint", "llmft.core.files")
 
 
 def imports(path: Path) -> Iterator[tuple[int, str]]:

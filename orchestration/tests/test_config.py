@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from llmft.orchestration.config import ConfigError, check_local_run, lineage, load_config, parse_config
+from llmft.orchestration.pipeline import EXAMPLES
 from llmft.proto.data.v1 import dataset_pb2 as D
 
 
@@ -114,6 +115,12 @@ def test_a_config_file_error_names_the_file(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match=f"^{bad}: not a readable YAML file"):
         load_config(bad)
+    repeated = tmp_path / "repeated.yaml"  # PyYAML alone keeps the last value
+    demo = (Path(EXAMPLES) / "demo.yaml").read_text()
+    repeated.write_text(demo + "publish:\n  local_dir: elsewhere\n")
+    line = len(demo.splitlines()) + 1
+    with pytest.raises(ConfigError, match=rf"^{repeated}:{line}: key 'publish' given twice \(first on line \d+\)$"):
+        load_config(repeated)
     listed = tmp_path / "list.yaml"
     listed.write_text(yaml.safe_dump(["name"]))
     with pytest.raises(ConfigError, match=f"^{listed}: a config is a mapping"):

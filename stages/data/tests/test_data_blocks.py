@@ -133,6 +133,7 @@ BAD = {
     "not_utf8": (b'{"text": "\xff"}\n', r"b.jsonl:3: not valid UTF-8"),
     "two_objects": (b'{"text": "x"} {"text": "y"}\n', r"b.jsonl:3: malformed JSON: Extra data"),
     "array": (b"[1, 2]\n", r"b.jsonl:3: line is a JSON list, expected an object"),
+    "repeated_key": (b'{"text": "x", "text": "y"}\n', r"b.jsonl:3: key 'text' given twice in one object"),
     "mark_inside": (b"\xef\xbb\xbf" + line("x"), r"b.jsonl:3: malformed JSON"),
     "lone_surrogate": (b'{"text": "a \\ud800 b"}\n', r"b.jsonl:3: field 'text' is not valid Unicode: .*U\+D800"),
     "over_the_limit": (line("x" * BLOCK), r"b.jsonl:3: one record of 5\d\d bytes is over the 512-byte limit"),

@@ -271,6 +271,19 @@ def test_cli_gives_the_same_manifest_as_the_library_and_exits_non_zero_on_bad_in
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_request_file_with_a_key_given_twice_is_refused_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "chat.yaml"
+    text = example.read_text()
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text(text + "name: another-name\n")
+    assert cli(["--request", str(repeated), "--out", str(tmp_path / "chat")]) == 2
+    line = len(text.splitlines()) + 1
+    assert f"{repeated}:{line}: key 'name' given twice" in capsys.readouterr().err
+    assert not (tmp_path / "chat").exists()
+
+
 def test_the_example_request_the_cli_help_names_builds_a_chat_dataset(tmp_path: Path) -> None:
     import llmft.data.__main__ as command
 

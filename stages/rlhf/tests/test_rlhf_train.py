@@ -128,6 +128,17 @@ def test_dpo_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tmp_path:
     assert losses[1.0] > losses[0.0] + 2.0
 
 
+def test_a_config_with_a_key_given_twice_is_refused_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
+    config = tmp_path / "dpo.yaml"
+    config.write_text("dpo:\n  beta: 0.1\n  beta: 0.5\n")
+    code = main(["dpo", "--config", str(config), "--data", str(data), "--out", str(tmp_path / "dpo")])
+    assert code != 0 and f"{config}:3: key 'beta' given twice (first on line 2)" in capsys.readouterr().err
+    assert not (tmp_path / "dpo").exists()
+
+
 def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:
     data = write_preference_dataset(tmp_path / "data", train_rows=16, eval_rows=4)
     assert EXAMPLES.joinpath("dpo.yaml").read_text().startswith("# llmft rlhf dpo --config")

@@ -14,6 +14,7 @@ import yaml
 from google.protobuf import json_format
 
 from llmft.core.chat_templates import choice_problem
+from llmft.core.files import DuplicateKeyError, load_yaml
 from llmft.core.recipe import explicit_zero_problems
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
@@ -55,9 +56,11 @@ def load_config(path: str | Path) -> P.PipelineRequest:
     """Reads, completes and checks a config file; a ConfigError names the file and the field."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path)
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: no such config file") from error
+    except DuplicateKeyError as error:
+        raise ConfigError(str(error)) from error
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: not a readable YAML file: {error}") from error
     return parse_config(data, str(path))

@@ -16,6 +16,7 @@ import yaml
 from google.protobuf import json_format
 
 from llmft.core.datasets import DatasetKindError
+from llmft.core.files import DuplicateKeyError, load_yaml
 from llmft.core.models import ModelNotFoundError
 from llmft.core.recipe import RecipeError, explicit_zero_problems
 from llmft.core.staging import check_output_folder, make_staging_dir
@@ -26,7 +27,9 @@ USER_ERRORS = (RecipeError, DatasetKindError, ModelNotFoundError, FileNotFoundEr
 
 def load_training_request(path: Path) -> training_pb2.TrainingRequest:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = load_yaml(path) or {}
+    except DuplicateKeyError as error:
+        raise RecipeError(str(error)) from error
     except (OSError, yaml.YAMLError) as error:
         raise RecipeError(f"{path}: cannot read: {error}") from error
     if not isinstance(data, dict):

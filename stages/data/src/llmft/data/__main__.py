@@ -28,9 +28,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
 from google.protobuf import json_format
 
+from llmft.core.files import DuplicateKeyError, load_yaml
 from llmft.core.models import ModelNotFoundError
 from llmft.core.recipe import RecipeError
 from llmft.data import __version__
@@ -92,7 +92,10 @@ def parser() -> argparse.ArgumentParser:
 
 def request_from_args(args: argparse.Namespace) -> dataset_pb2.DatasetRequest:
     if args.request:
-        data = yaml.safe_load(args.request.read_text(encoding="utf-8"))
+        try:
+            data = load_yaml(args.request)
+        except DuplicateKeyError as error:
+            raise DatasetRequestError(str(error)) from error
         return json_format.ParseDict(data, dataset_pb2.DatasetRequest())
     if not args.kind:
         raise DatasetRequestError("kind: give --kind or --request")

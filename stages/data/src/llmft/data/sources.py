@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from llmft.core.files import DuplicateKeyError, loads_json
 from llmft.core.fingerprint import PREFIX, fingerprint_text
 from llmft.proto.data.v1 import dataset_pb2
 
@@ -114,9 +115,11 @@ def _jsonl_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
                 raise SourceError(f"{origin}: a JSON array file over {MAX_JSON_ARRAY_BYTES:,} bytes; use JSONL")
             digest.update(data)
             try:
-                items = json.loads(_decode(data, origin, at_start=True))
+                items = loads_json(_decode(data, origin, at_start=True), origin)
             except json.JSONDecodeError as error:
                 raise SourceError(f"{origin}:{error.lineno}: malformed JSON: {error.msg}") from error
+            except DuplicateKeyError as error:
+                raise SourceError(str(error)) from error
             for number, item in enumerate(items, start=1):
                 yield _json_object(item, f"{origin}:{number}", "item")
             return
@@ -132,9 +135,11 @@ def _json_lines(lines: Iterable[bytes], origin: str, digest: Any, first: int = 1
             continue
         _check_size(len(line), f"{origin}:{number}")
         try:
-            item = json.loads(_decode(line, origin, number, at_start=number == 1))
+            item = loads_json(_decode(line, origin, number, at_start=number == 1), origin, first_line=number)
         except json.JSONDecodeError as error:
             raise SourceError(f"{origin}:{number}: malformed JSON: {error.msg} (column {error.colno})") from error
+        except DuplicateKeyError as error:
+            raise SourceError(str(error)) from error
         yield _json_object(item, f"{origin}:{number}", "line")
 
 

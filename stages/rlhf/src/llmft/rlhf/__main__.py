@@ -31,6 +31,7 @@ from google.protobuf.message import Message
 
 from llmft.core.cli import USER_ERRORS, apply_model_and_steps, staged_output
 from llmft.core.distributed import under_launcher
+from llmft.core.files import DuplicateKeyError, load_yaml
 from llmft.core.recipe import RecipeError, explicit_zero_problems
 from llmft.core.training import read_artifact
 from llmft.proto.rlhf.v1 import rlhf_pb2
@@ -92,8 +93,10 @@ def load(path: Path | None, message: RequestT) -> RequestT:
     if path is None:
         return message
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path) or {}
         json_format.ParseDict(data, message)
+    except DuplicateKeyError as error:
+        raise RecipeError(str(error)) from error
     except (OSError, yaml.YAMLError, json_format.ParseError) as error:
         raise RecipeError(f"{path}: {error}") from error
     problems = explicit_zero_problems(data, message.DESCRIPTOR)

@@ -7,9 +7,10 @@ refused unless the request allows it (`allow_mixed_families`): the tokenizer che
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from llmft.core.files import load_json
 
 SPECIAL_TOKENS = ("bos_token", "eos_token", "pad_token", "unk_token")
 
@@ -23,10 +24,10 @@ def _config(model_dir: Path) -> dict[str, Any]:
     model_dir = Path(model_dir)
     config_file = model_dir / "config.json"
     if config_file.is_file():
-        return dict(json.loads(config_file.read_text(encoding="utf-8")))
+        return dict(load_json(config_file))
     adapter_file = model_dir / "adapter_config.json"
     if adapter_file.is_file():
-        adapter = json.loads(adapter_file.read_text(encoding="utf-8"))
+        adapter = load_json(adapter_file)
         base = Path(str(adapter.get("base_model_name_or_path", "")))
         config = _config(base) if (base / "config.json").is_file() else {}
         config["peft_task_type"] = adapter.get("task_type", "")

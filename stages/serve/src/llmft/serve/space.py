@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from llmft.core.files import load_json
 from llmft.serve import __version__
 
 APP_SOURCE = Path(__file__).with_name("space_app.py")
@@ -90,7 +91,7 @@ def load_local_model(space_dir: Path, model_dir: Path) -> Path:
     """Points a written Space folder at a model folder on this machine (a local launch of a run's model, `python
     app.py` there): its space_config.json's `model` becomes `model_dir`, replaced whole. Returns the config file."""
     config_file = Path(space_dir) / CONFIG_FILE
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = load_json(config_file)
     config["model"] = str(Path(model_dir).resolve())
     staging = config_file.with_name(f".{CONFIG_FILE}.new")
     staging.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
