@@ -90,6 +90,16 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
             lambda c: c["sft"].update(resources={"accelerator": "nvidia-l4"}),
             "sft.resources.accelerator: 'nvidia-l4' needs sft.resources.gpu >= 1",
         ),
+        # Resource quantities as Kubernetes parses them, refused here rather than by the cluster.
+        (lambda c: c["sft"].update(resources={"cpu": "two"}), "sft.resources.cpu: 'two' is not a Kubernetes quantity"),
+        (lambda c: c["sft"].update(resources={"cpu": "8Gi"}), "sft.resources.cpu: '8Gi' is a memory size"),
+        (lambda c: c["sft"].update(resources={"cpu": "0.1m"}), "sft.resources.cpu: '0.1m' is under the smallest"),
+        (lambda c: c["sft"].update(resources={"memory": "8GB"}), "sft.resources.memory: '8GB' is not a Kubernetes"),
+        (lambda c: c.update(serve_resources={"memory": "16"}), "serve_resources.memory: '16' is 16 bytes"),
+        (lambda c: c.update(data_resources={"memory": "500m"}), "data_resources.memory: '500m' is 0.5 bytes"),
+        (lambda c: c.update(data_resources={"memory": "500m"}), "under 1Mi; give a unit, e.g. '500Gi' or '500Mi'"),
+        (lambda c: c.update(data_resources={"memory": "-8Gi"}), "data_resources.memory: '-8Gi' is not a positive size"),
+        (lambda c: c["dpo"].update(resources={"cpu": "-2"}), "dpo.resources.cpu: '-2' is not a positive number of"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -97,6 +107,22 @@ def test_a_bad_config_is_refused_naming_the_field(edit, message: str) -> None:  
     edit(config)
     with pytest.raises(ConfigError, match="^config: .*" + message.replace("(", r"\(").replace("[", r"\[")):
         parse_config(config)
+
+
+def test_kubernetes_quantities_parse_as_kubernetes_parses_them() -> None:
+    from llmft.orchestration.config import quantity
+
+    assert quantity("500m") == (0.5, "m") and quantity("2") == (2.0, "") and quantity(".5") == (0.5, "")
+    assert (
+        quantity("8Gi") == (8 * 2**30, "Gi")
+        and quantity("1.5e3") == (1500.0, "e3")
+        and quantity("64M") == (64e6, "M")
+    )
+    assert [quantity(t) for t in ("8GB", "2 cores", "1e", "Gi", "0x10", "8gi", "")] == [None] * 7
+    config = minimal()
+    config["sft"]["resources"] = {"cpu": "1500m", "memory": "12Gi"}
+    config["data_resources"] = {"cpu": "0.5", "memory": "2e9"}
+    parse_config(config)
 
 
 def test_every_problem_is_named_at_once() -> None:

@@ -209,6 +209,10 @@ def check(request: P.PipelineRequest) -> None:
         for name, given in resources
         if given.accelerator and not given.gpu
     ]
+    for name, given in resources:
+        problems += [
+            p for p in (cpu_problem(f"{name}.cpu", given.cpu), memory_problem(f"{name}.memory", given.memory)) if p
+        ]
     if present(request, "publish"):
         if not request.publish.model_repo_id:
             problems.append("publish.model_repo_id: empty; name the Hub repository, e.g. 'org/model'")
@@ -216,6 +220,61 @@ def check(request: P.PipelineRequest) -> None:
             problems.append("publish: no trained model to publish")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+# A Kubernetes quantity (k8s.io/apimachinery resource.Quantity): a signed decimal number, then a binary suffix (Ki..Ei),
+# a decimal one (n, u, m, none, k, M..E) or a decimal exponent (e3, E-2).
+QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+|n|u|m|k|M|G|T|P|E)?$"
+)
+SCALE = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+SCALE.update({unit: 1024.0 ** (i + 1) for i, unit in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))})
+
+
+def quantity(text: str) -> tuple[float, str] | None:
+    """The value and suffix of a Kubernetes quantity, or None where Kubernetes would refuse to parse it."""
+    match = QUANTITY.match(text)
+    if not match:
+        return None
+    number, suffix = match.group(1), match.group(2) or ""
+    if suffix[:1] in ("e", "E"):
+        return float(number) * 10.0 ** int(suffix[1:]), suffix
+    return float(number) * SCALE[suffix], suffix
+
+
+def cpu_problem(field: str, text: str) -> str:
+    """What is wrong with the CPU quantity in `field` ("" is the stage's default); "" when nothing is."""
+    if not text:
+        return ""
+    parsed = quantity(text)
+    if parsed is None:
+        return f"{field}: {text!r} is not a Kubernetes quantity; give cores, e.g. '2' or '500m'"
+    value, suffix = parsed
+    if suffix in ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"):
+        return f"{field}: {text!r} is a memory size; give cores, e.g. '2' or '500m'"
+    if value <= 0:
+        return f"{field}: {text!r} is not a positive number of cores"
+    if value < 1e-3:
+        return f"{field}: {text!r} is under the smallest CPU request Kubernetes grants, 1m"
+    return ""
+
+
+def memory_problem(field: str, text: str) -> str:
+    """What is wrong with the memory quantity in `field` ("" is the stage's default); "" when nothing is."""
+    if not text:
+        return ""
+    parsed = quantity(text)
+    if parsed is None:
+        return f"{field}: {text!r} is not a Kubernetes quantity; give a size, e.g. '8Gi' or '512Mi'"
+    value, suffix = parsed
+    if value <= 0:
+        return f"{field}: {text!r} is not a positive size"
+    if value < 2**20:  # "8" is 8 bytes and "500m" half a byte: a unit left out, or millis for mebibytes
+        return (
+            f"{field}: {text!r} is {value:g} bytes to Kubernetes, under 1Mi; give a unit, e.g. "
+            f"'{text.removesuffix(suffix)}Gi' or '{text.removesuffix(suffix)}Mi'"
+        )
+    return ""
 
 
 EARLIER = {"cpt": (), "sft": ("cpt",), "reward_model": ("sft", "cpt"), "ppo": ("sft", "cpt"), "dpo": ("sft", "cpt")}
