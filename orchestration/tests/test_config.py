@@ -76,6 +76,16 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
             "evaluation.gate[1].metric: general_match needs evaluation.answers.general_questions: true",
         ),
         (lambda c: c.update(publish={}), "publish.model_repo_id: empty"),
+        # Hub repo ids by huggingface_hub's own validator, before training rather than at publishing
+        (
+            lambda c: c.update(publish={"model_repo_id": "org/two words"}),
+            "publish.model_repo_id: 'org/two words' is not a Hub repo id: Repo id must use alphanumeric chars",
+        ),
+        (
+            lambda c: c.update(publish={"model_repo_id": "org/m", "space_repo_id": "chat--app"}),
+            "publish.space_repo_id: 'chat--app' is not a Hub repo id: Cannot have -- or .. in repo_id",
+        ),
+        (lambda c: c.update(publish={"model_repo_id": "model"}), "publish.model_repo_id: 'model' needs its owner"),
         (lambda c: [c.pop(k) for k in ("sft", "dpo", "evaluation")] and c.update(reward_model={}), "no model to serve"),
         (lambda c: c.pop("base_model") and c["sft"].update(base_model="x"), "evaluation.baseline: 'base' is compared"),
         (lambda c: c["sft"].update(recipe={"schedule": {"max_steps": "many"}}), "max_steps"),

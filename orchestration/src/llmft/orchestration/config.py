@@ -214,8 +214,9 @@ def check(request: P.PipelineRequest) -> None:
             p for p in (cpu_problem(f"{name}.cpu", given.cpu), memory_problem(f"{name}.memory", given.memory)) if p
         ]
     if present(request, "publish"):
-        if not request.publish.model_repo_id:
-            problems.append("publish.model_repo_id: empty; name the Hub repository, e.g. 'org/model'")
+        from llmft.serve.tasks import repo_id_problems  # huggingface_hub's validator, as publishing applies it
+
+        problems += [f"publish.{problem}" for problem in repo_id_problems(request.publish)]
         if not candidate(request):
             problems.append("publish: no trained model to publish")
     if problems:

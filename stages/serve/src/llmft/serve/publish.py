@@ -39,20 +39,31 @@ def token_from_environment(environ: Mapping[str, str] = os.environ) -> str:
     return next((environ[name] for name in TOKEN_VARIABLES if environ.get(name)), "")
 
 
-def check_publish_request(request: serve_pb2.PublishRequest, token: str) -> None:
+def repo_id_problems(request: serve_pb2.PublishRequest) -> list[str]:
+    """What is wrong with the request's Hub repo ids, each naming its field, by huggingface_hub's own validator: the
+    pipeline's config check asks this before anything runs, publishing again before it uploads."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    problems = []
     for name in ("model_repo_id", "space_repo_id"):
         value = getattr(request, name)
         if name == "model_repo_id" and not value:
-            raise PublishError("model_repo_id: empty; give the Hub repo to publish to, e.g. org/tiny-llama-sft")
-        if value:
+            problems.append("model_repo_id: empty; give the Hub repo to publish to, e.g. org/tiny-llama-sft")
+        elif value:
             try:
                 validate_repo_id(value)
             except HFValidationError as error:
-                raise PublishError(f"{name}: {value!r} is not a Hub repo id: {error}") from error
+                problems.append(f"{name}: {value!r} is not a Hub repo id: {error}")
+                continue
             if "/" not in value:
-                raise PublishError(f"{name}: {value!r} needs its owner, e.g. org/{value}")
+                problems.append(f"{name}: {value!r} needs its owner, e.g. org/{value}")
+    return problems
+
+
+def check_publish_request(request: serve_pb2.PublishRequest, token: str) -> None:
+    problems = repo_id_problems(request)
+    if problems:
+        raise PublishError("; ".join(problems))
     if not request.local_dir and not token:
         raise PublishError(
             f"token: none found; set {TOKEN_VARIABLES[0]} (or the Flyte secret) or give local_dir for a dry run"

@@ -39,6 +39,7 @@ from llmft.serve import publish as hub
 from llmft.serve.batch import answer_shard, check_batch_request, load_prompts, merge, report_html, write_shards
 from llmft.serve.evaluation import evaluate_answers as evaluate_held_out_answers
 from llmft.serve.generator import Generator
+from llmft.serve.publish import repo_id_problems as repo_id_problems  # the config check asks it up front
 from llmft.serve.space import SpaceSettings, load_local_model, write_space
 
 PACKAGES = ["gradio", "grpcio", "grpcio-health-checking", "grpcio-reflection", "tqdm"]
