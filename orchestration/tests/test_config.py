@@ -11,6 +11,7 @@ import yaml
 from llmft.orchestration.config import ConfigError, check_local_run, lineage, load_config, parse_config
 from llmft.orchestration.pipeline import EXAMPLES
 from llmft.proto.data.v1 import dataset_pb2 as D
+from llmft.proto.pipeline.v1 import pipeline_pb2 as P
 
 
 def minimal() -> dict:
@@ -57,7 +58,11 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c.update(cptt={}), 'no field named "cptt"'),
+        (lambda c: c.update(cptt={}), "cptt: unknown field of PipelineRequest; did you mean 'cpt'\\?"),
+        (
+            lambda c: c["sft"].update(recipe={"schedul": {}}),
+            "sft.recipe.schedul: unknown field of TrainingRecipe; did you mean 'schedule'",
+        ),
         (lambda c: c.update(name="../up"), "name: '../up' must be a folder name"),
         (lambda c: c.pop("chat"), "sft: needs the `chat` dataset section"),
         (lambda c: c.update(corpus={"sources": [{"local": {"patterns": ["x"]}}]}), "corpus: given, but no `cpt`"),
@@ -133,6 +138,20 @@ def test_kubernetes_quantities_parse_as_kubernetes_parses_them() -> None:
     config["sft"]["resources"] = {"cpu": "1500m", "memory": "12Gi"}
     config["data_resources"] = {"cpu": "0.5", "memory": "2e9"}
     parse_config(config)
+
+
+def test_every_unknown_key_is_named_at_once_with_the_closest_field() -> None:
+    config = minimal()
+    config["chat"]["sources"] = [{"local": {"patterns": ["chat.jsonl"]}, "formatt": "jsonl"}]
+    config["evaluation"] = {"gate": [{"metrc": "first_sentence_match"}], "zzz": 1}
+    with pytest.raises(ConfigError) as error:
+        parse_config(config)
+    assert str(error.value) == (
+        "config: chat.sources[0].formatt: unknown field of DatasetSource; did you mean 'format'?; "
+        "evaluation.gate[0].metrc: unknown field of GateMetric; did you mean 'metric'?; "
+        "evaluation.zzz: unknown field of PipelineEvaluation; the fields are "
+        + ", ".join(f.name for f in P.PipelineEvaluation.DESCRIPTOR.fields)
+    )
 
 
 def test_every_problem_is_named_at_once() -> None:

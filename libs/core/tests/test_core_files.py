@@ -67,3 +67,15 @@ def test_a_training_request_file_with_a_key_given_twice_is_refused(tmp_path: Pat
         load_training_request(path)
     path.write_text(NESTED.replace("    max_steps: 400\n", ""))
     assert load_training_request(path).recipe.schedule.max_steps == 40
+
+
+def test_a_training_request_names_each_unknown_key_with_the_closest_field(tmp_path: Path) -> None:
+    path = tmp_path / "request.yaml"
+    path.write_text("recipe:\n  schedule: {max_step: 4}\n  lora: {rnak: 8}\nbase_modle: x\n")
+    with pytest.raises(RecipeError) as error:
+        load_training_request(path)
+    assert str(error.value) == (
+        f"{path}: recipe.schedule.max_step: unknown field of Schedule; did you mean 'max_steps'?; "
+        "recipe.lora.rnak: unknown field of LoraConfig; did you mean 'rank'?; "
+        "base_modle: unknown field of TrainingRequest; did you mean 'base_model'?"
+    )

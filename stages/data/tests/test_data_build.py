@@ -282,6 +282,10 @@ def test_a_request_file_with_a_key_given_twice_is_refused_naming_the_line(
     line = len(text.splitlines()) + 1
     assert f"{repeated}:{line}: key 'name' given twice" in capsys.readouterr().err
     assert not (tmp_path / "chat").exists()
+    repeated.write_text(text.replace("name:", "nmae:", 1))  # an unknown key: named with the closest field
+    assert cli(["--request", str(repeated), "--out", str(tmp_path / "chat")]) == 2
+    assert f"{repeated}: nmae: unknown field of DatasetRequest; did you mean 'name'?" in capsys.readouterr().err
+    assert not (tmp_path / "chat").exists()
 
 
 def test_the_example_request_the_cli_help_names_builds_a_chat_dataset(tmp_path: Path) -> None:

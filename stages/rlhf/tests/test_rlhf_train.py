@@ -137,6 +137,10 @@ def test_a_config_with_a_key_given_twice_is_refused_naming_the_line(
     code = main(["dpo", "--config", str(config), "--data", str(data), "--out", str(tmp_path / "dpo")])
     assert code != 0 and f"{config}:3: key 'beta' given twice (first on line 2)" in capsys.readouterr().err
     assert not (tmp_path / "dpo").exists()
+    config.write_text("dpo:\n  betta: 0.1\n")  # an unknown key: named with the closest field
+    code = main(["dpo", "--config", str(config), "--data", str(data), "--out", str(tmp_path / "dpo")])
+    assert code != 0 and "dpo.betta: unknown field of DpoConfig; did you mean 'beta'?" in capsys.readouterr().err
+    assert not (tmp_path / "dpo").exists()
 
 
 def test_cli_runs_the_dpo_example(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import yaml
 from google.protobuf import json_format
 
 from llmft.core.chat_templates import choice_problem
-from llmft.core.files import DuplicateKeyError, load_yaml
+from llmft.core.files import DuplicateKeyError, load_yaml, unknown_key_problems
 from llmft.core.recipe import explicit_zero_problems
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
@@ -69,6 +69,9 @@ def load_config(path: str | Path) -> P.PipelineRequest:
 def parse_config(data: Any, where: str = "config") -> P.PipelineRequest:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a config is a mapping of PipelineRequest fields, got {type(data).__name__}")
+    unknown = unknown_key_problems(data, P.PipelineRequest.DESCRIPTOR)
+    if unknown:
+        raise ConfigError(f"{where}: " + "; ".join(unknown))
     request = P.PipelineRequest()
     try:
         json_format.ParseDict(data, request)

@@ -16,7 +16,7 @@ import yaml
 from google.protobuf import json_format
 
 from llmft.core.datasets import DatasetKindError
-from llmft.core.files import DuplicateKeyError, load_yaml
+from llmft.core.files import DuplicateKeyError, load_yaml, unknown_key_problems
 from llmft.core.models import ModelNotFoundError
 from llmft.core.recipe import RecipeError, explicit_zero_problems
 from llmft.core.staging import check_output_folder, make_staging_dir
@@ -39,7 +39,8 @@ def load_training_request(path: Path) -> training_pb2.TrainingRequest:
     if not set(data) & known:
         data = {"recipe": data}
     data.setdefault("recipe", {}).setdefault("packing", True)
-    problems = explicit_zero_problems(data, training_pb2.TrainingRequest.DESCRIPTOR)
+    problems = unknown_key_problems(data, training_pb2.TrainingRequest.DESCRIPTOR)
+    problems += explicit_zero_problems(data, training_pb2.TrainingRequest.DESCRIPTOR)
     if problems:
         raise RecipeError(f"{path}: " + "; ".join(problems))
     try:

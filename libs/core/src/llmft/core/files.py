@@ -111,3 +111,42 @@ def _first_repeated_key(text: str) -> tuple[int, str]:
             stack.pop()
         i += 1
     raise AssertionError("no repeated key found in text whose parse saw one")
+
+
+def unknown_key_problems(data: Any, descriptor: Any, where: str = "") -> list[str]:
+    """Every key of `data` (a request read from YAML/JSON for the protobuf message `descriptor`) that names no field,
+    at any depth, each with its path and the closest field name ("did you mean"). protobuf's ParseDict stops at the
+    first one and lists every field instead."""
+    import difflib
+
+    if not isinstance(data, dict) or descriptor.GetOptions().map_entry:
+        return []
+    fields = {}
+    for field in descriptor.fields:
+        fields[field.name] = field
+        fields[field.json_name] = field
+    problems = []
+    for key, value in data.items():
+        field = fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            close = difflib.get_close_matches(str(key), [f.name for f in descriptor.fields], n=1, cutoff=0.6)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; the fields are {', '.join(f.name for f in descriptor.fields)}"
+            )
+            problems.append(f"{where}{key}: unknown field of {descriptor.name}{hint}")
+            continue
+        if field.message_type is None or field.message_type.full_name.startswith("google.protobuf."):
+            continue
+        if field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            if value_field.message_type is not None and isinstance(value, dict):
+                for name, item in value.items():
+                    problems += unknown_key_problems(item, value_field.message_type, f"{where}{key}[{name!r}].")
+            continue
+        items = value if field.is_repeated and isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            suffix = f"[{index}]" if field.is_repeated else ""
+            problems += unknown_key_problems(item, field.message_type, f"{where}{field.name}{suffix}.")
+    return problems

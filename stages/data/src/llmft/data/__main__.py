@@ -30,7 +30,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from llmft.core.files import DuplicateKeyError, load_yaml
+from llmft.core.files import DuplicateKeyError, load_yaml, unknown_key_problems
 from llmft.core.models import ModelNotFoundError
 from llmft.core.recipe import RecipeError
 from llmft.data import __version__
@@ -96,6 +96,9 @@ def request_from_args(args: argparse.Namespace) -> dataset_pb2.DatasetRequest:
             data = load_yaml(args.request)
         except DuplicateKeyError as error:
             raise DatasetRequestError(str(error)) from error
+        unknown = unknown_key_problems(data, dataset_pb2.DatasetRequest.DESCRIPTOR)
+        if unknown:
+            raise DatasetRequestError(f"{args.request}: " + "; ".join(unknown))
         return json_format.ParseDict(data, dataset_pb2.DatasetRequest())
     if not args.kind:
         raise DatasetRequestError("kind: give --kind or --request")

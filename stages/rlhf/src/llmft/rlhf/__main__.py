@@ -31,7 +31,7 @@ from google.protobuf.message import Message
 
 from llmft.core.cli import USER_ERRORS, apply_model_and_steps, staged_output
 from llmft.core.distributed import under_launcher
-from llmft.core.files import DuplicateKeyError, load_yaml
+from llmft.core.files import DuplicateKeyError, load_yaml, unknown_key_problems
 from llmft.core.recipe import RecipeError, explicit_zero_problems
 from llmft.core.training import read_artifact
 from llmft.proto.rlhf.v1 import rlhf_pb2
@@ -94,6 +94,9 @@ def load(path: Path | None, message: RequestT) -> RequestT:
         return message
     try:
         data = load_yaml(path) or {}
+        unknown = unknown_key_problems(data, message.DESCRIPTOR)
+        if unknown:
+            raise RecipeError(f"{path}: " + "; ".join(unknown))
         json_format.ParseDict(data, message)
     except DuplicateKeyError as error:
         raise RecipeError(str(error)) from error
