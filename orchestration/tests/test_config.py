@@ -105,6 +105,33 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
             lambda c: c["sft"].update(resources={"accelerator": "nvidia-l4"}),
             "sft.resources.accelerator: 'nvidia-l4' needs sft.resources.gpu >= 1",
         ),
+        # Numbers, ranges and choices a stage would refuse only when it starts: here, before anything runs
+        (lambda c: c["chat"].update(split={"eval_fraction": 1.5}), "chat.split.eval_fraction: must be in [0, 1"),
+        (
+            lambda c: c["preferences"].update(cleaning={"near_duplicate_threshold": 2}),
+            "preferences.cleaning.near_duplicate_threshold: must be in",
+        ),
+        (
+            lambda c: c["chat"].update(cleaning={"drop_patterns": ["ok", "(unclosed"]}),
+            "chat.cleaning.drop_patterns[1]: invalid regular expression '(unclosed'",
+        ),
+        (
+            lambda c: c["chat"].update(cleaning={"min_chars": 50, "max_chars": 10}),
+            "chat.cleaning.min_chars: 50 is above",
+        ),
+        (
+            lambda c: c["sft"]["recipe"]["schedule"].update(learning_rate=-1),
+            "sft.recipe.schedule.learning_rate: must be > 0, got -1.0",
+        ),
+        (
+            lambda c: c["dpo"].update(recipe={"schedule": {"warmup_ratio": 2}}),
+            "dpo.recipe.schedule.warmup_ratio: must be",
+        ),
+        (lambda c: c["sft"]["recipe"].update(zero={"stage": 5}), "sft.recipe.zero.stage: must be 0-3, got 5"),
+        (
+            lambda c: c["sft"]["recipe"]["schedule"].update(lr_scheduler="cosin"),
+            "sft.recipe.schedule.lr_scheduler: 'cosin' is not one of",
+        ),
         # Resource quantities as Kubernetes parses them, refused here rather than by the cluster.
         (lambda c: c["sft"].update(resources={"cpu": "two"}), "sft.resources.cpu: 'two' is not a Kubernetes quantity"),
         (lambda c: c["sft"].update(resources={"cpu": "8Gi"}), "sft.resources.cpu: '8Gi' is a memory size"),

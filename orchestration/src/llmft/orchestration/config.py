@@ -15,7 +15,7 @@ from google.protobuf import json_format
 
 from llmft.core.chat_templates import choice_problem
 from llmft.core.files import DuplicateKeyError, load_yaml, unknown_key_problems
-from llmft.core.recipe import explicit_zero_problems
+from llmft.core.recipe import explicit_zero_problems, recipe_problems, with_defaults
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
 from llmft.proto.training.v1 import training_pb2 as T
@@ -162,6 +162,11 @@ def candidate(request: P.PipelineRequest) -> str:
 
 
 def check(request: P.PipelineRequest) -> None:
+    # The stages' own checks of their sections (through their tasks modules, imported here, not when a config is
+    # only read): the data stage's of a dataset request, and publishing's of Hub repo ids (huggingface_hub's validator).
+    from llmft.data.tasks import config_problems as dataset_config_problems
+    from llmft.serve.tasks import repo_id_problems
+
     problems = []
     if not _NAME.match(request.name):
         problems.append(f"name: {request.name!r} must be a folder name (letters, digits, '.', '_', '-')")
@@ -188,12 +193,18 @@ def check(request: P.PipelineRequest) -> None:
                 )
             if not dataset.sources:
                 problems.append(f"{section}.sources: empty; name at least one source")
+            problems += [f"{section}.{p}" for p in dataset_config_problems(dataset) if not p.startswith("kind:")]
     if present(request, "corpus") and not present(request, "cpt"):
         problems.append("corpus: given, but no `cpt` section trains on it")
     if present(request, "preferences") and not any(present(request, s) for s in ("reward_model", "ppo", "dpo")):
         problems.append("preferences: given, but no `reward_model`, `ppo` or `dpo` section uses it")
     if present(request, "ppo") and not present(request, "reward_model") and not request.ppo.reward_model:
         problems.append("ppo: needs a `reward_model` section or ppo.reward_model (a trained reward model)")
+    for section in TRAINING_STAGES:  # the recipe's numbers and choices, as the stage checks them before loading weights
+        if present(request, section):
+            # Every training task runs under a torch elastic launcher (llmft.flyte.training.elastic), even alone.
+            recipe = with_defaults(getattr(request, section).recipe)
+            problems += [f"{section}.{problem}" for problem in recipe_problems(recipe, distributed=True)]
     templates = [("chat_template", request.chat_template)] + [
         (f"{s}.recipe.chat_template", getattr(request, s).recipe.chat_template)
         for s in TRAINING_STAGES
@@ -217,8 +228,6 @@ def check(request: P.PipelineRequest) -> None:
             p for p in (cpu_problem(f"{name}.cpu", given.cpu), memory_problem(f"{name}.memory", given.memory)) if p
         ]
     if present(request, "publish"):
-        from llmft.serve.tasks import repo_id_problems  # huggingface_hub's validator, as publishing applies it
-
         problems += [f"publish.{problem}" for problem in repo_id_problems(request.publish)]
         if not candidate(request):
             problems.append("publish: no trained model to publish")

@@ -162,64 +162,82 @@ def explicit_zero_problems(data: Any, descriptor: Any, where: str = "") -> list[
     return problems
 
 
+def with_defaults(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
+    """A copy of `recipe` with every unset (zero) scalar set to its default, PRECISION_AUTO left as it is (resolving
+    it looks at this machine's device); booleans keep their value."""
+    filled = T.TrainingRecipe()
+    filled.CopyFrom(recipe)
+    _fill(filled, DEFAULTS)
+    filled.packing = recipe.packing
+    return filled
+
+
 def resolve_recipe(recipe: T.TrainingRecipe) -> T.TrainingRecipe:
     """A copy of `recipe` with every unset (zero) scalar set to its default, and PRECISION_AUTO resolved to what this
     device trains fastest in (llmft.core.precision). Booleans keep their value: proto3 cannot
     tell an unset bool from false, so `packing` defaults to true only where a request is read from a file
     (`llmft.core.cli.load_training_request`) and stays as given in a message built in code."""
-    resolved = T.TrainingRecipe()
-    resolved.CopyFrom(recipe)
-    packing = recipe.packing
-    _fill(resolved, DEFAULTS)
-    resolved.packing = packing
+    resolved = with_defaults(recipe)
     resolved.precision = resolve_precision(resolved.precision)
     return resolved
 
 
 def validate_recipe(recipe: T.TrainingRecipe, *, max_positions: int | None = None, distributed: bool = False) -> None:
-    """Raises RecipeError, naming the field, for a recipe that cannot run. Call it on a resolved recipe, before any
+    """Raises RecipeError, naming each field, for a recipe that cannot run. Call it on a resolved recipe, before any
     weights are loaded."""
+    problems = recipe_problems(recipe, max_positions=max_positions, distributed=distributed)
+    if problems:
+        raise RecipeError("; ".join(problems))
+
+
+def recipe_problems(
+    recipe: T.TrainingRecipe, *, max_positions: int | None = None, distributed: bool = False
+) -> list[str]:
+    """Every reason, naming its field, why a recipe (with defaults filled: `with_defaults` or `resolve_recipe`)
+    cannot run; the pipeline's config check asks this of each stage before anything runs."""
+    problems: list[str] = []
     s = recipe.schedule
     if recipe.method == T.TRAINING_METHOD_UNSPECIFIED:
-        raise RecipeError("recipe.method: unset")
+        problems.append("recipe.method: unset")
     if s.learning_rate <= 0:
-        raise RecipeError(f"recipe.schedule.learning_rate: must be > 0, got {s.learning_rate}")
+        problems.append(f"recipe.schedule.learning_rate: must be > 0, got {s.learning_rate}")
     if s.lr_scheduler not in LR_SCHEDULERS:
-        raise RecipeError(f"recipe.schedule.lr_scheduler: {s.lr_scheduler!r} is not one of {sorted(LR_SCHEDULERS)}")
+        problems.append(f"recipe.schedule.lr_scheduler: {s.lr_scheduler!r} is not one of {sorted(LR_SCHEDULERS)}")
     if not 0 <= s.warmup_ratio < 1:
-        raise RecipeError(f"recipe.schedule.warmup_ratio: must be in [0, 1), got {s.warmup_ratio}")
+        problems.append(f"recipe.schedule.warmup_ratio: must be in [0, 1), got {s.warmup_ratio}")
     if s.max_steps == 0 and s.epochs <= 0:
-        raise RecipeError("recipe.schedule: set max_steps or epochs > 0")
+        problems.append("recipe.schedule: set max_steps or epochs > 0")
     if s.per_device_batch_size == 0:
-        raise RecipeError("recipe.schedule.per_device_batch_size: must be > 0")
+        problems.append("recipe.schedule.per_device_batch_size: must be > 0")
     if recipe.max_length < 8:
-        raise RecipeError(f"recipe.max_length: must be >= 8, got {recipe.max_length}")
+        problems.append(f"recipe.max_length: must be >= 8, got {recipe.max_length}")
     if max_positions is not None and recipe.max_length > max_positions:
-        raise RecipeError(
+        problems.append(
             f"recipe.max_length: {recipe.max_length} is beyond the model's {max_positions} positions "
             f"(max_position_embeddings); set it to at most {max_positions} (left out, it is {DEFAULTS.max_length})"
         )
     if recipe.optimizer not in OPTIMIZERS:
-        raise RecipeError(f"recipe.optimizer: unsupported value {recipe.optimizer}")
+        problems.append(f"recipe.optimizer: unsupported value {recipe.optimizer}")
     if recipe.method in (T.TRAINING_METHOD_LORA, T.TRAINING_METHOD_QLORA):
         if not 0 <= recipe.lora.dropout < 1:
-            raise RecipeError(f"recipe.lora.dropout: must be in [0, 1), got {recipe.lora.dropout}")
+            problems.append(f"recipe.lora.dropout: must be in [0, 1), got {recipe.lora.dropout}")
     z = recipe.zero
     if z.stage > 3:
-        raise RecipeError(f"recipe.zero.stage: must be 0-3, got {z.stage}")
+        problems.append(f"recipe.zero.stage: must be 0-3, got {z.stage}")
     if z.offload_parameters and z.stage != 3:
-        raise RecipeError("recipe.zero.offload_parameters: needs zero.stage 3")
+        problems.append("recipe.zero.offload_parameters: needs zero.stage 3")
     if (z.offload_optimizer or z.offload_parameters) and z.stage == 0:
-        raise RecipeError("recipe.zero.offload_optimizer: needs zero.stage >= 1")
+        problems.append("recipe.zero.offload_optimizer: needs zero.stage >= 1")
     if z.stage == 3 and recipe.method == T.TRAINING_METHOD_QLORA:
-        raise RecipeError("recipe.zero.stage: ZeRO-3 cannot partition bitsandbytes 4-bit weights; use stage 0-2")
+        problems.append("recipe.zero.stage: ZeRO-3 cannot partition bitsandbytes 4-bit weights; use stage 0-2")
     if z.stage > 0 and recipe.optimizer != T.OPTIMIZER_ADAMW:
-        raise RecipeError("recipe.optimizer: ZeRO brings its own optimizer; use OPTIMIZER_ADAMW with zero.stage > 0")
+        problems.append("recipe.optimizer: ZeRO brings its own optimizer; use OPTIMIZER_ADAMW with zero.stage > 0")
     if z.stage > 0 and not distributed and "LOCAL_RANK" not in os.environ:
-        raise RecipeError(
+        problems.append(
             f"recipe.zero.stage: ZeRO-{z.stage} needs a launcher (torchrun, deepspeed or a Flyte Elastic task); "
             "none is set up (LOCAL_RANK is unset)"
         )
+    return problems
 
 
 def uses_cpu() -> bool:

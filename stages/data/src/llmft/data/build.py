@@ -42,14 +42,37 @@ class DatasetRequestError(ValueError):
     """A DatasetRequest that cannot run; the message names the field."""
 
 
+def config_problems(request: dataset_pb2.DatasetRequest) -> list[str]:
+    """Every reason, naming its field, why a request cannot run, its sources aside: the pipeline's config check asks
+    this of each dataset section before anything runs."""
+    import re
+
+    problems = []
+    if not request.name:
+        problems.append("name: empty")
+    if request.kind not in CONTENT_COLUMNS:
+        problems.append(f"kind: {request.kind} is unset or unknown; one of {list(SCHEMA_VERSIONS)}")
+    if not 0 <= request.split.eval_fraction < 1:
+        problems.append(f"split.eval_fraction: must be in [0, 1), got {request.split.eval_fraction}")
+    cleaning = request.cleaning
+    if not 0 <= cleaning.near_duplicate_threshold <= 1:
+        threshold = cleaning.near_duplicate_threshold
+        problems.append(f"cleaning.near_duplicate_threshold: must be in (0, 1] (0 disables), got {threshold}")
+    if cleaning.max_chars and cleaning.min_chars > cleaning.max_chars:
+        problems.append(f"cleaning.min_chars: {cleaning.min_chars} is above max_chars {cleaning.max_chars}")
+    for index, pattern in enumerate(cleaning.drop_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            problems.append(f"cleaning.drop_patterns[{index}]: invalid regular expression {pattern!r}: {error}")
+    return problems
+
+
 def check_config(request: dataset_pb2.DatasetRequest) -> None:
     """Checks everything but the sources (prepare sees the request without them)."""
-    if not request.name:
-        raise DatasetRequestError("name: empty")
-    if request.kind not in CONTENT_COLUMNS:
-        raise DatasetRequestError(f"kind: {request.kind} is unset or unknown; one of {list(SCHEMA_VERSIONS)}")
-    if not 0 <= request.split.eval_fraction < 1:
-        raise DatasetRequestError(f"split.eval_fraction: must be in [0, 1), got {request.split.eval_fraction}")
+    problems = config_problems(request)
+    if problems:
+        raise DatasetRequestError("; ".join(problems))
 
 
 def check_request(request: dataset_pb2.DatasetRequest) -> None:

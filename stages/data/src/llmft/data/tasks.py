@@ -29,6 +29,7 @@ from pandera.typing import DataFrame
 from llmft.core import fingerprint as fp
 from llmft.data import __version__
 from llmft.data.build import acquire_frame, build_dataset, cleaning_lines, config_of, frame_chunks, prepare
+from llmft.data.build import config_problems as config_problems  # the pipeline's config check asks it up front
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
 from llmft.flyte.decks import publish
