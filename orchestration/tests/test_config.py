@@ -132,6 +132,12 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
             lambda c: c["sft"]["recipe"]["schedule"].update(lr_scheduler="cosin"),
             "sft.recipe.schedule.lr_scheduler: 'cosin' is not one of",
         ),
+        (lambda c: c["dpo"].update(dpo={"beta": -1}), "dpo.dpo.beta: -1.0 is not a finite number >= 0"),
+        (
+            lambda c: c.update(reward_model={}, ppo={"ppo": {"kl_coef": -1}}),
+            "ppo.ppo.kl_coef: -1.0 is not a finite number >= 0",
+        ),
+        (lambda c: c["dpo"].update(dpo={"loss_type": "hinge2"}), "dpo.dpo.loss_type: 'hinge2' is not one of"),
         # Resource quantities as Kubernetes parses them, refused here rather than by the cluster.
         (lambda c: c["sft"].update(resources={"cpu": "two"}), "sft.resources.cpu: 'two' is not a Kubernetes quantity"),
         (lambda c: c["sft"].update(resources={"cpu": "8Gi"}), "sft.resources.cpu: '8Gi' is a memory size"),

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 
 from llmft.core.chat_templates import choice_problem
 from llmft.core.files import DuplicateKeyError, load_yaml, unknown_key_problems
-from llmft.core.recipe import explicit_zero_problems, recipe_problems, with_defaults
+from llmft.core.recipe import RecipeError, explicit_zero_problems, recipe_problems, with_defaults
 from llmft.proto.data.v1 import dataset_pb2 as D
 from llmft.proto.pipeline.v1 import pipeline_pb2 as P
 from llmft.proto.training.v1 import training_pb2 as T
@@ -163,8 +163,10 @@ def candidate(request: P.PipelineRequest) -> str:
 
 def check(request: P.PipelineRequest) -> None:
     # The stages' own checks of their sections (through their tasks modules, imported here, not when a config is
-    # only read): the data stage's of a dataset request, and publishing's of Hub repo ids (huggingface_hub's validator).
+    # only read): the data stage's of a dataset request, the RLHF stage's of PPO's and DPO's settings, and
+    # publishing's of Hub repo ids (huggingface_hub's validator).
     from llmft.data.tasks import config_problems as dataset_config_problems
+    from llmft.rlhf.tasks import resolve_dpo, resolve_ppo
     from llmft.serve.tasks import repo_id_problems
 
     problems = []
@@ -205,6 +207,16 @@ def check(request: P.PipelineRequest) -> None:
             # Every training task runs under a torch elastic launcher (llmft.flyte.training.elastic), even alone.
             recipe = with_defaults(getattr(request, section).recipe)
             problems += [f"{section}.{problem}" for problem in recipe_problems(recipe, distributed=True)]
+    try:
+        if present(request, "ppo"):
+            resolve_ppo(request.ppo.ppo)
+    except RecipeError as error:
+        problems.append(f"ppo.{error}")
+    try:
+        if present(request, "dpo"):
+            resolve_dpo(request.dpo.dpo)
+    except RecipeError as error:
+        problems.append(f"dpo.{error}")
     templates = [("chat_template", request.chat_template)] + [
         (f"{s}.recipe.chat_template", getattr(request, s).recipe.chat_template)
         for s in TRAINING_STAGES

@@ -25,6 +25,21 @@ class DpoResult:
     report_html: str
 
 
+def resolve_dpo(config: rlhf_pb2.DpoConfig) -> rlhf_pb2.DpoConfig:
+    """A copy with every unset field at its default (beta 0.1, sigmoid loss); errors name the field."""
+    resolved = rlhf_pb2.DpoConfig()
+    resolved.CopyFrom(config)
+    resolved.beta = resolved.beta or 0.1
+    resolved.loss_type = resolved.loss_type or "sigmoid"
+    if resolved.loss_type not in LOSS_TYPES:
+        raise RecipeError(f"dpo.loss_type: {resolved.loss_type!r} is not one of {sorted(LOSS_TYPES)}")
+    for name in ("beta", "sft_weight"):
+        value = getattr(resolved, name)
+        if not value == value or value < 0 or value == float("inf"):  # NaN, negative, infinite
+            raise RecipeError(f"dpo.{name}: {value} is not a finite number >= 0")
+    return resolved
+
+
 def train_dpo(
     request: rlhf_pb2.DpoRequest,
     data_dir: Path,
@@ -40,13 +55,8 @@ def train_dpo(
     from trl import DPOConfig, DPOTrainer
 
     recipe = resolve_recipe(request.recipe)
-    beta = request.dpo.beta or 0.1
-    loss_type = request.dpo.loss_type or "sigmoid"
-    if loss_type not in LOSS_TYPES:
-        raise RecipeError(f"dpo.loss_type: {loss_type!r} is not one of {sorted(LOSS_TYPES)}")
-    sft_weight = request.dpo.sft_weight
-    if not sft_weight == sft_weight or sft_weight < 0 or sft_weight == float("inf"):
-        raise RecipeError(f"dpo.sft_weight: {sft_weight} is not a finite number >= 0")
+    config = resolve_dpo(request.dpo)
+    beta, loss_type, sft_weight = config.beta, config.loss_type, config.sft_weight
     losses = (
         dict(loss_type=[loss_type, "sft"], loss_weights=[1.0, sft_weight])
         if sft_weight
