@@ -236,9 +236,9 @@ def check(request: P.PipelineRequest) -> None:
         if given.accelerator and not given.gpu
     ]
     for name, given in resources:
-        problems += [
-            p for p in (cpu_problem(f"{name}.cpu", given.cpu), memory_problem(f"{name}.memory", given.memory)) if p
-        ]
+        quantities = [quantity_problem(f"{name}.cpu", given.cpu, False)]
+        quantities.append(quantity_problem(f"{name}.memory", given.memory, True))
+        problems += [problem for problem in quantities if problem]
     if present(request, "publish"):
         problems += [f"publish.{problem}" for problem in repo_id_problems(request.publish)]
         if not candidate(request):
@@ -253,7 +253,8 @@ QUANTITY = re.compile(
     r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+|n|u|m|k|M|G|T|P|E)?$"
 )
 SCALE = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
-SCALE.update({unit: 1024.0 ** (i + 1) for i, unit in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))})
+BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+SCALE.update({unit: 1024.0 ** (i + 1) for i, unit in enumerate(BINARY_SUFFIXES)})
 
 
 def quantity(text: str) -> tuple[float, str] | None:
@@ -267,38 +268,24 @@ def quantity(text: str) -> tuple[float, str] | None:
     return float(number) * SCALE[suffix], suffix
 
 
-def cpu_problem(field: str, text: str) -> str:
-    """What is wrong with the CPU quantity in `field` ("" is the stage's default); "" when nothing is."""
+def quantity_problem(field: str, text: str, memory: bool) -> str:
+    """What is wrong with the CPU (or memory) quantity in `field` ("" is the stage's default); "" when nothing is."""
     if not text:
         return ""
     parsed = quantity(text)
+    example = "a size, e.g. '8Gi' or '512Mi'" if memory else "cores, e.g. '2' or '500m'"
     if parsed is None:
-        return f"{field}: {text!r} is not a Kubernetes quantity; give cores, e.g. '2' or '500m'"
+        return f"{field}: {text!r} is not a Kubernetes quantity; give {example}"
     value, suffix = parsed
-    if suffix in ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"):
-        return f"{field}: {text!r} is a memory size; give cores, e.g. '2' or '500m'"
     if value <= 0:
-        return f"{field}: {text!r} is not a positive number of cores"
-    if value < 1e-3:
+        return f"{field}: {text!r} is not positive; give {example}"
+    if memory and value < 2**20:  # "8" is 8 bytes and "500m" half a byte: a unit left out, or millis for mebibytes
+        number = text.removesuffix(suffix)
+        return f"{field}: {text!r} is {value:g} bytes to Kubernetes, under 1Mi; give a unit, e.g. '{number}Gi'"
+    if not memory and suffix in BINARY_SUFFIXES:
+        return f"{field}: {text!r} is a memory size; give {example}"
+    if not memory and value < 1e-3:
         return f"{field}: {text!r} is under the smallest CPU request Kubernetes grants, 1m"
-    return ""
-
-
-def memory_problem(field: str, text: str) -> str:
-    """What is wrong with the memory quantity in `field` ("" is the stage's default); "" when nothing is."""
-    if not text:
-        return ""
-    parsed = quantity(text)
-    if parsed is None:
-        return f"{field}: {text!r} is not a Kubernetes quantity; give a size, e.g. '8Gi' or '512Mi'"
-    value, suffix = parsed
-    if value <= 0:
-        return f"{field}: {text!r} is not a positive size"
-    if value < 2**20:  # "8" is 8 bytes and "500m" half a byte: a unit left out, or millis for mebibytes
-        return (
-            f"{field}: {text!r} is {value:g} bytes to Kubernetes, under 1Mi; give a unit, e.g. "
-            f"'{text.removesuffix(suffix)}Gi' or '{text.removesuffix(suffix)}Mi'"
-        )
     return ""
 
 
