@@ -290,9 +290,9 @@ def test_the_shipped_examples_are_valid_configs() -> None:
     assert lineage(demo, "dpo") == ["cpt", "sft"] and lineage(demo, "cpt") == []  # the model card's lineage
 
 
-def packaged(tmp_path: Path, config: Path) -> Path:
-    """`pyflyte package` of llmft.orchestration with the pipeline built from `config`: the archive a cluster
-    registers."""
+def pyflyte_package(tmp_path: Path, config: Path) -> tuple[Path, Any]:
+    """Runs `pyflyte package` of llmft.orchestration with the pipeline built from `config`; the archive's path and
+    the finished process."""
     import os
     import subprocess
     import sys
@@ -305,8 +305,24 @@ def packaged(tmp_path: Path, config: Path) -> Path:
          "--copy", "none", "--image", "ghcr.io/llmft/llmft:test", "-o", str(archive)],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    return archive, run
+
+
+def packaged(tmp_path: Path, config: Path) -> Path:
+    """The archive a cluster registers: `pyflyte package` of the pipeline built from `config`."""
+    archive, run = pyflyte_package(tmp_path, config)
     assert run.returncode == 0, run.stderr[-3000:]
     return archive
+
+
+def test_a_bad_config_fails_pyflyte_package_naming_the_field_and_writes_no_archive(tmp_path: Path) -> None:
+    """The cluster path: the compiled pipeline is built from $LLMFT_PIPELINE_CONFIG at import, through the same
+    check as a local run, so a config a pod would trip over fails at packaging (and so at registration)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(example_config("demo.yaml").read_text().replace("memory: 8Gi", 'memory: "8"', 1))
+    archive, run = pyflyte_package(tmp_path, bad)
+    assert run.returncode != 0 and not archive.exists()
+    assert "resources.memory: '8' is 8 bytes to Kubernetes, under 1Mi" in run.stdout + run.stderr
 
 
 def compiled(tmp_path: Path, config: Path) -> tuple[dict, list]:
