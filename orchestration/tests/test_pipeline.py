@@ -517,7 +517,8 @@ def test_pyflyte_run_takes_a_config_file_and_refuses_a_bad_one_before_any_stage(
 
     refused = pyflyte_run(bad)
     assert refused.returncode != 0
-    assert 'no field named "max_stepz"' in refused.stdout + refused.stderr
+    said = " ".join(line.strip() for line in (refused.stdout + refused.stderr).splitlines())  # rich wraps lines
+    assert "sft.recipe.schedule.max_stepz: unknown field of Schedule; did you mean 'max_steps'?" in said
     assert cached_results() == 0  # no stage ran: none left a result
 
     ran = pyflyte_run(good)
