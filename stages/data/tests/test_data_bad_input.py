@@ -87,6 +87,28 @@ def test_bad_input_is_refused_naming_the_file_and_the_real_problem(
     assert not list(tmp_path.glob(".out-*"))  # no staging folder left either
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--drop-pattern", "ok", "--drop-pattern", "(unclosed"],
+            "cleaning.drop_patterns[1]: invalid regular expression",
+        ),
+        (["--near-dup", "1.5"], "cleaning.near_duplicate_threshold: must be in (0, 1] (0 disables), got 1.5"),
+        (["--min-chars", "50", "--max-chars", "10"], "cleaning.min_chars: 50 is above max_chars 10"),
+    ],
+)
+def test_bad_cleaning_settings_are_refused_before_any_file_is_read(
+    options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each named with its field; the source does not exist, so an error about it would mean the files were read."""
+    args = ["--kind", "raw_text", "--local", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "out"), *options]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "missing.txt" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_what_cleaning_drops_is_counted_on_stderr_with_the_first_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -71,11 +71,8 @@ class Cleaner:
         ]
         if config.min_chars:
             self.steps.append(("min_chars", lambda row, text: len(text.strip()) >= config.min_chars))
-        if config.drop_patterns:
-            try:
-                patterns = [re.compile(p) for p in config.drop_patterns]
-            except re.error as error:
-                raise SourceError(f"cleaning.drop_patterns: invalid regular expression: {error}") from error
+        if config.drop_patterns:  # each one compiles: build.config_problems checked the request first
+            patterns = [re.compile(p) for p in config.drop_patterns]
             self.steps.append(("drop_patterns", lambda row, text: not any(p.search(text) for p in patterns)))
         if config.languages:
             wanted = set(config.languages)
@@ -83,11 +80,7 @@ class Cleaner:
         if config.deduplicate_exact:
             self._seen: set[bytes] = set()
             self.steps.append(("deduplicate_exact", self._first_of_its_content))
-        if config.near_duplicate_threshold:
-            if not 0 < config.near_duplicate_threshold <= 1:
-                raise SourceError(
-                    f"cleaning.near_duplicate_threshold: must be in (0, 1], got {config.near_duplicate_threshold}"
-                )
+        if config.near_duplicate_threshold:  # in (0, 1]: build.config_problems checked the request first
             near = NearDuplicates(config.near_duplicate_threshold)
             self.steps.append(("deduplicate_near", lambda row, text: not near.seen(text)))
         self.counts = {name: 0 for name, _ in self.steps}
