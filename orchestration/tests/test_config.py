@@ -27,6 +27,14 @@ def minimal() -> dict:
     }
 
 
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory, holding the file minimal() reads (a local run checks that its sources exist)."""
+    (tmp_path / "chat.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}]}\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def test_a_config_is_completed_from_its_top_level_fields() -> None:
     request = parse_config(minimal())
     assert request.sft.base_model == request.dpo.base_model == "llmft/tiny-llama"
@@ -58,7 +66,7 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c.update(cptt={}), "cptt: unknown field of PipelineRequest; did you mean 'cpt'\\?"),
+        (lambda c: c.update(cptt={}), "cptt: unknown field of PipelineRequest; did you mean 'cpt'?"),
         (
             lambda c: c["sft"].update(recipe={"schedul": {}}),
             "sft.recipe.schedul: unknown field of TrainingRecipe; did you mean 'schedule'",
@@ -151,13 +159,90 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
             "data_resources.memory: '-8Gi' is not positive; give a size",
         ),
         (lambda c: c["dpo"].update(resources={"cpu": "-2"}), "dpo.resources.cpu: '-2' is not positive; give cores"),
+        # Sections not covered above
+        (lambda c: c.update(cpt={}), "cpt: needs the `corpus` dataset section"),
+        (
+            lambda c: c.update(reward_model={"recipe": {"schedule": {"learning_rate": -0.5}}}),
+            "reward_model.recipe.schedule.learning_rate: must be > 0",
+        ),
+        (lambda c: c.update(space={"titel": "x"}), "space.titel: unknown field of SpaceRequest; did you mean 'title'"),
+        (lambda c: c.update(base_model=""), "evaluation.baseline: 'base' is compared by its answers"),
+        (
+            lambda c: c["evaluation"].update(resources={"memory": "4G B"}),
+            "evaluation.resources.memory: '4G B' is not a Kubernetes quantity",
+        ),
+        # Sources: what reading them would refuse at once, wherever the run is
+        (lambda c: c["chat"]["sources"][0].update(format="yaml"), "chat.sources[0].format: 'yaml' is not one of"),
+        (lambda c: c["chat"].update(sources=[{"format": "jsonl"}]), "chat.sources[0].source: none of local, url"),
+        (
+            lambda c: c["preferences"].update(sources=[{"url": {"urls": ["ftp://host/pairs.jsonl"]}}]),
+            "preferences.sources[0].url.urls[0]: 'ftp://host/pairs.jsonl' is not an http(s) URL",
+        ),
+        (
+            lambda c: c["chat"].update(sources=[{"git": {"repository": "--upload-pack=x"}}]),
+            "chat.sources[0].git.repository: '--upload-pack=x' is neither a URL",
+        ),
+        # Paths and names that must exist on this machine, for a run here
+        (
+            lambda c: c["chat"]["sources"][0]["local"].update(patterns=["chat.jsonl", "missing/*.jsonl"]),
+            "chat.sources[0].local.patterns[1]: 'missing/*.jsonl' matches no file on this machine",
+        ),
+        (
+            lambda c: c["preferences"].update(sources=[{"python_package": {"packages": ["no-such-dist-llmft"]}}]),
+            "preferences.sources[0].python_package.packages[0]: 'no-such-dist-llmft' is not installed",
+        ),
+        (
+            lambda c: c["chat"].update(sources=[{"git": {"repository": "./no-such-repo"}}]),
+            "chat.sources[0].git.repository: './no-such-repo' does not exist on this machine",
+        ),
+        (lambda c: c.update(base_model="./models/mine"), "base_model: './models/mine' does not exist on this machine"),
+        (lambda c: c["sft"].update(base_model="/no/such.gguf"), "sft.base_model: '/no/such.gguf' does not exist"),
+        (
+            lambda c: c.update(ppo={"reward_model": "~/rm-missing"}),
+            "ppo.reward_model: '~/rm-missing' does not exist on this machine",
+        ),
+        (
+            lambda c: c["chat"].update(tokenizer="./tok"),
+            "chat.tokenizer: './tok' does not exist on this machine",
+        ),
+        (
+            lambda c: c["sft"].update(distributed={"nnodes": 2}),
+            "sft.distributed.nnodes: 2 nodes need a Flyte cluster",
+        ),
     ],
 )
-def test_a_bad_config_is_refused_naming_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_config_is_refused_by_the_cli_naming_the_file_and_the_field_before_any_task(  # type: ignore[no-untyped-def]
+    edit, message: str, here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flytekit.core.base_task import PythonTask
+
+    from llmft.orchestration.local import main
+
+    executed: list[str] = []
+    original = PythonTask.dispatch_execute
+
+    def dispatch_execute(self, ctx, input_literal_map):  # type: ignore[no-untyped-def]
+        executed.append(self.name)
+        return original(self, ctx, input_literal_map)
+
+    monkeypatch.setattr(PythonTask, "dispatch_execute", dispatch_execute)
+    built: list[P.PipelineRequest] = []
+
+    def build(request: P.PipelineRequest) -> Any:
+        built.append(request)
+        raise AssertionError(f"{request.name}: a workflow was built for a config that should have been refused")
+
     config = minimal()
     edit(config)
-    with pytest.raises(ConfigError, match="^config: .*" + message.replace("(", r"\(").replace("[", r"\[")):
-        parse_config(config)
+    path = here / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    pattern = f"^error: {re.escape(str(path))}: .*" + re.escape(message)
+    for check in ([], ["--check"]):  # the run, and its dry run
+        runs = here / "runs"
+        code = main(build, ["run", "--config", str(path), "--runs-dir", str(runs), *check])
+        error = capsys.readouterr().err
+        assert code == 2 and re.search(pattern, error), error
+        assert built == [] and executed == [] and not runs.exists()  # no workflow, no task, no output folder
 
 
 def test_kubernetes_quantities_parse_as_kubernetes_parses_them() -> None:
@@ -218,7 +303,7 @@ def test_a_config_file_error_names_the_file(tmp_path: Path) -> None:
         load_config(listed)
 
 
-def test_several_nodes_compile_but_do_not_run_here() -> None:
+def test_several_nodes_compile_but_do_not_run_here(here: Path) -> None:
     config = minimal()
     config["sft"]["distributed"] = {"nnodes": 4, "nproc_per_node": 8}
     request = parse_config(config)  # valid: it compiles into a PyTorchJob

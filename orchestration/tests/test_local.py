@@ -10,7 +10,8 @@ from flytekit.models.core.types import BlobType
 from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
 
 from llmft.flyte.decks import publish
-from llmft.orchestration.local import DeckRecorder, deck_title, prune_local_cache
+from llmft.orchestration.local import DeckRecorder, deck_title
+from llmft.orchestration.sandbox import prune_local_cache
 
 
 def blob(uri: str | Path) -> LiteralMap:

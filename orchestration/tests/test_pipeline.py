@@ -53,7 +53,7 @@ def write_config(tmp_path: Path) -> Path:
             section["ppo"] = {"response_length": 8, "eval_prompts": 4}
         return section
 
-    config = {
+    config: dict[str, Any] = {
         "name": "small",
         "base_model": "llmft/tiny-llama",
         "corpus": {"sources": [{"local": {"patterns": [str(corpus)]}, "format": "text"}], "max_tokens": 64,
@@ -65,7 +65,11 @@ def write_config(tmp_path: Path) -> Path:
         "evaluation": {"answers": {"max_new_tokens": 8, "questions": 4}},
         "publish": {"model_repo_id": "me/small", "space_repo_id": "me/small-chat", "local_dir": str(tmp_path / "hub")},
         "space": {"title": "small"},
+        # Every optional section: resources are requests to a cluster, and no cache key.
+        "data_resources": {"cpu": "1", "memory": "2Gi"},
+        "serve_resources": {"cpu": "1", "memory": "2Gi"},
     }
+    config["evaluation"]["resources"] = {"cpu": "2", "memory": "4Gi"}
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -77,6 +81,7 @@ class CacheLog:
     def __init__(self) -> None:
         self.ran: list[str] = []
         self.hits: list[str] = []
+        self.plan: dict[str, str] = {}  # what `--check` said before the last run
 
     def clear(self) -> None:
         self.ran.clear()
@@ -123,11 +128,49 @@ CACHED = {
 }
 
 
-def run(config: Path, runs: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    from llmft.orchestration.local import run as run_here
+def printed_plan(out: str) -> dict[str, str]:
+    """`--check`'s table as {task: what it says the run will do}: cached, runs, after (decided by the steps before)."""
+    from llmft.orchestration.plan import STEPS
+
+    plan = {}
+    for line in out.splitlines():
+        task = next((word for word in line.split() if word in STEPS), None)
+        if task is None:
+            continue
+        said = line.split(task, 1)[1]
+        plan[task] = (
+            "cached" if "from the cache" in said else "after" if " after " in said else "if" if " if " in said
+            else "skipped" if "skipped" in said else "runs"
+        )  # fmt: skip
+    return plan
+
+
+def files_under(folder: Path) -> set[Path]:
+    return set(folder.rglob("*")) if folder.exists() else set()
+
+
+def run(config: Path, runs: Path, capsys: pytest.CaptureFixture[str], cache_log: CacheLog | None = None) -> str:
+    """Runs the pipeline of `config` as the CLI does. With `cache_log`, `--check` first: it writes nothing under
+    `runs`, and its plan is what the run then does (each cached step it says comes from the cache does, each it says
+    runs does, and only a step it says waits on another may go either way)."""
+    from llmft.orchestration.local import main
     from llmft.orchestration.pipeline import pipeline_workflow
 
-    assert run_here(config, runs, pipeline_workflow) == 0
+    args = ["run", "--config", str(config), "--runs-dir", str(runs)]
+    plan: dict[str, str] = {}
+    if cache_log is not None:
+        before = files_under(runs)
+        assert main(pipeline_workflow, [*args, "--check"]) == 0
+        plan = cache_log.plan = printed_plan(capsys.readouterr().out)
+        assert files_under(runs) == before
+        cache_log.clear()
+    assert main(pipeline_workflow, args) == 0
+    if cache_log is not None:
+        cached = {task for task in plan if task in CACHED | {"rlhf.tasks.evaluate"}}  # (the policy comparison, when on)
+        said = {what: {t for t in cached if plan[t] == what} for what in ("cached", "runs", "after")}
+        assert said["cached"] <= set(cache_log.hits) <= said["cached"] | said["after"], plan
+        assert said["runs"] <= set(cache_log.ran) <= said["runs"] | said["after"], (plan, cache_log.ran, cache_log.hits)
+        assert set(plan) >= CACHED | {"orchestration.report.pipeline_report"}
     return capsys.readouterr().out
 
 
@@ -135,7 +178,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     tmp_path: Path, cache_log: CacheLog, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, runs = write_config(tmp_path), tmp_path / "runs"
-    out = run(config, runs, capsys)
+    out = run(config, runs, capsys, cache_log)
     assert set(cache_log.ran) == CACHED and cache_log.hits == []
     run_dir = runs / "small"
     assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "space" / "app.py").is_file()
@@ -148,8 +191,9 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     assert {"data:corpus", "data:chat", "data:preferences", "cpt", "sft", "reward_model", "ppo", "dpo"} <= stages
 
     cache_log.clear()
-    run(config, runs, capsys)
+    run(config, runs, capsys, cache_log)
     assert cache_log.ran == [] and set(cache_log.hits) == CACHED  # nothing changed: every cached step hits
+    assert {task for task, said in cache_log.plan.items() if said == "cached"} == CACHED  # and the plan knew it
 
     # Cosmetic changes: the run renamed, a stage's run name and resources changed: every cached step hits.
     cosmetic = yaml.safe_load(config.read_text())
@@ -160,7 +204,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     renamed = tmp_path / "renamed.yaml"
     renamed.write_text(yaml.safe_dump(cosmetic))
     cache_log.clear()
-    run(renamed, runs, capsys)
+    run(renamed, runs, capsys, cache_log)
     assert cache_log.ran == [] and set(cache_log.hits) == CACHED
     assert (runs / "renamed" / "report.json").is_file()
 
@@ -183,14 +227,16 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     try:
         sft_code("commented", lambda text: "# a comment\n\n" + text.replace(body, "    # why\n" + body))
         cache_log.clear()
-        run(config, runs, capsys)
+        run(config, runs, capsys, cache_log)
         assert cache_log.ran == [] and set(cache_log.hits) == CACHED
 
         sft_code("edited", lambda text: text.replace(body, "    request.recipe.seed += 1\n" + body))
         cache_log.clear()
-        run(config, runs, capsys)
+        run(config, runs, capsys, cache_log)
         after_sft = {"rlhf.tasks.reward_model", "rlhf.tasks.ppo", "rlhf.tasks.dpo", "serve.tasks.evaluate_answers"}
         assert {"train_sft.tasks.train", *after_sft} <= set(cache_log.ran)
+        assert cache_log.plan["train_sft.tasks.train"] == "runs" and cache_log.plan["train_cpt.tasks.train"] == "cached"
+        assert {cache_log.plan[task] for task in after_sft} == {"after"}
         before_sft = {"data.tasks.prepare_raw_text", "data.tasks.prepare_chat", "train_cpt.tasks.train"}
         assert before_sft <= set(cache_log.hits) and not before_sft & set(cache_log.ran)
     finally:
@@ -200,7 +246,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     module = tmp_path / "code" / "mod0.py"
     module.write_text(module.read_text().replace("1th transform", "first transform"))  # one chat row changes
     cache_log.clear()
-    run(config, runs, capsys)
+    run(config, runs, capsys, cache_log)
     # SFT data, SFT, the reward model and DPO (both start from SFT), the evaluation and the Space folder (its inputs
     # are the SFT model and its answers) rerun; CPT does not. The changed row is in the train split: its content, and
     # with it its split, no longer depends on where the test's files sit (the module is `mod0`, not the tmp path).
@@ -225,7 +271,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
         llmft.serve.__version__ = "99.0.0"
         importlib.reload(llmft.serve.tasks)
         cache_log.clear()
-        run(config, runs, capsys)
+        run(config, runs, capsys, cache_log)
         assert set(cache_log.ran) == {"serve.tasks.evaluate_answers", "serve.tasks.space_folder"}
     finally:
         llmft.serve.__version__ = released
@@ -240,8 +286,9 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     for folder in cpt:
         shutil.rmtree(folder)
     cache_log.clear()
-    out = run(config, runs, capsys)
+    out = run(config, runs, capsys, cache_log)
     assert "lost their outputs and will run again" in out
+    assert cache_log.plan["train_cpt.tasks.train"] == "runs"  # `--check` saw the outputs gone, and pruned nothing
     assert "train_cpt.tasks.train" in cache_log.ran and "data.tasks.prepare_raw_text" in cache_log.hits
 
     # The gate picks among SFT, PPO and DPO, and holds the pick back when it does not beat the runner-up and SFT by
@@ -256,7 +303,7 @@ def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
     picking["publish"]["local_dir"] = str(tmp_path / "hub-picked")
     config.write_text(yaml.safe_dump(picking))
     cache_log.clear()
-    out = run(config, runs, capsys)
+    out = run(config, runs, capsys, cache_log)
     assert not {"train_cpt.tasks.train", "train_sft.tasks.train", "rlhf.tasks.ppo", "rlhf.tasks.dpo"} & set(
         cache_log.ran
     )

@@ -166,6 +166,7 @@ def check(request: P.PipelineRequest) -> None:
     # only read): the data stage's of a dataset request, the RLHF stage's of PPO's and DPO's settings, and
     # publishing's of Hub repo ids (huggingface_hub's validator).
     from llmft.data.tasks import config_problems as dataset_config_problems
+    from llmft.data.tasks import source_problems
     from llmft.rlhf.tasks import resolve_dpo, resolve_ppo
     from llmft.serve.tasks import repo_id_problems
 
@@ -196,6 +197,8 @@ def check(request: P.PipelineRequest) -> None:
             if not dataset.sources:
                 problems.append(f"{section}.sources: empty; name at least one source")
             problems += [f"{section}.{p}" for p in dataset_config_problems(dataset) if not p.startswith("kind:")]
+            for index, source in enumerate(dataset.sources):
+                problems += [f"{section}.sources[{index}].{p}" for p in source_problems(source)]
     if present(request, "corpus") and not present(request, "cpt"):
         problems.append("corpus: given, but no `cpt` section trains on it")
     if present(request, "preferences") and not any(present(request, s) for s in ("reward_model", "ppo", "dpo")):
@@ -421,17 +424,49 @@ def launch_shapes(request: P.PipelineRequest) -> dict[str, tuple[int, int]]:
     }
 
 
-def check_local_run(request: P.PipelineRequest) -> None:
-    """What a run on this machine cannot do: several nodes need a cluster (the same config compiles into PyTorchJobs
-    with `pyflyte package` / `register`)."""
+def check_local_run(request: P.PipelineRequest, where: str | Path = "config") -> None:
+    """What a run on this machine needs besides a good config: one node per stage (several need a cluster; the same
+    config compiles into PyTorchJobs with `pyflyte package` / `register`), and the paths it names: local data files,
+    installed packages, local model folders and GGUF files. (A cluster's pods see other files: `check` alone holds
+    there.) A ConfigError names `where` and every field at once."""
+    from llmft.data.tasks import source_problems
+    from llmft.serve.tasks import missing_model_problem
+
     problems = [
         f"{stage}.distributed.nnodes: {nodes} nodes need a Flyte cluster (a PyTorchJob); compile this config with "
         "`pyflyte package` or `pyflyte register`, or set nnodes: 1 to run here"
         for stage, (nodes, _) in launch_shapes(request).items()
         if nodes > 1
     ]
+    for section in DATASET_KINDS:
+        if present(request, section):
+            for index, source in enumerate(getattr(request, section).sources):
+                problems += [
+                    f"{section}.sources[{index}].{p}"
+                    for p in source_problems(source, here=True)
+                    if p not in source_problems(source)  # `check` named the rest
+                ]
+    models = [("base_model", request.base_model)]
+    for section in TRAINING_STAGES:
+        if present(request, section) and not upstream(request, section):
+            models.append((f"{section}.base_model", getattr(request, section).base_model))
+    for section in DATASET_KINDS:
+        if present(request, section):
+            models.append((f"{section}.tokenizer", getattr(request, section).tokenizer))
+    if present(request, "ppo") and not present(request, "reward_model"):
+        models.append(("ppo.reward_model", request.ppo.reward_model))
+    if present(request, "evaluation") and request.evaluation.HasField("policies"):
+        models.append(("evaluation.policies.reference_model", request.evaluation.policies.reference_model))
+        models.append(("evaluation.policies.reward_model", request.evaluation.policies.reward_model))
+    seen = set()
+    for field, name in models:
+        problem = missing_model_problem(name)
+        # A stage or dataset that took the top-level base_model is named once, as base_model.
+        if problem and (name not in seen or field == "base_model"):
+            problems.append(f"{field}: {problem}")
+        seen.add(name)
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError(f"{where}: " + "; ".join(problems))
 
 
 def configured_request(default: str | Path) -> P.PipelineRequest:

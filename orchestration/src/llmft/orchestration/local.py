@@ -1,19 +1,13 @@
-"""Running workflows on this machine so that reruns hit the cache and users find the results.
-
-flytekit's local executor keeps a task's FlyteDirectory outputs where the task wrote them (its working directory, a
-fresh temp folder by default) and caches a pointer to them in ~/.flyte/local-cache. Temp folders go away, and a cache
-entry pointing at nothing crashes the next run. So a local run here:
-- gives tasks working directories under a persistent folder (`persistent_sandbox`), so cached blobs stay valid;
-- drops the cache entries whose local blobs have disappeared (`prune_local_cache`) instead of clearing the cache, so
-  they are recomputed and everything else still hits;
-- notes where each task wrote its Deck (`DeckRecorder`), to copy them where a user looks."""
+"""Running workflows on this machine so that reruns hit the cache and users find the results: `python -m
+llmft.orchestration run --config F [--check]`. A local run works in a persistent sandbox and prunes dead cache entries
+first (llmft.orchestration.sandbox), notes where each task wrote its Deck (`DeckRecorder`) to copy them where a user
+looks, and collects the run under runs/<name>/. `--check` prints the plan (llmft.orchestration.plan) instead."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import logging
-import os
 import re
 import shutil
 import sys
@@ -22,83 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from flytekit.core.context_manager import ExecutionParameters, FlyteContextManager
-from flytekit.core.data_persistence import FileAccessProvider
-from flytekit.core.local_cache import LocalTaskCache
-from flytekit.models.literals import Literal, LiteralMap
 from google.protobuf import json_format
 
 from llmft.orchestration.config import ConfigError, check_local_run, load_config
 from llmft.orchestration.report import report_html, report_text
+from llmft.orchestration.sandbox import persistent_sandbox, prune_local_cache
 from llmft.proto.pipeline.v1.pipeline_pb2 import PipelineReport, PipelineRequest
 from llmft.serve.tasks import space_for_local_model
-
-
-@contextlib.contextmanager
-def persistent_sandbox(root: Path) -> Iterator[Path]:
-    """Within it, local task executions work (and leave their FlyteDirectory/FlyteFile outputs) under `root/work`,
-    and raw outputs (DataFrames between tasks) go under `root/raw`, instead of temp folders."""
-    root = Path(root).resolve()
-    (root / "work").mkdir(parents=True, exist_ok=True)
-    ctx = FlyteContextManager.current_context()
-    access = FileAccessProvider(local_sandbox_dir=str(root / "sandbox"), raw_output_prefix=str(root / "raw"))
-    builder = ExecutionParameters.new_builder(ctx.user_space_params)
-    # flytekit makes each task's folder with mkdtemp(prefix=<this>): "work/task-" gives work/task-XXXXXX.
-    builder.working_dir = str(root / "work" / "task-")
-    builder.raw_output_prefix = access.raw_output_prefix
-    state = ctx.execution_state.with_params(user_space_params=builder.build())
-    with FlyteContextManager.with_context(ctx.with_file_access(access).with_execution_state(state)):
-        yield root
-
-
-def _local_uris(literal: Literal) -> Iterator[str]:
-    if literal.scalar is not None:
-        if literal.scalar.blob is not None:
-            yield literal.scalar.blob.uri
-        if literal.scalar.structured_dataset is not None:
-            yield literal.scalar.structured_dataset.uri
-    if literal.collection is not None:
-        for item in literal.collection.literals:
-            yield from _local_uris(item)
-    if literal.map is not None:
-        for item in literal.map.literals.values():
-            yield from _local_uris(item)
-
-
-def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
-
-
-def missing_blobs(outputs: LiteralMap) -> list[str]:
-    """Local blob paths the cached outputs point at that no longer exist."""
-    uris = [uri for literal in outputs.literals.values() for uri in _local_uris(literal) if uri]
-    return [uri for uri in uris if _is_local(uri) and not os.path.exists(uri.removeprefix("file://"))]
-
-
-def prune_local_cache() -> list[str]:
-    """Deletes the local cache entries whose blobs have disappeared, so those tasks run again instead of handing a
-    dead path downstream; every other entry stays. Returns the deleted keys."""
-    from flyteidl.core.literals_pb2 import LiteralMap as LiteralMapProto
-
-    if not LocalTaskCache._initialized:
-        LocalTaskCache.initialize()
-    cache = LocalTaskCache._cache
-    removed = []
-    for key in list(cache.iterkeys()):
-        value = cache.get(key)
-        if isinstance(value, bytes):
-            proto = LiteralMapProto()
-            proto.ParseFromString(value)
-            outputs = LiteralMap.from_flyte_idl(proto)
-        elif isinstance(value, LiteralMap):
-            outputs = value
-        else:
-            continue
-        if missing_blobs(outputs):
-            cache.delete(key)
-            removed.append(str(key))
-    return removed
-
 
 _DECK_LINE = re.compile(r"(\S+) task creates flyte deck html to file://(\S+deck\.html)")
 
@@ -202,19 +126,31 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--runs-dir", type=Path, default=Path("runs"), help="where runs/<name>/ and the cached blobs go (runs/)"
     )
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config and print the plan (each step: from the cache or runs, its requests; where the outputs "
+        "go), then stop: nothing is trained and nothing written under --runs-dir",
+    )
     return p
 
 
-def run(config: Path, runs_dir: Path, build: Callable[[PipelineRequest], Any]) -> int:
-    """Runs the pipeline `build(request)` makes from the config here; 2 for a bad config (nothing run or written)."""
+def run(config: Path, runs_dir: Path, build: Callable[[PipelineRequest], Any], check: bool = False) -> int:
+    """Runs the pipeline `build(request)` makes from the config here; 2 for a bad config (nothing run or written).
+    With `check`, prints the plan instead (llmft.orchestration.plan) and runs no stage."""
     try:
         request = load_config(config)
-        check_local_run(request)
+        check_local_run(request, config)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if request.publish.local_dir and not Path(request.publish.local_dir).is_absolute():
         request.publish.local_dir = str(Path(request.publish.local_dir).resolve())
+    if check:
+        from llmft.orchestration.plan import plan_steps, plan_text
+
+        print(plan_text(request, plan_steps(build(request)), runs_dir, config))
+        return 0
     run_dir = runs_dir / request.name
     started = time.perf_counter()
     with persistent_sandbox(runs_dir / ".flyte"):
@@ -240,4 +176,4 @@ def main(build: Callable[[PipelineRequest], Any], argv: list[str] | None = None)
     """`python -m llmft.orchestration run --config my.yaml [--runs-dir runs]`, with the workflow builder
     llmft.orchestration gives."""
     args = parser().parse_args(argv)
-    return run(args.config, args.runs_dir, build)
+    return run(args.config, args.runs_dir, build, check=args.check)

@@ -51,6 +51,26 @@ class ResolvedModel:
     directory: Path
 
 
+def looks_local(name_or_path: str) -> bool:
+    """A name that can only be a path on this machine (resolve_model_dir never asks the Hub for it)."""
+    return (
+        name_or_path.startswith((".", "/", "~"))
+        or name_or_path.count("/") > 1
+        or gguf_models.is_gguf_path(name_or_path)
+    )
+
+
+def missing_model_problem(name_or_path: str) -> str:
+    """Why `name_or_path` names no model on this machine, or "": a local path (a folder or a GGUF file) that is not
+    there. Presets, packaged models and Hub ids are resolved when the run needs them (a packaged model is fetched from
+    the package index)."""
+    if not name_or_path or presets.is_preset(name_or_path) or gguf_models.is_packaged(name_or_path):
+        return ""
+    if looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
+        return f"{name_or_path!r} does not exist on this machine"
+    return ""
+
+
 def resolve_model_dir(name_or_path: str, revision: str = "") -> ResolvedModel:
     if not name_or_path:
         raise ModelNotFoundError("base_model: empty; give a preset name, a local directory or a Hub id")
@@ -68,7 +88,7 @@ def resolve_model_dir(name_or_path: str, revision: str = "") -> ResolvedModel:
         if not (local / "config.json").is_file() and not (local / "adapter_config.json").is_file():
             raise ModelNotFoundError(f"base_model: {local} has neither config.json nor adapter_config.json")
         return ResolvedModel(name_or_path, local.resolve())
-    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+    if looks_local(name_or_path):
         raise ModelNotFoundError(f"base_model: local path {name_or_path} does not exist")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -608,6 +608,53 @@ def read_python_package(
         fingerprints.append(fingerprint_text(f"{name}=={distribution.version}\n" + "\n".join(read)))
 
 
+def source_problems(source: dataset_pb2.DatasetSource, here: bool = False) -> list[str]:
+    """Every reason, naming its field, why reading `source` would fail at once: no kind of source, an unknown format,
+    nothing named, a repository or URL of the wrong shape. With `here`, also what must exist on this machine (a local
+    run): local files a pattern matches, installed Python distributions, a local git repository. Nothing is read."""
+    fmt = source.format or "auto"
+    problems = [] if fmt in FORMATS else [f"format: {fmt!r} is not one of {', '.join(sorted(FORMATS))}"]
+    which = source.WhichOneof("source")
+    if which is None:
+        problems.append("source: none of local, url, git, hub or python_package is set")
+    elif which == "local":
+        if not source.local.patterns:
+            problems.append("local.patterns: empty; name at least one file, folder or glob")
+        for index, pattern in enumerate(source.local.patterns if here else ()):
+            try:
+                found = _expand_local(pattern)
+            except SourceError:
+                found = []
+            if not found:
+                problems.append(f"local.patterns[{index}]: {pattern!r} matches no file on this machine")
+    elif which == "url":
+        if not source.url.urls:
+            problems.append("url.urls: empty")
+        for index, url in enumerate(source.url.urls):
+            if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+                problems.append(f"url.urls[{index}]: {url!r} is not an http(s) URL")
+    elif which == "git":
+        try:
+            check_git_repository(source.git.repository)
+        except SourceError as error:
+            problems.append(str(error))
+        repository = source.git.repository
+        if here and repository.startswith(("/", "./", "../", "~")) and not Path(repository).expanduser().exists():
+            problems.append(f"git.repository: {repository!r} does not exist on this machine")
+    elif which == "hub":
+        if not source.hub.dataset_id:
+            problems.append("hub.dataset_id: empty")
+    elif which == "python_package":
+        if not source.python_package.packages:
+            problems.append("python_package.packages: empty")
+        for index, name in enumerate(source.python_package.packages if here else ()):
+            try:
+                importlib.metadata.distribution(name)
+            except importlib.metadata.PackageNotFoundError:
+                problems.append(f"python_package.packages[{index}]: {name!r} is not installed on this machine")
+    return problems
+
+
 def read_source(
     source: dataset_pb2.DatasetSource, fingerprints: list[str], blocks: bool = False
 ) -> Iterator[Record | TextBlock | Skipped]:

@@ -32,6 +32,7 @@ from llmft.data.build import acquire_frame, build_dataset, cleaning_lines, confi
 from llmft.data.build import config_problems as config_problems  # the pipeline's config check asks it up front
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
+from llmft.data.sources import source_problems as source_problems  # and this, of each source
 from llmft.flyte.decks import publish
 from llmft.flyte.images import stage_cache_version, stage_image
 from llmft.flyte.types import DatasetDir
