@@ -211,8 +211,8 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
         ),
     ],
 )
-def test_a_bad_config_is_refused_by_the_cli_naming_the_file_and_the_field_before_any_task(  # type: ignore[no-untyped-def]
-    edit, message: str, here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_a_bad_config_is_refused_by_the_cli_naming_the_file_and_the_field_before_any_task(
+    edit: Any, message: str, here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flytekit.core.base_task import PythonTask
 
