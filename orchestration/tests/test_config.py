@@ -237,7 +237,8 @@ def test_a_bad_config_is_refused_by_the_cli_naming_the_file_and_the_field_before
     path = here / "mine.yaml"
     path.write_text(yaml.safe_dump(config))
     pattern = f"^error: {re.escape(str(path))}: .*" + re.escape(message)
-    for check in ([], ["--check"]):  # the run, and its dry run
+    checks: list[list[str]] = [[], ["--check"]]  # the run, and its dry run
+    for check in checks:
         runs = here / "runs"
         code = main(build, ["run", "--config", str(path), "--runs-dir", str(runs), *check])
         error = capsys.readouterr().err
