@@ -242,7 +242,7 @@ def test_a_bad_config_is_refused_by_the_cli_naming_the_file_and_the_field_before
         runs = here / "runs"
         code = main(build, ["run", "--config", str(path), "--runs-dir", str(runs), *check])
         error = capsys.readouterr().err
-        assert code == 2 and re.search(pattern, error), error
+        assert code == 2 and re.search(pattern, error, re.DOTALL), error  # the file first, then the field
         assert built == [] and executed == [] and not runs.exists()  # no workflow, no task, no output folder
 
 
@@ -273,6 +273,9 @@ def test_every_unknown_key_is_named_at_once_with_the_closest_field() -> None:
         "evaluation.gate[0].metrc: unknown field of GateMetric; did you mean 'metric'?; "
         "evaluation.zzz: unknown field of PipelineEvaluation; the fields are "
         + ", ".join(f.name for f in P.PipelineEvaluation.DESCRIPTOR.fields)
+        # and what the check finds in the rest: the misspelt key left the metric empty
+        + "; evaluation.gate[0].metric: unknown metric ''; one of first_sentence_match, exact_match, general_match, "
+        "mean_reward, correct"
     )
 
 
@@ -283,6 +286,27 @@ def test_every_problem_is_named_at_once() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(config)
     assert "sft: needs the `chat`" in str(error.value) and "evaluation.gate[0].metric" in str(error.value)
+
+
+def test_unknown_keys_explicit_zeros_and_range_problems_are_listed_together_a_line_each(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmft.orchestration.local import main
+
+    config = minimal()
+    config["sft"]["recipe"]["schedul"] = {}
+    config["sft"]["recipe"]["max_length"] = 0
+    config["chat"]["split"] = {"eval_fraction": 2}
+    path = here / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(lambda request: pytest.fail("built"), ["run", "--config", str(path), "--check"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {path}: 3 problems",
+        "  sft.recipe.schedul: unknown field of TrainingRecipe; did you mean 'schedule'?",
+        "  sft.recipe.max_length: an explicit 0 is not allowed: it would silently mean the default 1024; give a length "
+        "in tokens > 0, or leave the field out",
+        "  chat.split.eval_fraction: must be in [0, 1), got 2.0",
+    ]
 
 
 def test_a_config_file_error_names_the_file(tmp_path: Path) -> None:

@@ -45,7 +45,27 @@ CONTENDERS = ("sft", "ppo", "dpo")
 
 
 class ConfigError(ValueError):
-    """A config that cannot run; the message names the file and the field."""
+    """A config that cannot run; the message names the file and the field. `problems` lists each one (for a config
+    with several, the message joins them with "; ")."""
+
+    def __init__(self, message: str, problems: list[str] | None = None, where: str = "") -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        self.where = where
+
+    @classmethod
+    def of(cls, where: str, problems: list[str]) -> ConfigError:
+        return cls(f"{where}: " + "; ".join(problems), problems, where)
+
+    def within(self, where: str) -> ConfigError:
+        """The same problems, in `where` (the file or message they are in)."""
+        return ConfigError(f"{where}: {self}", self.problems or [str(self)], where)
+
+    def listed(self) -> str:
+        """For a terminal: the place, then a problem a line."""
+        if len(self.problems) < 2:
+            return str(self)
+        return f"{self.where}: {len(self.problems)} problems\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
 def present(request: P.PipelineRequest, section: str) -> bool:
@@ -69,18 +89,21 @@ def load_config(path: str | Path) -> P.PipelineRequest:
 def parse_config(data: Any, where: str = "config") -> P.PipelineRequest:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a config is a mapping of PipelineRequest fields, got {type(data).__name__}")
-    unknown = unknown_key_problems(data, P.PipelineRequest.DESCRIPTOR)
-    if unknown:
-        raise ConfigError(f"{where}: " + "; ".join(unknown))
+    # Every problem at once: unknown keys, explicit zeros and what the check finds in the rest.
+    problems = unknown_key_problems(data, P.PipelineRequest.DESCRIPTOR)
     request = P.PipelineRequest()
     try:
-        json_format.ParseDict(data, request)
-    except json_format.ParseError as error:
-        raise ConfigError(f"{where}: {error}") from error
-    problems = explicit_zero_problems(data, P.PipelineRequest.DESCRIPTOR)
+        json_format.ParseDict(data, request, ignore_unknown_fields=True)
+    except json_format.ParseError as error:  # a value of the wrong type: the message names its field
+        raise ConfigError.of(where, [*problems, str(error)]) from error
+    problems += explicit_zero_problems(data, P.PipelineRequest.DESCRIPTOR)
+    try:
+        checked = checked_request(request, where)
+    except ConfigError as error:
+        raise ConfigError.of(where, [*problems, *error.problems]) from error
     if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    return checked_request(request, where)
+        raise ConfigError.of(where, problems)
+    return checked
 
 
 def checked_request(given: P.PipelineRequest, where: str = "request") -> P.PipelineRequest:
@@ -93,7 +116,7 @@ def checked_request(given: P.PipelineRequest, where: str = "request") -> P.Pipel
         complete(request)
         check(request)
     except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from error
+        raise error.within(where) from error
     return request
 
 
@@ -223,7 +246,7 @@ def check(request: P.PipelineRequest) -> None:
     templates = [("chat_template", request.chat_template)] + [
         (f"{s}.recipe.chat_template", getattr(request, s).recipe.chat_template)
         for s in TRAINING_STAGES
-        if present(request, s)
+        if present(request, s) and getattr(request, s).recipe.chat_template != request.chat_template  # not inherited
     ]
     problems += [f"{name}: {choice_problem(value)}" for name, value in templates if choice_problem(value)]
     problems += check_evaluation(request)
@@ -247,7 +270,7 @@ def check(request: P.PipelineRequest) -> None:
         if not candidate(request):
             problems.append("publish: no trained model to publish")
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError("; ".join(problems), problems)
 
 
 # A Kubernetes quantity (k8s.io/apimachinery resource.Quantity): a signed decimal number, then a binary suffix (Ki..Ei),
@@ -466,7 +489,7 @@ def check_local_run(request: P.PipelineRequest, where: str | Path = "config") ->
             problems.append(f"{field}: {problem}")
         seen.add(name)
     if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
+        raise ConfigError.of(str(where), problems)
 
 
 def configured_request(default: str | Path) -> P.PipelineRequest:

@@ -142,7 +142,7 @@ def run(config: Path, runs_dir: Path, build: Callable[[PipelineRequest], Any], c
         request = load_config(config)
         check_local_run(request, config)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error.listed()}", file=sys.stderr)
         return 2
     if request.publish.local_dir and not Path(request.publish.local_dir).is_absolute():
         request.publish.local_dir = str(Path(request.publish.local_dir).resolve())
