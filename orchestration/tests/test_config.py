@@ -182,6 +182,9 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
             lambda c: c["chat"].update(sources=[{"git": {"repository": "--upload-pack=x"}}]),
             "chat.sources[0].git.repository: '--upload-pack=x' is neither a URL",
         ),
+        # Model names: a preset, a packaged model, a local path, or a Hub repo id by huggingface_hub's validator
+        (lambda c: c.update(base_model="org/two words"), "base_model: 'org/two words' is neither a built-in model"),
+        (lambda c: c["preferences"].update(tokenizer="tok--bad"), "preferences.tokenizer: 'tok--bad' is neither"),
         # Paths and names that must exist on this machine, for a run here
         (
             lambda c: c["chat"]["sources"][0]["local"].update(patterns=["chat.jsonl", "missing/*.jsonl"]),

@@ -8,6 +8,8 @@ from llmft.core.models import (
     ModelNotFoundError,
     default_lora_targets,
     load_tokenizer,
+    missing_model_problem,
+    model_name_problem,
     resolve_model_dir,
     tokenizer_fingerprint,
 )
@@ -87,6 +89,19 @@ def test_local_directory_and_missing_path(tmp_path: Path) -> None:
 def test_hub_id_goes_to_the_hub_and_fails_clearly_offline() -> None:
     with pytest.raises(ModelNotFoundError, match="could not be fetched from the Hub"):
         resolve_model_dir("meta-llama/Llama-3.2-1B")
+
+
+def test_model_names_are_checked_without_loading_or_asking_the_hub(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    good = ["llmft/tiny-llama", "smollm2-135m-instruct", "meta-llama/Llama-3.2-1B", str(tmp_path / "model")]
+    assert [model_name_problem(n) for n in good] == [""] * 4
+    assert [missing_model_problem(n) for n in good] == [""] * 4  # a Hub id is resolved when the run needs it
+    assert "is neither a built-in model" in model_name_problem("org/two words")
+    assert "Hub repo id" in model_name_problem("a--b")
+    for local in (str(tmp_path / "nope"), "./here/m", "~/no-such-model", "weights.gguf"):
+        assert model_name_problem(local) == ""  # a path is a path; whether it is there depends on the machine
+        assert missing_model_problem(local) == f"{local!r} does not exist on this machine"
+    assert not (tmp_path / "cache").exists()  # nothing materialised
 
 
 def test_shipped_tokenizer_is_byte_level_bpe_with_the_special_tokens() -> None:

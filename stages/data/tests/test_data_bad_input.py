@@ -238,3 +238,28 @@ def test_out_that_is_a_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
     assert main(["--kind", "raw_text", "--local", str(tmp_path / "a.txt"), "--out", str(tmp_path / "taken")]) == 2
     assert "taken: is a file, not an output folder" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_source_problems_name_each_field_and_check_this_machine_only_when_asked(tmp_path: Path) -> None:
+    from llmft.data.sources import source_problems
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    found = D.DatasetSource(local=D.LocalSource(patterns=[str(tmp_path / "*.jsonl")]))
+    absent = D.DatasetSource(local=D.LocalSource(patterns=[str(tmp_path / "a.jsonl"), str(tmp_path / "b/*.csv")]))
+    package = D.DatasetSource(python_package=D.PythonPackageSource(packages=["flytekit", "no-such-dist-llmft"]))
+    assert source_problems(found, here=True) == []
+    assert source_problems(absent) == [] and source_problems(package) == []  # elsewhere, a pod's files may differ
+    assert source_problems(absent, here=True) == [f"local.patterns[1]: {str(tmp_path / 'b/*.csv')!r} matches no file "
+                                                  "on this machine"]  # fmt: skip
+    assert source_problems(package, here=True) == [
+        "python_package.packages[1]: 'no-such-dist-llmft' is not installed on this machine"
+    ]
+    shapes = [
+        (D.DatasetSource(format="yaml", local=D.LocalSource(patterns=["x"])), "format: 'yaml' is not one of"),
+        (D.DatasetSource(), "source: none of local, url, git, hub or python_package is set"),
+        (D.DatasetSource(url=D.UrlSource(urls=["file:///etc/passwd"])), "url.urls[0]: 'file:///etc/passwd' is not an"),
+        (D.DatasetSource(git=D.GitSource(repository="-x")), "git.repository: '-x' is neither a URL"),
+        (D.DatasetSource(hub=D.HubDatasetSource()), "hub.dataset_id: empty"),
+    ]
+    for source, problem in shapes:
+        assert len(source_problems(source)) == 1 and source_problems(source)[0].startswith(problem), source

@@ -191,7 +191,7 @@ def check(request: P.PipelineRequest) -> None:
     from llmft.data.tasks import config_problems as dataset_config_problems
     from llmft.data.tasks import source_problems
     from llmft.rlhf.tasks import resolve_dpo, resolve_ppo
-    from llmft.serve.tasks import repo_id_problems
+    from llmft.serve.tasks import model_name_problem, repo_id_problems
 
     problems = []
     if not _NAME.match(request.name):
@@ -265,6 +265,7 @@ def check(request: P.PipelineRequest) -> None:
         quantities = [quantity_problem(f"{name}.cpu", given.cpu, False)]
         quantities.append(quantity_problem(f"{name}.memory", given.memory, True))
         problems += [problem for problem in quantities if problem]
+    problems += model_problems(request, model_name_problem)
     if present(request, "publish"):
         problems += [f"publish.{problem}" for problem in repo_id_problems(request.publish)]
         if not candidate(request):
@@ -447,6 +448,36 @@ def launch_shapes(request: P.PipelineRequest) -> dict[str, tuple[int, int]]:
     }
 
 
+def named_models(request: P.PipelineRequest) -> list[tuple[str, str]]:
+    """(field, name) of every model the run loads by name: base models of the stages that start from one, dataset
+    tokenizers, PPO's reward model without a reward-model stage, the policy comparison's models."""
+    models = [("base_model", request.base_model)]
+    for section in TRAINING_STAGES:
+        if present(request, section) and not upstream(request, section):
+            models.append((f"{section}.base_model", getattr(request, section).base_model))
+    for section in DATASET_KINDS:
+        if present(request, section):
+            models.append((f"{section}.tokenizer", getattr(request, section).tokenizer))
+    if present(request, "ppo") and not present(request, "reward_model"):
+        models.append(("ppo.reward_model", request.ppo.reward_model))
+    if present(request, "evaluation") and request.evaluation.HasField("policies"):
+        models.append(("evaluation.policies.reference_model", request.evaluation.policies.reference_model))
+        models.append(("evaluation.policies.reward_model", request.evaluation.policies.reward_model))
+    return models
+
+
+def model_problems(request: P.PipelineRequest, problem_of: Any) -> list[str]:
+    """`problem_of(name)` of every model the run names; a name the top-level base_model gave many fields is named
+    once, as base_model."""
+    problems, seen = [], set()
+    for field, name in named_models(request):
+        problem = problem_of(name)
+        if problem and (name not in seen or field == "base_model"):
+            problems.append(f"{field}: {problem}")
+        seen.add(name)
+    return problems
+
+
 def check_local_run(request: P.PipelineRequest, where: str | Path = "config") -> None:
     """What a run on this machine needs besides a good config: one node per stage (several need a cluster; the same
     config compiles into PyTorchJobs with `pyflyte package` / `register`), and the paths it names: local data files,
@@ -469,25 +500,7 @@ def check_local_run(request: P.PipelineRequest, where: str | Path = "config") ->
                     for p in source_problems(source, here=True)
                     if p not in source_problems(source)  # `check` named the rest
                 ]
-    models = [("base_model", request.base_model)]
-    for section in TRAINING_STAGES:
-        if present(request, section) and not upstream(request, section):
-            models.append((f"{section}.base_model", getattr(request, section).base_model))
-    for section in DATASET_KINDS:
-        if present(request, section):
-            models.append((f"{section}.tokenizer", getattr(request, section).tokenizer))
-    if present(request, "ppo") and not present(request, "reward_model"):
-        models.append(("ppo.reward_model", request.ppo.reward_model))
-    if present(request, "evaluation") and request.evaluation.HasField("policies"):
-        models.append(("evaluation.policies.reference_model", request.evaluation.policies.reference_model))
-        models.append(("evaluation.policies.reward_model", request.evaluation.policies.reward_model))
-    seen = set()
-    for field, name in models:
-        problem = missing_model_problem(name)
-        # A stage or dataset that took the top-level base_model is named once, as base_model.
-        if problem and (name not in seen or field == "base_model"):
-            problems.append(f"{field}: {problem}")
-        seen.add(name)
+    problems += model_problems(request, missing_model_problem)
     if problems:
         raise ConfigError.of(str(where), problems)
 

@@ -60,6 +60,25 @@ def looks_local(name_or_path: str) -> bool:
     )
 
 
+def model_name_problem(name_or_path: str) -> str:
+    """Why `name_or_path` can name no model anywhere, or "": a name that is not a preset, a packaged model or a local
+    path must be a Hub repo id, by huggingface_hub's own validator (checked without asking the Hub)."""
+    if not name_or_path or presets.is_preset(name_or_path) or gguf_models.is_packaged(name_or_path):
+        return ""
+    if looks_local(name_or_path) or Path(name_or_path).expanduser().exists():
+        return ""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError as error:
+        return (
+            f"{name_or_path!r} is neither a built-in model ({', '.join(known_names())}), a local path, nor a Hub repo "
+            f"id: {error}"
+        )
+    return ""
+
+
 def missing_model_problem(name_or_path: str) -> str:
     """Why `name_or_path` names no model on this machine, or "": a local path (a folder or a GGUF file) that is not
     there. Presets, packaged models and Hub ids are resolved when the run needs them (a packaged model is fetched from

@@ -18,6 +18,7 @@ from flytekit.types.file import FlyteFile
 from llmft.core import fingerprint as fp
 from llmft.core.datasets import read_manifest
 from llmft.core.models import missing_model_problem as missing_model_problem  # the config check asks it of each model
+from llmft.core.models import model_name_problem as model_name_problem  # and this
 from llmft.core.models import resolve_model_dir
 from llmft.core.training import model_fingerprint
 from llmft.flyte.decks import publish, task_deck_fields
