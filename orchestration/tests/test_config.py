@@ -182,6 +182,10 @@ def test_training_checkpoints_by_default_unless_the_recipe_says_how() -> None:
             lambda c: c["chat"].update(sources=[{"git": {"repository": "--upload-pack=x"}}]),
             "chat.sources[0].git.repository: '--upload-pack=x' is neither a URL",
         ),
+        (
+            lambda c: c.update(reward_model={}, ppo={}) or c["evaluation"].update(policies={"temperature": -0.5}),
+            "evaluation.policies.temperature: -0.5 is not a number >= 0",
+        ),
         # Model names: a preset, a packaged model, a local path, or a Hub repo id by huggingface_hub's validator
         (lambda c: c.update(base_model="org/two words"), "base_model: 'org/two words' is neither a built-in model"),
         (lambda c: c["preferences"].update(tokenizer="tok--bad"), "preferences.tokenizer: 'tok--bad' is neither"),

@@ -190,7 +190,7 @@ def check(request: P.PipelineRequest) -> None:
     # publishing's of Hub repo ids (huggingface_hub's validator).
     from llmft.data.tasks import config_problems as dataset_config_problems
     from llmft.data.tasks import source_problems
-    from llmft.rlhf.tasks import resolve_dpo, resolve_ppo
+    from llmft.rlhf.tasks import resolve_dpo, resolve_evaluation, resolve_ppo
     from llmft.serve.tasks import model_name_problem, repo_id_problems
 
     problems = []
@@ -243,6 +243,11 @@ def check(request: P.PipelineRequest) -> None:
             resolve_dpo(request.dpo.dpo)
     except RecipeError as error:
         problems.append(f"dpo.{error}")
+    try:
+        if present(request, "evaluation") and request.evaluation.HasField("policies"):
+            resolve_evaluation(request.evaluation.policies)
+    except RecipeError as error:
+        problems.append(f"evaluation.policies.{error}")
     templates = [("chat_template", request.chat_template)] + [
         (f"{s}.recipe.chat_template", getattr(request, s).recipe.chat_template)
         for s in TRAINING_STAGES

@@ -277,6 +277,20 @@ class ComparisonResult:
     answers: list[PolicyAnswers]
 
 
+def resolve_evaluation(request: rlhf_pb2.PolicyEvaluationRequest) -> rlhf_pb2.PolicyEvaluationRequest:
+    """The request with its defaults filled (a copy), or a RecipeError naming the field: the pipeline's config check
+    asks this before anything runs, the evaluation again before it loads a model."""
+    settings = rlhf_pb2.PolicyEvaluationRequest()
+    settings.CopyFrom(request)
+    if not settings.temperature:
+        settings.temperature = DEFAULT_TEMPERATURE
+    if not settings.max_new_tokens:
+        settings.max_new_tokens = DEFAULT_NEW_TOKENS
+    if not settings.temperature == settings.temperature or settings.temperature < 0:
+        raise RecipeError(f"temperature: {settings.temperature} is not a number >= 0")
+    return settings
+
+
 def evaluate_policies(
     request: rlhf_pb2.PolicyEvaluationRequest,
     data_dir: Path,
@@ -293,14 +307,7 @@ def evaluate_policies(
     from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_same_family, check_shared_tokenizer
     from llmft.rlhf.preferences import load_prompts
 
-    settings = rlhf_pb2.PolicyEvaluationRequest()
-    settings.CopyFrom(request)
-    if not settings.temperature:
-        settings.temperature = DEFAULT_TEMPERATURE
-    if not settings.max_new_tokens:
-        settings.max_new_tokens = DEFAULT_NEW_TOKENS
-    if not settings.temperature == settings.temperature or settings.temperature < 0:
-        raise RecipeError(f"temperature: {settings.temperature} is not a number >= 0")
+    settings = resolve_evaluation(request)
     if reference_dir is None and not request.reference_model:
         raise RecipeError("reference_model: empty and no reference policy folder given; name the SFT model")
     if reward_model_dir is None and not request.reward_model:

@@ -34,6 +34,7 @@ from llmft.rlhf.demo import write_demo_dataset
 from llmft.rlhf.dpo import resolve_dpo as resolve_dpo  # the pipeline's config check asks it up front
 from llmft.rlhf.dpo import train_dpo
 from llmft.rlhf.evaluation import evaluate_policies
+from llmft.rlhf.evaluation import resolve_evaluation as resolve_evaluation  # and this, of the comparison
 from llmft.rlhf.ppo import resolve_ppo as resolve_ppo  # the pipeline's config check asks it up front
 from llmft.rlhf.ppo import train_ppo
 from llmft.rlhf.reward import train_reward_model
