@@ -101,11 +101,12 @@ def test_bad_input_is_refused_naming_the_file_and_the_real_problem(
 def test_bad_cleaning_settings_are_refused_before_any_file_is_read(
     options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Each named with its field; the source does not exist, so an error about it would mean the files were read."""
-    args = ["--kind", "raw_text", "--local", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "out"), *options]
+    """Each named with its field; the source is not JSON, so an error about its rows would mean it was read."""
+    (tmp_path / "rows.jsonl").write_text("{not json\n")
+    args = ["--kind", "raw_text", "--local", str(tmp_path / "rows.jsonl"), "--out", str(tmp_path / "out"), *options]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert message in err and "missing.txt" not in err, err
+    assert message in err and "rows.jsonl" not in err, err
     assert not (tmp_path / "out").exists()
 
 
@@ -238,6 +239,17 @@ def test_out_that_is_a_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
     assert main(["--kind", "raw_text", "--local", str(tmp_path / "a.txt"), "--out", str(tmp_path / "taken")]) == 2
     assert "taken: is a file, not an output folder" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_every_source_problem_is_named_before_any_source_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "rows.jsonl").write_text("{not json\n")  # read first, it would fail on its first line
+    args = ["--kind", "raw_text", "--local", str(tmp_path / "rows.jsonl"), "--local", str(tmp_path / "gone/*.txt")]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"sources[1].local.patterns[0]: {str(tmp_path / 'gone/*.txt')!r} matches no file on this machine" in err
+    assert "line 1" not in err and not (tmp_path / "out").exists()
 
 
 def test_source_problems_name_each_field_and_check_this_machine_only_when_asked(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from llmft.core.datasets import read_manifest, read_split
 from llmft.data.__main__ import main as cli
-from llmft.data.build import acquire_frame, build_dataset, prepare
+from llmft.data.build import DatasetRequestError, acquire_frame, build_dataset, prepare
 from llmft.data.schemas import DataValidationError
 from llmft.data.sources import SourceError
 from llmft.proto.data.v1 import dataset_pb2 as D
@@ -223,7 +223,7 @@ def test_non_utf8_bytes_name_file_and_line(tmp_path: Path) -> None:
 
 
 def test_missing_file_and_empty_dataset(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match=r"sources\[0\]: .*nope.txt: file not found"):
+    with pytest.raises(DatasetRequestError, match=r"sources\[0\].local.patterns\[0\]: .*nope.txt' matches no file"):
         acquire_frame(request(D.DATASET_KIND_RAW_TEXT, str(tmp_path / "nope.txt")))
     (tmp_path / "blank.txt").write_text("\n\n")
     with pytest.raises(
@@ -330,7 +330,7 @@ def test_python_package_source_reads_installed_code_and_derives_docstring_chats(
         kind=D.DATASET_KIND_RAW_TEXT,
         sources=[D.DatasetSource(python_package=D.PythonPackageSource(packages=["no-such-dist"]))],
     )
-    with pytest.raises(SourceError, match="'no-such-dist': not installed"):
+    with pytest.raises(DatasetRequestError, match="'no-such-dist' is not installed on this machine"):
         acquire_frame(missing)
 
 

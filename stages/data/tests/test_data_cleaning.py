@@ -153,7 +153,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "non-UTF-8": (local + [str(tmp_path / "latin1.jsonl")], "latin1.jsonl:1: not valid UTF-8"),
         "empty dataset": (local + [str(tmp_path / "empty.jsonl")], "the sources hold no rows"),
         "10 MB row": (["--kind", "raw_text", "--local", str(tmp_path / "huge.txt")], f"{MAX_RECORD_BYTES:,}-byte"),
-        "missing file": (local + [str(tmp_path / "nope.jsonl")], "nope.jsonl: file not found"),
+        "missing file": (local + [str(tmp_path / "nope.jsonl")], "nope.jsonl' matches no file on this machine"),
         "bad roles": (["--kind", "chat", "--local", str(tmp_path / "roles.jsonl")], "roles must alternate"),
         "unreachable URL": (["--kind", "prompt", "--url", "http://127.0.0.1:9/p.jsonl"], "p.jsonl: unreachable"),
         "missing git ref": (["--kind", "raw_text", "--git", f"{repo}@no-such-ref"], "'no-such-ref' does not exist"),

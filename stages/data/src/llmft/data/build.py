@@ -76,9 +76,16 @@ def check_config(request: dataset_pb2.DatasetRequest) -> None:
 
 
 def check_request(request: dataset_pb2.DatasetRequest) -> None:
-    check_config(request)
+    """Everything, the sources as this machine sees them included (every problem at once, before any is read)."""
+    from llmft.data.sources import source_problems
+
+    problems = config_problems(request)
     if not request.sources:
-        raise DatasetRequestError("sources: empty; give at least one source")
+        problems.append("sources: empty; give at least one source")
+    for index, source in enumerate(request.sources):
+        problems += [f"sources[{index}].{p}" for p in source_problems(source, here=True)]
+    if problems:
+        raise DatasetRequestError("; ".join(problems))
 
 
 def columns_of(kind: int) -> list[str]:
