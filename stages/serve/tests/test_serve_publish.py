@@ -111,10 +111,16 @@ def test_publish_dry_run_upload_and_serving_the_published_model(sft_model: Path,
         assert result["modelCommit"] == hub.repos[("model", MODEL_REPO)].head[0]
         writes = [r for r in hub.requests if r.method == "POST"]
         assert writes and all(r.authorised for r in writes)
-        # Publishing again is a new commit on the same repos.
+        # Publishing again is a new commit on the same repos, which then hold what this publish sent and nothing
+        # else: a file of an earlier publish that this one lacks is deleted in the same commit.
+        for kind, repo in (("model", MODEL_REPO), ("space", SPACE_REPO)):
+            oid, files = hub.repos[(kind, repo)].head
+            hub.repos[(kind, repo)].commits.append((oid + "-stale", "an earlier model", {**files, "old/x.bin": b"0"}))
         again = llmft_serve([*common, "--commit-message", "second"], environment(hub, home, TOKEN))
         assert again.returncode == 0, again.stderr
-        assert len(hub.repos[("model", MODEL_REPO)].commits) == 2
+        assert len(hub.repos[("model", MODEL_REPO)].commits) == 3
+        assert hub.files("model", MODEL_REPO) == tree(dry / "model")
+        assert hub.files("space", SPACE_REPO) == tree(dry / "space")
 
         # The token went to the Hub and nowhere else: not the output (debug logging on), not a file.
         assert TOKEN not in pushed.stdout + pushed.stderr + again.stdout + again.stderr

@@ -282,7 +282,11 @@ def _upload(
     api = HfApi(token=token)
     message = request.commit_message or f"llmft: model {fingerprint.removeprefix('sha256:')[:12]}"
     model_url = api.create_repo(request.model_repo_id, private=request.private, exist_ok=True)
-    model_commit = api.upload_folder(repo_id=request.model_repo_id, folder_path=model, commit_message=message)
+    # A publish replaces what the repo held: files of an earlier model or Space that this one lacks go in the same
+    # commit (huggingface_hub keeps .gitattributes).
+    model_commit = api.upload_folder(
+        repo_id=request.model_repo_id, folder_path=model, commit_message=message, delete_patterns="*"
+    )
     log.info("publish: model %s at commit %s", model_url, model_commit.oid)
     result = serve_pb2.PublishResult(model_url=str(model_url), model_commit=model_commit.oid, provenance=provenance)
     if space is not None:
@@ -290,7 +294,11 @@ def _upload(
             request.space_repo_id, repo_type="space", space_sdk="gradio", private=request.private, exist_ok=True
         )
         space_commit = api.upload_folder(
-            repo_id=request.space_repo_id, repo_type="space", folder_path=space, commit_message=message
+            repo_id=request.space_repo_id,
+            repo_type="space",
+            folder_path=space,
+            commit_message=message,
+            delete_patterns="*",
         )
         log.info("publish: Space %s at commit %s", space_url, space_commit.oid)
         result.space_url, result.space_commit = str(space_url), space_commit.oid
