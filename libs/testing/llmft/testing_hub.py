@@ -3,16 +3,22 @@ it here with HF_ENDPOINT). It implements the endpoints that creating repos, comm
 snapshots call:
 
     POST /api/repos/create                                   create a model or Space repo (409 when it exists)
-    POST /api/{models|spaces}/{repo}/preupload/{revision}    every file goes as a regular (inline) file
-    POST /api/{models|spaces}/{repo}/commit/{revision}       NDJSON: header, files (base64), deleted files
+    POST /api/{models|spaces}/{repo}/preupload/{revision}    small files go inline ("regular"); large ones and weights
+                                                             (over 10 MiB, or *.safetensors, *.bin, ...) by LFS
+    POST /{repo}.git/info/lfs/objects/batch, /spaces/...     the LFS batch API: where to PUT each object
+    PUT  /lfs-objects/{sha256}                               an LFS object's bytes (checked against its sha256)
+    POST /api/{models|spaces}/{repo}/commit/{revision}       NDJSON: header, files (base64), LFS files (by oid),
+                                                             deleted files
     GET  /api/{models|spaces}/{repo}[/revision/{revision}]   repo info with its files (siblings)
     GET  /api/{models|spaces}/{repo}/tree/{revision}         the files of the head commit
     GET  /api/whoami-v2                                      the token's user
     POST /api/validate-yaml                                  a README's front matter: YAML, and a Space's sdk
     HEAD|GET /{repo}/resolve/{revision}/{path}, /spaces/{repo}/resolve/...   a file with its commit and ETag
 
-Repos live in memory. Write calls need `Authorization: Bearer <token>` with the server's token; every request is
-recorded (method, path, whether it was authorised), so a test can check what the client did."""
+This is the Hub's legacy LFS protocol, which huggingface_hub speaks when hf_xet is absent or HF_HUB_DISABLE_XET is
+set (tests set it; the Xet protocol needs the Hub's content-addressed store). Repos live in memory. Write calls need
+`Authorization: Bearer <token>` with the server's token; every request is recorded (method, path, whether it was
+authorised), so a test can check what the client did."""
 
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ class Repo:
     private: bool
     sdk: str = ""
     commits: list[tuple[str, str, dict[str, bytes]]] = field(default_factory=list)  # (oid, message, files)
+    lfs_paths: set[str] = field(default_factory=set)  # files that were ever committed through LFS
 
     @property
     def head(self) -> tuple[str, dict[str, bytes]]:
@@ -40,6 +47,16 @@ class Repo:
             return "0" * 40, {}
         oid, _, files = self.commits[-1]
         return oid, files
+
+
+# The real Hub's defaults: a repo's .gitattributes tracks weights and archives by LFS, and any file over 10 MiB goes by
+# LFS whatever its name.
+LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".ckpt", ".h5", ".onnx", ".parquet", ".arrow", ".zip")
+LFS_THRESHOLD = 10 * 1024 * 1024
+
+
+def lfs_file(path: str, size: int) -> bool:
+    return path.endswith(LFS_SUFFIXES) or size > LFS_THRESHOLD
 
 
 @dataclass
@@ -58,6 +75,7 @@ class LocalHub:
         self.user = user
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[Request] = []
+        self.lfs: dict[str, bytes] = {}  # LFS objects by sha256
         self.lock = threading.Lock()
         hub = self
 
@@ -73,6 +91,9 @@ class LocalHub:
 
             def do_POST(self) -> None:
                 hub.handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                hub.handle(self, "PUT")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -95,8 +116,11 @@ class LocalHub:
         url = urllib.parse.urlsplit(h.path)
         path = urllib.parse.unquote(url.path)
         authorised = h.headers.get("authorization", "") == f"Bearer {self.token}"
-        length = int(h.headers.get("content-length") or 0)
-        body = h.rfile.read(length) if length else b""
+        if h.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self.read_chunked(h)
+        else:
+            length = int(h.headers.get("content-length") or 0)
+            body = h.rfile.read(length) if length else b""
         status, headers, payload = self.route(method, path, body, authorised)
         with self.lock:
             self.requests.append(Request(method, path, authorised, status))
@@ -108,8 +132,33 @@ class LocalHub:
         if method != "HEAD":
             h.wfile.write(payload)
 
+    @staticmethod
+    def read_chunked(h: BaseHTTPRequestHandler) -> bytes:
+        chunks = []
+        while True:
+            size = int(h.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                h.rfile.readline()
+                return b"".join(chunks)
+            chunks.append(h.rfile.read(size))
+            h.rfile.readline()
+
     def route(self, method: str, path: str, body: bytes, authorised: bool) -> tuple[int, dict[str, str], bytes]:
         parts = [p for p in path.split("/") if p]
+        if parts[-4:] == ["info", "lfs", "objects", "batch"] and method == "POST":
+            kind = "space" if parts[0] == "spaces" else "model"
+            repo_id = "/".join(parts[1:-4] if kind == "space" else parts[:-4]).removesuffix(".git")
+            if (kind, repo_id) not in self.repos:
+                return self.error(404, f"Repository not found: {repo_id}", {"x-error-code": "RepoNotFound"})
+            if not authorised:
+                return self.error(401, "Invalid credentials in Authorization header")
+            return self.lfs_batch(json.loads(body))
+        if parts[:1] == ["lfs-objects"] and method == "PUT" and len(parts) == 2:
+            if hashlib.sha256(body).hexdigest() != parts[1]:
+                return self.error(400, f"LFS object {parts[1]}: its content has another sha256")
+            with self.lock:
+                self.lfs[parts[1]] = body
+            return 200, {"etag": '"' + parts[1] + '"'}, b""
         if parts[:2] == ["api", "whoami-v2"]:
             if not authorised:
                 return self.error(401, "Invalid credentials in Authorization header")
@@ -209,8 +258,25 @@ class LocalHub:
         return self.json({"errors": errors, "warnings": []}, status=400 if errors else 200)
 
     def preupload(self, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-        files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in payload["files"]]
+        files = [
+            {
+                "path": f["path"],
+                "uploadMode": "lfs" if lfs_file(f["path"], f["size"]) else "regular",
+                "shouldIgnore": False,
+            }
+            for f in payload["files"]
+        ]
         return self.json({"files": files, "commitOid": "0" * 40})
+
+    def lfs_batch(self, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """Where to upload each object: a PUT to this server (none for an object it already holds)."""
+        objects = []
+        for item in payload.get("objects", []):
+            entry: dict[str, Any] = {"oid": item["oid"], "size": item["size"]}
+            if item["oid"] not in self.lfs:
+                entry["actions"] = {"upload": {"href": f"{self.endpoint}/lfs-objects/{item['oid']}"}}
+            objects.append(entry)
+        return self.json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
 
     def commit(self, repo: Repo, body: bytes) -> tuple[int, dict[str, str], bytes]:
         _, current = repo.head
@@ -228,6 +294,11 @@ class LocalHub:
                 files[value["path"]] = (
                     base64.b64decode(content) if value.get("encoding") == "base64" else content.encode()
                 )
+            elif key == "lfsFile":
+                if value["oid"] not in self.lfs:
+                    return self.error(400, f"commit: {value['path']}: LFS object {value['oid']} was never uploaded")
+                files[value["path"]] = self.lfs[value["oid"]]
+                repo.lfs_paths.add(value["path"])
             elif key in ("deletedFile", "deletedFolder"):
                 prefix = value["path"]
                 files = {k: v for k, v in files.items() if k != prefix and not k.startswith(prefix.rstrip("/") + "/")}

@@ -66,6 +66,7 @@ def llmft_serve(args: list[str], env: dict[str, str], timeout: float = 300) -> s
 def environment(hub: LocalHub, home: Path, token: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(home), HF_HUB_VERBOSITY="debug", HF_HUB_DISABLE_TELEMETRY="1")
+    env["HF_HUB_DISABLE_XET"] = "1"  # the local Hub speaks LFS, not Xet (llmft.testing_hub)
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -106,6 +107,11 @@ def test_publish_dry_run_upload_and_serving_the_published_model(sft_model: Path,
         result = json.loads(pushed.stdout[pushed.stdout.index("{") :])
         assert hub.files("model", MODEL_REPO) == tree(dry / "model")
         assert hub.files("space", SPACE_REPO) == tree(dry / "space")
+        # The weights took the LFS path that real safetensors take (batch, PUT, commit by oid); the card went inline.
+        assert hub.repos[("model", MODEL_REPO)].lfs_paths == {
+            p for p in tree(dry / "model") if p.endswith(".safetensors")
+        }
+        assert hub.repos[("model", MODEL_REPO)].lfs_paths and any(r.method == "PUT" for r in hub.requests)
         assert hub.repos[("space", SPACE_REPO)].sdk == "gradio"
         assert result["modelUrl"].endswith(MODEL_REPO) and result["spaceUrl"].endswith(SPACE_REPO)
         assert result["modelCommit"] == hub.repos[("model", MODEL_REPO)].head[0]
