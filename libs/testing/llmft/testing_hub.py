@@ -134,7 +134,7 @@ class LocalHub:
 
     @staticmethod
     def read_chunked(h: BaseHTTPRequestHandler) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(h.rfile.readline().split(b";")[0].strip(), 16)
             if size == 0:
