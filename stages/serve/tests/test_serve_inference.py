@@ -4,7 +4,7 @@ checks, batching of concurrent requests, cancellation, deadlines and the bounded
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -198,3 +198,57 @@ def test_a_full_queue_refuses_at_once(one_slot: Generator) -> None:
     waiting.cancel()
     list(running), list(waiting)
     assert one_slot.generate(chat("now", max_new_tokens=2)).usage.completion_tokens > 0
+
+
+def test_a_failure_as_a_request_joins_the_batch_ends_it_and_the_batch_and_the_engine_goes_on(
+    generator: Generator,
+) -> None:
+    engine = generator.engine
+    before = engine.stats().finished.get(E.ERROR, 0)
+    running = generator.start(chat("go on", max_new_tokens=400))
+    tokens = iter(running)
+    next(tokens)  # decoding: the next request joins a running batch
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("the caches could not be merged")
+
+    def outcome(handle: Iterable[int]) -> BaseException | None:
+        """How reading the handle ends, within a minute (a request that never ends is the bug this catches)."""
+        ended: list[BaseException | None] = []
+
+        def read() -> None:
+            try:
+                list(handle)
+                ended.append(None)
+            except Exception as error:
+                ended.append(error)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        assert ended, "the request never ended"
+        return ended[0]
+
+    engine._merge = broken  # type: ignore[method-assign,assignment]
+    try:
+        joining = generator.start(chat("join", max_new_tokens=40))
+        assert "could not be merged" in str(outcome(joining))  # ends with the error instead of waiting forever
+        assert "could not be merged" in str(outcome(tokens))  # the batch it may have half joined fails too
+    finally:
+        del engine._merge
+    assert joining.reason == running.reason == E.ERROR
+    assert engine.stats().finished[E.ERROR] == before + 2 and engine.stats().running == 0
+    assert engine._in_flight == 0  # no slot leaked: both counted as ended, once each
+    assert generator.generate(chat("still here?", max_new_tokens=3)).usage.completion_tokens > 0
+
+
+def test_the_prefill_asks_the_model_for_the_last_position_only(generator: Generator) -> None:
+    assert generator.engine._last_logits_only == {"logits_to_keep": 1}
+    calls: list[int] = []
+    model = generator.engine.model
+    hook = model.register_forward_hook(lambda module, args, kwargs_out: calls.append(kwargs_out.logits.shape[1]))
+    try:
+        generator.generate(chat("a question with several tokens in its prompt", max_new_tokens=2))
+    finally:
+        hook.remove()
+    assert calls and set(calls) == {1}  # prefill and decode steps alike: one position of logits

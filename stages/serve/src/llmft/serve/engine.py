@@ -13,6 +13,7 @@ the engine admits new sequences only when the batch is empty (dynamic batching).
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import math
 import os
@@ -155,6 +156,9 @@ class Engine:
         self._wake_event = threading.Event()
         self._closed = False
         self._in_flight = 0  # submitted and not yet ended
+        # The prefill needs the last position's logits only: models that can skip the others are asked to.
+        accepts = inspect.signature(self.model.forward).parameters
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
         # The running batch: rows aligned with the cache's batch dimension.
         self._rows: list[Sequence] = []
         self._cache: Any = None
@@ -234,6 +238,8 @@ class Engine:
                     self._fail_running(error)
 
     def _end(self, sequence: Sequence, reason: str, error: BaseException | None = None) -> None:
+        if sequence.reason:  # ended already (a failure after it ended must not count it twice)
+            return
         sequence.reason = reason
         sequence.finished_at = time.monotonic()
         with self._lock:
@@ -285,6 +291,7 @@ class Engine:
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                 cache=cache,
                 use_cache=True,
+                **self._last_logits_only,
             ).logits[:, -1, :]
             tokens = self._sample(logits, new)
         except Exception as error:
@@ -292,19 +299,26 @@ class Engine:
             for sequence in new:
                 self._end(sequence, ERROR, error)
             return
-        if self._mergeable is None:
-            self._mergeable = all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
-        keep = self._emit(new, tokens)
-        if not keep:
-            return
-        index = torch.tensor(keep, device=self._device)
-        cache.batch_select_indices(index)
-        new_rows, mask, last = [new[i] for i in keep], mask[index], tokens[index]
-        if not self._rows:
-            self._rows, self._cache, self._mask, self._last = new_rows, cache, mask, last
-        else:
-            self._merge(new_rows, cache, mask, last)
-        self._largest_batch = max(self._largest_batch, len(self._rows))
+        try:
+            if self._mergeable is None:
+                self._mergeable = all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+            keep = self._emit(new, tokens)
+            if not keep:
+                return
+            index = torch.tensor(keep, device=self._device)
+            cache.batch_select_indices(index)
+            new_rows, mask, last = [new[i] for i in keep], mask[index], tokens[index]
+            if not self._rows:
+                self._rows, self._cache, self._mask, self._last = new_rows, cache, mask, last
+            else:
+                self._merge(new_rows, cache, mask, last)
+            self._largest_batch = max(self._largest_batch, len(self._rows))
+        except Exception as error:
+            # The new requests end here, whatever step failed; the running batch may be half merged, so the loop
+            # fails it too (every request ends once: _end ignores one that already has).
+            for sequence in new:
+                self._end(sequence, ERROR, error)
+            raise
 
     def _merge(self, rows: list[Sequence], cache: Any, mask: Any, last: Any) -> None:
         """Appends rows to the running batch, left-padding whichever cache is shorter."""
