@@ -317,9 +317,14 @@ def plan_text(request: PipelineRequest, steps: list[Step], runs_dir: Path, confi
     for step, asked in zip(steps, requests, strict=True):
         lines.append(f"  {step.name:<{widths[0]}}  {step.task:<{widths[1]}}  {asked:<{widths[2]}}  {step.status}")
     cached = sum(s.cache == HIT for s in steps)
-    running = sum(s.will_run is True for s in steps)
-    open_ = sum(s.will_run is None for s in steps)
-    lines += ["", f"{cached} step(s) from the cache, {running} run, {open_} depend on the steps before them."]
+    missed = sum(s.cache in (RUNS, LOST) for s in steps)
+    light = sum(s.cache in (EVERY, READ, IF_PASSED, IF_HELD) for s in steps)
+    open_ = sum(s.cache == AFTER for s in steps)
+    lines += [
+        "",
+        f"Cached steps: {cached} from the cache, {missed} run, {open_} depend on the steps before them. "
+        f"{light} light step(s) are never cached (run every time, the gate's branch when it decides).",
+    ]
     lines.append("Outputs:")
     lines += [f"  {what + ':':<8} {path}" for what, path in outputs_of(request, runs_dir).items()]
     return "\n".join(lines)
