@@ -252,3 +252,42 @@ def test_the_prefill_asks_the_model_for_the_last_position_only(generator: Genera
     finally:
         hook.remove()
     assert calls and set(calls) == {1}  # prefill and decode steps alike: one position of logits
+
+
+def test_incremental_text_equals_the_whole_decode_a_window_at_a_time(generator: Generator) -> None:
+    from llmft.serve.detokenize import IncrementalText
+
+    tokenizer = generator.tokenizer
+    words = "Größe, naïve café — 東京 🙂🚀 and the rest of a sentence that goes on. " * 3
+    ids = tokenizer.encode(words, add_special_tokens=False)
+    decoded: list[int] = []
+
+    def decode(tokens: list[int]) -> str:
+        decoded.append(len(tokens))
+        return str(tokenizer.decode(tokens, skip_special_tokens=True))
+
+    text = IncrementalText(decode)
+    deltas = [text.add(token) for token in ids]
+    assert text.text == tokenizer.decode(ids, skip_special_tokens=True) and "".join(deltas) == text.text
+    assert not any("\ufffd" in d for d in deltas)  # a character split across tokens waits for its last byte
+    assert max(decoded) <= 8 and sum(decoded) <= 8 * len(ids)  # windows, not the whole text each time
+
+
+def test_stop_strings_and_streaming_decode_linearly_not_the_whole_answer_each_token(
+    generator: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+    decode = generator.tokenizer.decode
+
+    def counting(tokens: list[int], **kwargs: object) -> str:
+        decoded.append(len(tokens))
+        return str(decode(tokens, **kwargs))
+
+    monkeypatch.setattr(generator.tokenizer, "decode", counting)
+    request = chat("go on", max_new_tokens=300, stop=["\u2603never\u2603"])  # a stop string that never comes
+    pieces = list(generator.stream(request))
+    tokens = pieces[-1].usage.completion_tokens
+    assert tokens == 300
+    # The engine's stop check and the stream each decode windows; the final answer is decoded whole once or twice.
+    # Decoding the whole answer at every token, as before, is 300 * 301 / 2 = 45,150 tokens for each of the two.
+    assert sum(decoded) < 20 * tokens, sum(decoded)

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmft.serve.detokenize import IncrementalText, first_stop
+
 log = logging.getLogger(__name__)
 
 # Why a sequence ended.
@@ -64,6 +66,7 @@ class Sequence:
     admitted_at: float = 0.0
     finished_at: float = 0.0
     reason: str = ""
+    text: IncrementalText | None = None  # the answer's text as it grows, for stop strings
 
 
 class Handle:
@@ -407,8 +410,10 @@ class Engine:
         if token in self.eos:
             return STOP
         if sequence.sampling.stop and self.decode is not None:
-            text = self.decode(sequence.tokens)
-            if any(stop in text for stop in sequence.sampling.stop):
+            if sequence.text is None:
+                sequence.text = IncrementalText(self.decode)
+            added = sequence.text.add(token)  # a window of tokens decoded, not the whole answer
+            if added and first_stop(sequence.text.text, list(sequence.sampling.stop), len(added)) >= 0:
                 return STOP
         if len(sequence.tokens) >= sequence.sampling.max_new_tokens:
             return LENGTH

@@ -15,6 +15,7 @@ from llmft.core.models import load_frozen_model, load_tokenizer, model_family
 from llmft.core.training import model_fingerprint, read_artifact
 from llmft.proto.serve.v1 import serve_pb2
 from llmft.serve import engine as E
+from llmft.serve.detokenize import IncrementalText, first_stop
 
 S = serve_pb2
 ROLES = {"system", "user", "assistant"}
@@ -213,17 +214,25 @@ class Generator:
         stops = list(request.generation.stop)
         tokens: list[int] = []
         sent = ""
+        # The text grows by decoding a window of tokens at a time (llmft.serve.detokenize), not the whole answer at
+        # every token; an incomplete character waits for the token that completes it.
+        text = IncrementalText(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
+        cut = False
         try:
             for token in handle:
                 tokens.append(token)
-                text, cut = answer_text(self.tokenizer, tokens, stops)
-                # Hold back an incomplete character and a tail that could be the start of a stop string.
-                safe = len(text) if cut else len(text) - _partial_stop(text, stops)
-                while safe > len(sent) and text[safe - 1] == "\ufffd":
-                    safe -= 1
-                if safe > len(sent) and text[: len(sent)] == sent:
-                    yield S.GenerateStreamResponse(text_delta=text[len(sent) : safe])
-                    sent = text[:safe]
+                added = text.add(token)
+                if cut or not added:
+                    continue
+                shown = text.text
+                at = first_stop(shown, stops, len(added))
+                cut = at >= 0
+                shown = shown[:at] if cut else shown
+                # Hold back a tail that could be the start of a stop string.
+                safe = len(shown) if cut else len(shown) - _partial_stop(shown, stops)
+                if safe > len(sent):
+                    yield S.GenerateStreamResponse(text_delta=shown[len(sent) : safe])
+                    sent = shown[:safe]
         finally:
             handle.cancel()
         final = self.finish(handle, tokens, stops)
