@@ -291,3 +291,21 @@ def test_stop_strings_and_streaming_decode_linearly_not_the_whole_answer_each_to
     # The engine's stop check and the stream each decode windows; the final answer is decoded whole once or twice.
     # Decoding the whole answer at every token, as before, is 300 * 301 / 2 = 45,150 tokens for each of the two.
     assert sum(decoded) < 20 * tokens, sum(decoded)
+
+
+def test_the_token_bound_admits_only_what_fits_in_arrival_order_and_refuses_what_never_can(model_dir: Path) -> None:
+    request = chat("the same question for all", max_new_tokens=8)
+    probe = Generator(model_dir, max_batch=1, max_queue=0)
+    size = len(probe.prompt_ids(request)) + 8
+    expected = reference_greedy(probe, request)
+    probe.close()
+    bounded = Generator(model_dir, max_batch=8, max_queue=16, max_batch_tokens=2 * size)  # two requests fit
+    try:
+        handles = [bounded.start(request) for _ in range(6)]
+        assert [list(h) for h in handles] == [expected] * 6  # all answered, in full
+        stats = bounded.engine.stats()
+        assert stats.largest_batch == 2  # eight slots, but the tokens of two
+        with pytest.raises(RequestError, match=f"exceed the engine's token bound of {2 * size}"):
+            bounded.start(chat("the same question for all", max_new_tokens=2 * size))
+    finally:
+        bounded.close()

@@ -42,6 +42,13 @@ def parser() -> argparse.ArgumentParser:
     grpc_p.add_argument("--max-batch", type=int, default=16, help="sequences decoded together")
     grpc_p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot; more are refused")
     grpc_p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=0,
+        help="token positions the running batch may hold (each request reserves its prompt and max_new_tokens); a "
+        "request that does not fit waits, one larger than this is refused; 0: only --max-batch bounds the batch",
+    )
+    grpc_p.add_argument(
         "--token-env",
         default="LLMFT_SERVE_TOKEN",
         help="environment variable holding the bearer token callers must send; unset means no authentication",
@@ -114,6 +121,7 @@ def run_grpc(args: argparse.Namespace) -> None:
         port=args.port,
         max_batch=args.max_batch,
         max_queue=args.max_queue,
+        max_batch_tokens=args.max_batch_tokens,
         token=os.environ.get(args.token_env, ""),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

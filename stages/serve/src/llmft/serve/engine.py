@@ -36,6 +36,10 @@ class EngineBusy(RuntimeError):
     """The waiting queue is full; the caller should retry later."""
 
 
+class RequestTooLarge(ValueError):
+    """A request whose prompt and token budget alone exceed the engine's token bound: it could never run."""
+
+
 class EngineClosed(RuntimeError):
     """The engine was shut down."""
 
@@ -139,6 +143,7 @@ class Engine:
         max_queue: int = 64,
         decode: Callable[[list[int]], str] | None = None,
         max_positions: int = 0,
+        max_batch_tokens: int = 0,
     ) -> None:
         import torch
 
@@ -153,6 +158,11 @@ class Engine:
         self.max_queue = max_queue
         self.decode = decode
         self.max_positions = max_positions
+        # The running batch's cache holds at most this many token positions: each request reserves its prompt and its
+        # max_new_tokens when admitted (0: only max_batch bounds it).
+        if max_batch_tokens < 0:
+            raise ValueError(f"max_batch_tokens: must be >= 0, got {max_batch_tokens}")
+        self.max_batch_tokens = max_batch_tokens
         self._device = getattr(model, "device", torch.device("cpu"))
         self._waiting: collections.deque[Sequence] = collections.deque()
         self._lock = threading.Lock()
@@ -183,6 +193,11 @@ class Engine:
 
         if not prompt:
             raise ValueError("prompt: no tokens")
+        if self.max_batch_tokens and len(prompt) + sampling.max_new_tokens > self.max_batch_tokens:
+            raise RequestTooLarge(
+                f"{len(prompt)} prompt tokens + max_new_tokens {sampling.max_new_tokens} exceed the engine's token "
+                f"bound of {self.max_batch_tokens}; shorten the prompt or lower max_new_tokens"
+            )
         generator = torch.Generator(device="cpu")
         generator.manual_seed(sampling.seed or int.from_bytes(os.urandom(8), "little") >> 1)
         sequence = Sequence(list(prompt), sampling, deadline, generator)
@@ -276,8 +291,15 @@ class Engine:
         free = self.max_batch - len(self._rows)
         if free <= 0 or (self._rows and self._mergeable is False):
             return
+        budget = self.max_batch_tokens - sum(self._reserved(s) for s in self._rows) if self.max_batch_tokens else 0
+        new: list[Sequence] = []
         with self._lock:
-            new = [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
+            # In arrival order; the first that does not fit waits for tokens to free up (no overtaking, no starving).
+            while self._waiting and len(new) < free:
+                if self.max_batch_tokens and self._reserved(self._waiting[0]) > budget:
+                    break
+                budget -= self._reserved(self._waiting[0])
+                new.append(self._waiting.popleft())
         if not new:
             return
         now = time.monotonic()
@@ -322,6 +344,11 @@ class Engine:
             for sequence in new:
                 self._end(sequence, ERROR, error)
             raise
+
+    @staticmethod
+    def _reserved(sequence: Sequence) -> int:
+        """The cache positions a sequence can come to hold: its prompt and its whole token budget."""
+        return len(sequence.prompt) + sequence.sampling.max_new_tokens
 
     def _merge(self, rows: list[Sequence], cache: Any, mask: Any, last: Any) -> None:
         """Appends rows to the running batch, left-padding whichever cache is shorter."""

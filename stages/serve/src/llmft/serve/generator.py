@@ -103,7 +103,7 @@ class Generator:
     """A model folder behind a continuous-batching engine. `max_batch` sequences decode together; up to `max_queue`
     more wait for a slot, and beyond that `E.EngineBusy` is raised."""
 
-    def __init__(self, model_dir: Path, max_batch: int = 16, max_queue: int = 64) -> None:
+    def __init__(self, model_dir: Path, max_batch: int = 16, max_queue: int = 64, max_batch_tokens: int = 0) -> None:
         self.model_dir = Path(model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
         self.model = load_frozen_model(self.model_dir)
@@ -124,6 +124,7 @@ class Generator:
             max_queue=max_queue,
             decode=lambda tokens: self.tokenizer.decode(tokens, skip_special_tokens=True),
             max_positions=self.max_positions,
+            max_batch_tokens=max_batch_tokens,
         )
 
     def close(self) -> None:
@@ -174,7 +175,10 @@ class Generator:
 
     def start(self, request: Any, deadline: float | None = None) -> E.Handle:
         """Checks the request and queues it; `deadline` is a time.monotonic() value."""
-        return self.engine.submit(self.prompt_ids(request), self.sampling(request.generation), deadline)
+        try:
+            return self.engine.submit(self.prompt_ids(request), self.sampling(request.generation), deadline)
+        except E.RequestTooLarge as error:
+            raise RequestError(str(error)) from error
 
     def finish(self, handle: E.Handle, tokens: list[int], stops: list[str]) -> Answer:
         if handle.reason not in FINISH:

@@ -42,6 +42,7 @@ class ServerOptions:
     port: int = 50051
     max_batch: int = 16
     max_queue: int = 64
+    max_batch_tokens: int = 0
     token: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -206,4 +207,12 @@ def serve(generator: Generator, options: ServerOptions) -> RunningServer:
 def build_server(model_dir: Path, options: ServerOptions | None = None) -> RunningServer:
     """Loads the model folder and serves it."""
     options = options or ServerOptions(port=0)
-    return serve(Generator(model_dir, max_batch=options.max_batch, max_queue=options.max_queue), options)
+    return serve(
+        Generator(
+            model_dir,
+            max_batch=options.max_batch,
+            max_queue=options.max_queue,
+            max_batch_tokens=options.max_batch_tokens,
+        ),
+        options,
+    )
