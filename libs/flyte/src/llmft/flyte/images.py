@@ -27,6 +27,7 @@ PINS: dict[str, str] = {
     "datasets": "5.2.0",
     "datasketch": "2.0.0",
     "deepspeed": "0.19.8",
+    "fastapi": "0.165.0",
     "flyteidl": "1.16.8",
     "flytekit": "1.16.31",
     "flytekitplugins-kfpytorch": "1.16.31",
@@ -44,15 +45,18 @@ PINS: dict[str, str] = {
     "pandera": "0.35.0",
     "peft": "0.21.2",
     "protobuf": "7.36.2",
+    "pydantic": "2.14.4",
     "pyarrow": "26.0.1",
     "pyyaml": "6.0.4",
     "safetensors": "0.8.0",
+    "starlette": "1.10.0",
     "tensorboard": "2.21.0",
     "tokenizers": "0.23.3",
     "tqdm": "4.70.1",
     "torch": "2.13.0",
     "transformers": "5.24.0",
     "trl": "1.12.0",
+    "uvicorn": "0.55.0",
 }
 
 # The llmft libraries every stage's wheel depends on, at their versions (tests/test_versions.py checks them against the

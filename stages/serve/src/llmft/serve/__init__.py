@@ -3,5 +3,5 @@ generation, model info, standard health checks and reflection, deadlines, a boun
 Gradio chat app laid out as a Hugging Face Space, publishing of the model, its card and the Space to the Hub, and
 batch inference over a prompt dataset split into content-named shards."""
 
-__version__ = "0.6.3"
+__version__ = "0.7.0"
 STAGE = "llmft.serve"

@@ -2,6 +2,7 @@
 
 Commands:
   grpc     run the gRPC InferenceService (Generate, GenerateStream, GetModelInfo) with health checks and reflection
+  openai   run an OpenAI-compatible HTTP endpoint (/v1/chat/completions, streaming or not; /v1/models) on the same engine
   batch    answer every prompt of a prompt dataset folder, write the answers as Parquet
   publish  push the model with its card, and its chat Space, to the Hugging Face Hub (token: HF_TOKEN)
   space    write the Gradio chat app as a Hugging Face Space folder (app.py, requirements.txt, README.md)
@@ -9,6 +10,7 @@ Commands:
 
 Examples:
   llmft serve grpc --model runs/sft --port 50051
+  llmft serve openai --model runs/sft --port 8000    # then: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="-")
   llmft serve batch --model runs/sft --data runs/prompts --out runs/answers.parquet --shards 4
   llmft serve space --model org/tiny-llama-sft --out runs/space
   HF_TOKEN=... llmft serve publish --model runs/sft --model-repo-id org/tiny-llama-sft --space-repo-id org/tiny-chat
@@ -33,28 +35,23 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     grpc_p = sub.add_parser("grpc", help="run the gRPC inference service")
-    grpc_p.add_argument(
-        "--model", required=True, help="model folder, built-in preset, .gguf file, or Hub id of a published model"
-    )
-    grpc_p.add_argument("--revision", default="", help="Hub revision (branch, tag or commit) of a Hub id")
-    grpc_p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    grpc_p.add_argument("--port", type=int, default=50051, help="0 picks a free port (printed on start)")
-    grpc_p.add_argument("--max-batch", type=int, default=16, help="sequences decoded together")
-    grpc_p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot; more are refused")
-    grpc_p.add_argument(
-        "--max-batch-tokens",
-        type=int,
-        default=0,
-        help="token positions the running batch may hold (each request reserves its prompt and max_new_tokens); a "
-        "request that does not fit waits, one larger than this is refused; 0: only --max-batch bounds the batch",
-    )
-    grpc_p.add_argument(
-        "--token-env",
-        default="LLMFT_SERVE_TOKEN",
-        help="environment variable holding the bearer token callers must send; unset means no authentication",
-    )
+    _engine_arguments(grpc_p, port=50051)
     grpc_p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS only")
     grpc_p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    openai_p = sub.add_parser("openai", help="run an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models)")
+    _engine_arguments(openai_p, port=8000)
+    openai_p.add_argument(
+        "--served-model-name",
+        default="",
+        help="the model's id in /v1/models and the `model` requests must name (default: --model as given)",
+    )
+    openai_p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=0.0,
+        help="seconds a generation may take before it is stopped with 504 (0: no limit; a client's own timeout, "
+        "which closes its connection, also stops it)",
+    )
     batch_p = sub.add_parser("batch", help="answer a prompt dataset")
     batch_p.add_argument("--model", required=True, help="model folder, built-in preset, .gguf file, or Hub id")
     batch_p.add_argument("--data", type=Path, required=True, help="prompt dataset folder (kind prompt)")
@@ -96,6 +93,30 @@ def parser() -> argparse.ArgumentParser:
     ask_p.add_argument("--max-new-tokens", type=int, default=64)
     ask_p.add_argument("question")
     return p
+
+
+def _engine_arguments(p: argparse.ArgumentParser, port: int) -> None:
+    """The model, address, engine bounds and token of a serving command (gRPC and OpenAI alike)."""
+    p.add_argument(
+        "--model", required=True, help="model folder, built-in preset, .gguf file, or Hub id of a published model"
+    )
+    p.add_argument("--revision", default="", help="Hub revision (branch, tag or commit) of a Hub id")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=port, help="0 picks a free port (printed on start)")
+    p.add_argument("--max-batch", type=int, default=16, help="sequences decoded together")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot; more are refused")
+    p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=0,
+        help="token positions the running batch may hold (each request reserves its prompt and max_new_tokens); a "
+        "request that does not fit waits, one larger than this is refused; 0: only --max-batch bounds the batch",
+    )
+    p.add_argument(
+        "--token-env",
+        default="LLMFT_SERVE_TOKEN",
+        help="environment variable holding the bearer token callers must send; unset means no authentication",
+    )
 
 
 def model_folder(name: str, revision: str = "") -> Path:
@@ -142,11 +163,58 @@ def run_grpc(args: argparse.Namespace) -> None:
     running.stop()
 
 
+def run_openai(args: argparse.Namespace) -> None:
+    """Serves until SIGINT or SIGTERM, then lets requests in flight end (5 s at most) and closes the engine."""
+    import os
+    import signal
+
+    from llmft.serve.generator import Generator
+    from llmft.serve.openai_api import OpenAIOptions, bind, server_for
+
+    options = OpenAIOptions(
+        host=args.host,
+        port=args.port,
+        model_name=args.served_model_name or args.model,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
+        max_batch_tokens=args.max_batch_tokens,
+        token=os.environ.get(args.token_env, ""),
+        request_timeout=args.request_timeout,
+    )
+    if options.request_timeout < 0:
+        raise ValueError(f"--request-timeout: must be >= 0, got {options.request_timeout}")
+    generator = Generator(
+        model_folder(args.model, args.revision),
+        max_batch=options.max_batch,
+        max_queue=options.max_queue,
+        max_batch_tokens=options.max_batch_tokens,
+    )
+    try:
+        sock = bind(options.host, options.port)
+        server, completions = server_for(generator, options)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(
+            f"llmft serve: OpenAI-compatible API on http://{host}:{sock.getsockname()[1]}/v1 (model "
+            f"{options.model_name!r}, fingerprint {generator.fingerprint}; "
+            f"{'bearer token' if options.token else 'no token'}; {options.max_batch} slots, queue {options.max_queue})",
+            flush=True,
+        )
+        server.run(sockets=[sock])
+        print("llmft serve: shutting down", flush=True)
+        completions.close()
+    finally:
+        generator.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "grpc":
             run_grpc(args)
+        elif args.command == "openai":
+            run_openai(args)
         elif args.command == "batch":
             import shutil
 

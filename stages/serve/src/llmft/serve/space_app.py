@@ -10,10 +10,15 @@ Settings come from space_config.json beside this file, and these environment var
 them under Settings, Variables and secrets): LLMFT_MODEL, LLMFT_GRPC_TARGET, LLMFT_GRPC_TOKEN (a secret),
 LLMFT_GRPC_ROOT_CERT (a PEM file), LLMFT_MAX_NEW_TOKENS, LLMFT_TEMPERATURE.
 
+Generation stops when the visitor presses stop or leaves the page: Gradio closes the answer's generator, which stops
+the model within a step (in process) or cancels the gRPC call; the Space's log notes each answer's tokens and whether it
+was cut short.
+
 Run it locally: `python app.py` in the Space folder (GRADIO_SERVER_PORT picks the port)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -88,8 +93,10 @@ class LocalModel:
         return bool(file_exists(model, "adapter_config.json"))
 
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float) -> Iterator[str]:
+        """The answer's text pieces as they are generated. Closing this iterator early (the visitor pressed stop or
+        left) stops the model at its next step, so the one CPU is free for the next visitor."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         encoded = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
@@ -100,19 +107,35 @@ class LocalModel:
             sampling = {"do_sample": True, "temperature": temperature}
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         failure: list[BaseException] = []
+        left = threading.Event()
+
+        class Left(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), left.is_set(), dtype=torch.bool)
 
         def run() -> None:
             try:
                 with self.lock, torch.no_grad():
-                    self.model.generate(
-                        **encoded, streamer=streamer, max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling
+                    output = self.model.generate(
+                        **encoded,
+                        streamer=streamer,
+                        max_new_tokens=max_new_tokens,
+                        pad_token_id=pad,
+                        stopping_criteria=StoppingCriteriaList([Left()]),
+                        **sampling,
                     )
+                tokens = output.shape[-1] - encoded["input_ids"].shape[-1]
+                cut = " (cut short: the visitor pressed stop or left)" if left.is_set() else ""
+                print(f"llmft space: answered with {tokens} of at most {max_new_tokens} tokens{cut}", flush=True)
             except BaseException as error:  # shown to the user after the stream ends
                 failure.append(error)
                 streamer.end()
 
         threading.Thread(target=run, daemon=True).start()
-        yield from streamer
+        try:
+            yield from streamer
+        finally:
+            left.set()
         if failure:
             raise failure[0]
 
@@ -140,9 +163,13 @@ class GrpcModel:
             messages=[S.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
             generation=S.GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature),
         )
-        for piece in self.stub.GenerateStream(request, timeout=300, metadata=self.metadata):
-            if piece.text_delta:
-                yield piece.text_delta
+        call = self.stub.GenerateStream(request, timeout=300, metadata=self.metadata)
+        try:
+            for piece in call:
+                if piece.text_delta:
+                    yield piece.text_delta
+        finally:
+            call.cancel()  # the visitor pressed stop or left: the service stops generating at its next step
 
 
 def backend(settings: dict[str, Any]) -> LocalModel | GrpcModel:
@@ -161,9 +188,13 @@ def build_demo(settings: dict[str, Any], model: LocalModel | GrpcModel) -> Any:
             yield "Type a message first."
             return
         answer = ""
-        for piece in model.stream(conversation(message, history), settings["max_new_tokens"], settings["temperature"]):
-            answer += piece
-            yield answer
+        # Gradio closes this generator when the visitor presses stop or leaves; closing the model's stream with it
+        # stops the generation.
+        stream = model.stream(conversation(message, history), settings["max_new_tokens"], settings["temperature"])
+        with contextlib.closing(stream) as pieces:
+            for piece in pieces:
+                answer += piece
+                yield answer
 
     return gr.ChatInterface(
         respond,

@@ -44,7 +44,17 @@ from llmft.serve.generator import Generator
 from llmft.serve.publish import repo_id_problems as repo_id_problems  # the config check asks it up front
 from llmft.serve.space import SpaceSettings, load_local_model, write_space
 
-PACKAGES = ["gradio", "grpcio", "grpcio-health-checking", "grpcio-reflection", "tqdm"]
+PACKAGES = [
+    "fastapi",
+    "gradio",
+    "grpcio",
+    "grpcio-health-checking",
+    "grpcio-reflection",
+    "pydantic",
+    "starlette",
+    "tqdm",
+    "uvicorn",
+]
 IMAGE = stage_image("llmft-serve", __version__, PACKAGES)
 CACHE_VERSION = stage_cache_version("llmft-serve", __version__, PACKAGES)
 
