@@ -2,7 +2,7 @@
 
 Commands:
   grpc     run the gRPC InferenceService (Generate, GenerateStream, GetModelInfo) with health checks and reflection
-  openai   run an OpenAI-compatible HTTP endpoint (/v1/chat/completions, streaming or not; /v1/models) on the same engine
+  openai   run an OpenAI-compatible endpoint (/v1/chat/completions, streaming or not; /v1/models) on the same engine
   batch    answer every prompt of a prompt dataset folder, write the answers as Parquet
   publish  push the model with its card, and its chat Space, to the Hugging Face Hub (token: HF_TOKEN)
   space    write the Gradio chat app as a Hugging Face Space folder (app.py, requirements.txt, README.md)

@@ -43,6 +43,8 @@ from llmft.serve.generator import MAX_NEW_TOKENS_LIMIT, Generator, Interrupted, 
 # Extra worker threads beyond the engine's capacity, so a request is parsed and refused while the engine is full.
 SPARE_THREADS = 8
 FINISH_REASONS = {S.FINISH_REASON_STOP: "stop", S.FINISH_REASON_LENGTH: "length"}
+
+
 class APIError(Exception):
     """An error the client gets as the protocol's error object with `status`."""
 
@@ -320,7 +322,9 @@ class ChatCompletions:
                         yield _event(self._chunk(completion_id, created, {}, finish))
                         if include_usage:
                             usage = _usage(piece.usage.prompt_tokens, piece.usage.completion_tokens)
-                            yield _event({**self._chunk(completion_id, created, {}, None), "choices": [], "usage": usage})
+                            yield _event(
+                                {**self._chunk(completion_id, created, {}, None), "choices": [], "usage": usage}
+                            )
             except (Interrupted, EngineClosed) as error:
                 yield _event(_error(error).body())
             finally:

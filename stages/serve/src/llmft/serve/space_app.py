@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,9 @@ class LocalModel:
 
         return bool(file_exists(model, "adapter_config.json"))
 
-    def stream(self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float
+    ) -> Generator[str, None, None]:
         """The answer's text pieces as they are generated. Closing this iterator early (the visitor pressed stop or
         left) stops the model at its next step, so the one CPU is free for the next visitor."""
         import torch
@@ -157,7 +159,9 @@ class GrpcModel:
         self.stub = serve_pb2_grpc.InferenceServiceStub(channel)
         self.metadata = [("authorization", f"Bearer {token}")] if token else []
 
-    def stream(self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float
+    ) -> Generator[str, None, None]:
         S = self.messages
         request = S.GenerateStreamRequest(
             messages=[S.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
