@@ -3,6 +3,7 @@ used from headless Chromium (Debian's chromium and chromium-driver): type a mess
 The screenshot is kept under $LLMFT_TEST_ARTIFACTS (scripts/test.sh sets it to dist/test-artifacts)."""
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -211,3 +212,53 @@ def test_a_written_space_is_pointed_at_a_local_model_and_keeps_the_rest(tmp_path
     after = json.loads((space / "space_config.json").read_text())
     assert after == {**before, "model": str((tmp_path / "runs" / "model").resolve())}
     assert sorted(p.name for p in space.iterdir()) == ["README.md", "app.py", "requirements.txt", "space_config.json"]
+
+
+def test_generation_stops_when_the_visitor_presses_stop_or_leaves(model_dir: Path, tmp_path: Path) -> None:
+    """A 1,000-token answer in the Space: the visitor presses stop while it streams, then asks again and closes the
+    page. Each time the model stops within a step (the app's log says after how many tokens) instead of generating to
+    the end for nobody."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    budget = 1000
+    space = tmp_path / "space"
+    assert main(["space", "--model", str(model_dir), "--out", str(space), "--max-new-tokens", str(budget)]) == 0
+    log = tmp_path / "space.log"  # space_app's log of app.py
+
+    def answers() -> list[tuple[int, bool]]:
+        pattern = rf"answered with (\d+) of at most {budget} tokens( \(cut short)?"
+        return [(int(tokens), bool(cut)) for tokens, cut in re.findall(pattern, log.read_text())]
+
+    def until(condition: Any, seconds: float = 60.0) -> None:
+        end = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < end, log.read_text()[-2000:]
+            time.sleep(0.1)
+
+    with space_app(space, {}) as url:
+        driver = chromium()
+        try:
+            driver.get(url)  # type: ignore[attr-defined]
+            box = WebDriverWait(driver, 60).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "textarea")))
+            driver.execute_script(OBSERVE)  # type: ignore[attr-defined]
+
+            def shown() -> int:
+                return len(driver.execute_script("return window.__seen"))  # type: ignore[attr-defined]
+
+            box.send_keys(MESSAGE + Keys.ENTER)
+            until(lambda: shown() >= 3)  # the answer is streaming
+            driver.find_element(By.CSS_SELECTOR, "[data-testid='stop-button']").click()  # type: ignore[attr-defined]
+            until(lambda: len(answers()) == 1)
+            stopped_at = shown()
+            time.sleep(1.0)
+            assert shown() == stopped_at  # nothing more reaches the page either
+            box.send_keys("And a Flyte workflow?" + Keys.ENTER)
+            until(lambda: shown() >= stopped_at + 3)
+        finally:
+            driver.quit()  # type: ignore[attr-defined]  # the second time: the visitor leaves mid-answer
+        until(lambda: len(answers()) == 2)
+    assert [cut for _, cut in answers()] == [True, True], answers()
+    assert all(tokens < budget for tokens, _ in answers()), answers()
