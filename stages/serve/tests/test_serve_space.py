@@ -1,6 +1,7 @@
-"""The Gradio Space: the folder `llmft serve space` writes, launched as a Space would launch it (`python app.py`), and
-used from headless Chromium (Debian's chromium and chromium-driver): type a message, watch the answer stream in.
-The screenshot is kept under $LLMFT_TEST_ARTIFACTS (scripts/test.sh sets it to dist/test-artifacts)."""
+"""The Gradio Space: the folder `llmft serve space` writes, launched as a Space would launch it (`python app.py`, in a
+venv that an isolated pip built from the folder's requirements.txt and PyPI alone, as the Hub builds it), and used
+from headless Chromium (Debian's chromium and chromium-driver): type a message, watch the answer stream in, press
+stop, leave. The screenshot is kept under $LLMFT_TEST_ARTIFACTS (scripts/test.sh sets it to dist/test-artifacts)."""
 
 import json
 import re
@@ -39,6 +40,42 @@ def expected_answer(model_dir: Path) -> str:
         generator.close()
 
 
+PYPI = "https://pypi.org/simple"
+
+
+def isolated_pip(python: Path, *args: str) -> None:
+    """pip as the Hub's Space builder runs it: no config file, no environment variables, PyPI as the only index."""
+    command = [str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--quiet"]
+    done = subprocess.run([*command, "--index-url", PYPI, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def space_python(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    """The Python of a venv holding only what a Space folder's requirements.txt installs. Its requirements must resolve
+    from PyPI alone (checked by a dry run for the model and the gRPC backends; torch without a local label). The venv
+    itself takes torch's CPU wheel from the machine's find-links folder where there is one: the same version, and the
+    file a Space's CPU index line would give, instead of PyPI's multi-GB CUDA build."""
+    from llmft.serve.space import SpaceSettings, write_space
+
+    folder = tmp_path_factory.mktemp("space-venv")
+    local = write_space(folder / "local", SpaceSettings(model=str(model_dir)), adapter=True)
+    remote = write_space(folder / "remote", SpaceSettings(grpc_target="127.0.0.1:50051"))
+    assert "+" not in (local / "requirements.txt").read_text()
+    venv = folder / "venv"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    for space in (local, remote):
+        isolated_pip(python, "--dry-run", "--ignore-installed", "-r", str(space / "requirements.txt"))
+    find_links = [a for link in os.environ.get("PIP_FIND_LINKS", "").split() for a in ("--find-links", link)]
+    # Both backends' requirements in one venv (the same gradio pin), so each Space runs from its own folder in it.
+    isolated_pip(python, *find_links, "-r", str(local / "requirements.txt"), "-r", str(remote / "requirements.txt"))
+    # Nothing of llmft is in it: the app runs from the Space folder alone (the gRPC one with the proto modules the
+    # folder carries).
+    assert subprocess.run([str(python), "-c", "import llmft"], capture_output=True).returncode != 0
+    return python
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,8 +83,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def space_app(space: Path, env: dict[str, str]) -> Iterator[str]:
-    """Runs the Space folder as a Space does (`python app.py`) and yields its URL once it listens."""
+def space_app(space: Path, env: dict[str, str], python: Path | None = None) -> Iterator[str]:
+    """Runs the Space folder as a Space does (`python app.py`, with `python`: the Space venv's, or this one's) and
+    yields its URL once it listens."""
     port = free_port()
     environment = {
         **os.environ,
@@ -59,7 +97,7 @@ def space_app(space: Path, env: dict[str, str]) -> Iterator[str]:
     }
     log = space.parent / f"{space.name}.log"
     with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=environment, stdout=output, stderr=output)
+        process = subprocess.Popen([str(python or sys.executable), "app.py"], cwd=space, env=environment, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -155,7 +193,9 @@ def check_streamed(seen: list[str], expected: str) -> None:
     assert len(partial) >= 2, texts
 
 
-def test_space_folder_runs_in_a_browser_and_streams(model_dir: Path, tmp_path: Path, expected_answer: str) -> None:
+def test_space_folder_runs_in_a_browser_and_streams(
+    model_dir: Path, tmp_path: Path, expected_answer: str, space_python: Path
+) -> None:
     space = tmp_path / "space"
     assert (
         main(
@@ -172,13 +212,15 @@ def test_space_folder_runs_in_a_browser_and_streams(model_dir: Path, tmp_path: P
         r.startswith("transformers==") for r in requirements
     )
     assert json.loads((space / "space_config.json").read_text())["model"] == str(model_dir)
-    with space_app(space, {}) as url:
+    with space_app(space, {}, space_python) as url:
         seen = chat_in_browser(url, artifacts() / "space_chat.png")
     check_streamed(seen, expected_answer)
     assert (artifacts() / "space_chat.png").stat().st_size > 10_000
 
 
-def test_space_calls_the_grpc_service(model_dir: Path, tmp_path: Path, expected_answer: str) -> None:
+def test_space_calls_the_grpc_service(
+    model_dir: Path, tmp_path: Path, expected_answer: str, space_python: Path
+) -> None:
     running = build_server(model_dir, ServerOptions(port=0, token="space-token"))
     space = tmp_path / "space"
     try:
@@ -191,7 +233,7 @@ def test_space_calls_the_grpc_service(model_dir: Path, tmp_path: Path, expected_
             return sum(running.generator.engine.stats().finished.get(r, 0) for r in ("stop", "length"))
 
         before = answered()
-        with space_app(space, {"LLMFT_GRPC_TOKEN": "space-token"}) as url:
+        with space_app(space, {"LLMFT_GRPC_TOKEN": "space-token"}, space_python) as url:
             seen = chat_in_browser(url, artifacts() / "space_chat_grpc.png")
         check_streamed(seen, expected_answer)
         assert answered() == before + 1  # the answer came from the service
@@ -214,7 +256,9 @@ def test_a_written_space_is_pointed_at_a_local_model_and_keeps_the_rest(tmp_path
     assert sorted(p.name for p in space.iterdir()) == ["README.md", "app.py", "requirements.txt", "space_config.json"]
 
 
-def test_generation_stops_when_the_visitor_presses_stop_or_leaves(model_dir: Path, tmp_path: Path) -> None:
+def test_generation_stops_when_the_visitor_presses_stop_or_leaves(
+    model_dir: Path, tmp_path: Path, space_python: Path
+) -> None:
     """A 1,000-token answer in the Space: the visitor presses stop while it streams, then asks again and closes the
     page. Each time the model stops within a step (the app's log says after how many tokens) instead of generating to
     the end for nobody."""
@@ -238,7 +282,7 @@ def test_generation_stops_when_the_visitor_presses_stop_or_leaves(model_dir: Pat
             assert time.monotonic() < end, log.read_text()[-2000:]
             time.sleep(0.1)
 
-    with space_app(space, {}) as url:
+    with space_app(space, {}, space_python) as url:
         driver = chromium()
         try:
             driver.get(url)  # type: ignore[attr-defined]

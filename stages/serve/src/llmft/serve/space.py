@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -42,7 +43,9 @@ class SpaceSettings:
 
 
 def _pin(package: str) -> str:
-    return f"{package}=={metadata.version(package)}"
+    """`package==<version>` at the version this stage runs with, without a local label: the Hub builds a Space with
+    plain pip from PyPI, which has `torch==2.13.0` but not this machine's `2.13.0+cpu`."""
+    return f"{package}=={metadata.version(package).split('+')[0]}"
 
 
 def requirements(settings: SpaceSettings, adapter: bool) -> list[str]:
@@ -62,6 +65,8 @@ def front_matter(settings: SpaceSettings) -> dict[str, object]:
         "sdk": "gradio",
         "sdk_version": metadata.version("gradio"),
         "app_file": "app.py",
+        # The Python the pins were tested with (the Hub's default is older).
+        "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "pinned": False,
         # The Hub allows 60 characters; the (markdown) description goes into the README body and the app instead.
         "short_description": f"Chat with {settings.model_repo_id or 'an llmft model'}"[:60],
