@@ -175,11 +175,19 @@ def run(config: Path, runs: Path, capsys: pytest.CaptureFixture[str], cache_log:
 
 
 def test_the_pipeline_runs_from_a_config_caches_and_reruns_only_what_changed(
-    tmp_path: Path, cache_log: CacheLog, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cache_log: CacheLog, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, runs = write_config(tmp_path), tmp_path / "runs"
+    # A Hub token in the environment and as the Flyte secret, as a user who publishes has them.
+    token = "hf_PipelineRunToken0123456789abcdef"
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("_FSEC_HUGGINGFACE_TOKEN", token)
     out = run(config, runs, capsys, cache_log)
     assert set(cache_log.ran) == CACHED and cache_log.hits == []
+    # It reaches nothing the run leaves: not the output, a Deck, the report, the card, the Space, a log, the cache.
+    assert token not in out
+    leaks = [path for path in tmp_path.rglob("*") if path.is_file() and token.encode() in path.read_bytes()]
+    assert leaks == []
     run_dir = runs / "small"
     assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "space" / "app.py").is_file()
     space_config = json.loads((run_dir / "space" / "space_config.json").read_text())
