@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import socket
 import statistics
@@ -237,7 +236,9 @@ def main() -> int:
              *bounds],
             env, lambda: http_ok(f"http://127.0.0.1:{ports['llmft_openai']}/health"),
         )  # fmt: skip
-        asks["llmft_openai"] = openai_stream(f"http://127.0.0.1:{ports['llmft_openai']}/v1", model_dir, args.max_new_tokens)
+        asks["llmft_openai"] = openai_stream(
+            f"http://127.0.0.1:{ports['llmft_openai']}/v1", model_dir, args.max_new_tokens
+        )
 
         def grpc_ready() -> bool:
             log = Path(servers_log("llmft_grpc"))
@@ -294,15 +295,19 @@ def main() -> int:
     command = "python bench/serve_load.py " + " ".join(sys.argv[1:])
     print(f"\n{command}   ({args.preset}, {machine()['cpu']}, {args.clients} clients x {args.requests} streamed "
           f"requests of {args.max_new_tokens} tokens, {args.repeats} repeats; median (min..max))")  # fmt: skip
-    names = {"llmft_openai": "llmft openai", "llmft_grpc": "llmft grpc", "transformers_serve_cb": "baseline: tf serve cb"}
-    print(f"  {'':<16}" + "".join(f"{names[a]:>30}" for a in ARMS))
+    names = {
+        "llmft_openai": "llmft openai",
+        "llmft_grpc": "llmft grpc",
+        "transformers_serve_cb": "baseline: tf serve cb",
+    }
+    print(f"  {'':<16}" + "".join(f"{names[a]:>32}" for a in ARMS))
     for key in keys:
         cells = "".join(
-            f"{arms[a][key]['median']:.3f} ({arms[a][key]['min']:.3f}..{arms[a][key]['max']:.3f})".rjust(30)
+            f"{arms[a][key]['median']:.3f} ({arms[a][key]['min']:.3f}..{arms[a][key]['max']:.3f})".rjust(32)
             for a in ARMS
         )
         print(f"  {key:<16}{cells}")
-    print(f"  {'up afterwards':<16}" + "".join(f"{str(up[a]):>30}" for a in ARMS))
+    print(f"  {'up afterwards':<16}" + "".join(f"{str(up[a]):>32}" for a in ARMS))
     ratio = arms["llmft_openai"]["tokens_per_s"]["median"] / arms["transformers_serve_cb"]["tokens_per_s"]["median"]
     errors = sum(arms[a]["errors"]["max"] for a in ("llmft_openai", "llmft_grpc"))
     print(f"  openai_vs_transformers_serve_tokens_per_s {ratio:.2f}x (goal >= 1.0x); llmft errors {errors:.0f}")

@@ -4,8 +4,8 @@ from headless Chromium (Debian's chromium and chromium-driver): type a message, 
 stop, leave. The screenshot is kept under $LLMFT_TEST_ARTIFACTS (scripts/test.sh sets it to dist/test-artifacts)."""
 
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -97,7 +97,9 @@ def space_app(space: Path, env: dict[str, str], python: Path | None = None) -> I
     }
     log = space.parent / f"{space.name}.log"
     with log.open("w") as output:
-        process = subprocess.Popen([str(python or sys.executable), "app.py"], cwd=space, env=environment, stdout=output, stderr=output)
+        process = subprocess.Popen(
+            [str(python or sys.executable), "app.py"], cwd=space, env=environment, stdout=output, stderr=output
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
