@@ -207,7 +207,7 @@ def load(ask: Callable[[str], tuple[float, int]], pid: int, clients: int, reques
         "errors": float(sum(errors.values())),
         "idle_rss_mib": idle_rss,
         "peak_rss_mib": max(peak),
-        "error_kinds": dict(errors),  # type: ignore[dict-item]
+        "error_kinds": dict(errors),
     }
 
 
@@ -283,7 +283,7 @@ def main() -> int:
             server.stop()
 
     keys = [k for k in runs[ARMS[0]][0] if k != "error_kinds"]
-    arms = {
+    arms: dict[str, dict[str, Any]] = {
         arm: {
             **{k: spread([run[k] for run in runs[arm]]) for k in keys},
             "error_kinds": [run["error_kinds"] for run in runs[arm]],
