@@ -10,7 +10,9 @@ Sources (repeatable, combine freely):
 Cleaning (in order, each step's removals reported): Unicode NFC and whitespace normalisation; blank rows dropped;
 --max-chars fails on longer rows; --min-chars, --drop-pattern, --language filters; exact deduplication (--no-dedup
 to keep repeats); --near-dup MinHash deduplication. Rows are validated against the kind's pandera schema; train/eval
-split by content hash (--eval-fraction, --seed). Everything streams: memory does not grow with the corpus.
+split by content hash (--eval-fraction, --seed). Everything streams. With --shards N the rows are read and cleaned in N
+shards on --workers processes, then deduplicated across all of them by bucket files on disk (exact, then MinHash
+clusters), so no process holds an index of the whole corpus.
 
 Kinds (--kind): raw_text (column text: CPT), chat (messages: SFT; alpaca instruction/input/output and sharegpt
 conversations are converted), preference (prompt/chosen/rejected: reward model, DPO), prompt (prompt: PPO, batch
@@ -56,6 +58,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--request", type=Path, help="a DatasetRequest as YAML or JSON (proto field names)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--report", type=Path, help="also write the HTML report here")
+    sharding = p.add_argument_group("shards (corpora beyond one process; llmft.data.shards)")
+    sharding.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        help="prepare in this many shards of about equal bytes (big JSONL files cut at lines), deduplicated across "
+        "all of them; 0: one process, one stream",
+    )
+    sharding.add_argument("--workers", type=int, default=0, help="processes for the shards (default: the CPUs)")
+    sharding.add_argument(
+        "--work-dir",
+        type=Path,
+        help="the shards' work (default: <out>.shards beside --out); a rerun with the same folder redoes only the "
+        "shards that did not finish or whose input changed; removed once --out is written",
+    )
     g = p.add_argument_group("request by flags (ignored with --request)")
     g.add_argument("--name", default="dataset")
     g.add_argument("--kind", choices=sorted(KINDS))
@@ -137,7 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         request = request_from_args(args)
-        manifest, report = build_dataset(request, args.out)
+        if args.shards < 0 or args.workers < 0:
+            raise DatasetRequestError("--shards, --workers: must be >= 0")
+        if args.shards:
+            from llmft.data.shards import build_sharded, default_workers
+
+            work_dir = args.work_dir or args.out.with_name(f"{args.out.name}.shards")
+            manifest, report = build_sharded(
+                request, args.out, work_dir, args.shards, args.workers or default_workers()
+            )
+        else:
+            manifest, report = build_dataset(request, args.out)
     except (
         DatasetRequestError,
         SourceError,

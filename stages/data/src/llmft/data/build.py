@@ -120,6 +120,17 @@ def reads_blocks(request: dataset_pb2.DatasetRequest) -> bool:
     )
 
 
+def no_rows_error(
+    name: str, rows_read: int, skipped_files: int, first_skipped: str, removed: list[tuple[str, int, str]]
+) -> SourceError:
+    """Why a dataset has no rows: its sources hold none, or cleaning removed them all (naming each step's count)."""
+    if rows_read == 0:
+        skipped = f": {skipped_files} Python file(s) do not parse, the first {first_skipped}" if skipped_files else ""
+        return SourceError(f"{name}: the sources hold no rows{skipped}")
+    steps = "; ".join(f"{step} removed {count} (the first: {first})" for step, count, first in removed if count)
+    return SourceError(f"{name}: cleaning left none of the {rows_read} rows read: {steps}")
+
+
 class Acquisition:
     """The cleaned rows of a request as a stream of chunks (DataFrames, or Arrow tables of rows read in Arrow blocks).
     `summary()` (source fingerprints, rows removed by each cleaning step) is complete once `chunks()` is exhausted."""
@@ -225,19 +236,9 @@ class Acquisition:
                 yield from flush()
         pending = len(buffer) + sum(t.num_rows for t in tables)
         if kept + pending == 0:
-            if self.rows_read == 0:
-                skipped = (
-                    f": {self.skipped_files} Python file(s) do not parse, the first {self.first_skipped}"
-                    if self.skipped_files
-                    else ""
-                )
-                raise SourceError(f"{self.request.name}: the sources hold no rows{skipped}")
-            steps = "; ".join(
-                f"{step} removed {removed} (the first: {first})"
-                for step, removed, first in self.cleaner.removed
-                if removed
+            raise no_rows_error(
+                self.request.name, self.rows_read, self.skipped_files, self.first_skipped, self.cleaner.removed
             )
-            raise SourceError(f"{self.request.name}: cleaning left none of the {self.rows_read} rows read: {steps}")
         yield from flush()
 
     def summary(self) -> dataset_pb2.DatasetManifest:

@@ -123,10 +123,10 @@ def _jsonl_records(path: Path, origin: str, digest: Any) -> Iterator[Record]:
             for number, item in enumerate(items, start=1):
                 yield _json_object(item, f"{origin}:{number}", "item")
             return
-        yield from _json_lines(handle, origin, digest)
+        yield from json_lines(handle, origin, digest)
 
 
-def _json_lines(lines: Iterable[bytes], origin: str, digest: Any, first: int = 1) -> Iterator[Record]:
+def json_lines(lines: Iterable[bytes], origin: str, digest: Any, first: int = 1) -> Iterator[Record]:
     """One record per JSON line; `first` is the first line's number in its file. Blank lines are skipped."""
     for number, line in enumerate(lines, start=first):
         if digest is not None:
@@ -212,14 +212,14 @@ def _jsonl_blocks(path: Path, origin: str, digest: Any) -> Iterator[Record | Tex
                 return
             cut = block.rfind(b"\n") + 1
             if cut == 0 and len(block) == MAX_RECORD_BYTES:  # one line over the limit: the line path says so
-                yield from _json_lines(_split_lines(block + handle.readline()), origin, digest, first)
+                yield from json_lines(_split_lines(block + handle.readline()), origin, digest, first)
                 return
             block, rest = (block[:cut], block[cut:]) if cut else (block, b"")
             digest.update(block)
             lines = _line_count(block)
             text = _arrow_text(block, lines)
             if text is None:
-                yield from _json_lines(_split_lines(block), origin, None, first)
+                yield from json_lines(_split_lines(block), origin, None, first)
             else:
                 yield TextBlock(origin, first, text)
             first += lines
@@ -422,9 +422,18 @@ def _pattern_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def read_local(
-    source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str], blocks: bool = False
-) -> Iterator[Record | TextBlock | Skipped]:
+@dataclass(frozen=True)
+class LocalFile:
+    """A file a local source reads, in the format it is read as."""
+
+    path: Path
+    fmt: str
+    module: str  # python_docstrings: the module the code is imported as
+    allow_empty: bool  # an empty __init__.py marks a package; an empty data file is a mistake
+
+
+def local_files(source: dataset_pb2.LocalSource, fmt: str) -> Iterator[LocalFile]:
+    """The files of a local source, in the order it reads them."""
     if not source.patterns:
         raise SourceError("local.patterns: empty; name at least one file, folder or glob")
     for pattern in source.patterns:
@@ -440,12 +449,18 @@ def read_local(
         base = _pattern_base(pattern)
         for path in files:
             chosen = _format_of(str(path), fmt)
-            # An empty data file is a mistake; an empty __init__.py is how a package folder is marked.
-            empty_ok = chosen == "python_docstrings"
-            module = module_name(path, base=base) if chosen == "python_docstrings" else ""
-            yield from file_records(
-                path, str(path), chosen, fingerprints, allow_empty=empty_ok, blocks=blocks, module=module
-            )
+            docstrings = chosen == "python_docstrings"
+            yield LocalFile(path, chosen, module_name(path, base=base) if docstrings else "", docstrings)
+
+
+def read_local(
+    source: dataset_pb2.LocalSource, fmt: str, fingerprints: list[str], blocks: bool = False
+) -> Iterator[Record | TextBlock | Skipped]:
+    for file in local_files(source, fmt):
+        yield from file_records(
+            file.path, str(file.path), file.fmt, fingerprints, allow_empty=file.allow_empty, blocks=blocks,
+            module=file.module,
+        )  # fmt: skip
 
 
 def _download(url: str, target: Path, timeout: float) -> None:

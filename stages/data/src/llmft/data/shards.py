@@ -1,0 +1,589 @@
+"""Preparing a dataset in shards, for corpora one process cannot hold: datatrove's shape, on llmft's rows.
+
+1. `plan_shards`: the request's sources, in order, become shards of about equal bytes. A local file is one piece; a
+   JSONL file larger than a shard is cut at line boundaries into byte ranges. Each file is hashed once here, so the
+   manifest's source fingerprints are the one-process build's. A source that is not local files (a URL, git, the Hub,
+   a package) is one shard of its own. A shard is named by the fingerprint of what it reads and how.
+2. `run_shard` (a worker process locally; one element of a Flyte map_task): reads, normalises and cleans its rows by
+   the per-row steps (blank rows, min_chars, drop_patterns, languages, max_chars) and writes them to Parquet, with
+   each row's content key and, with near deduplication on, its MinHash band hashes. Its folder is complete once its
+   `done.json` exists: a rerun with the same work folder redoes only the shards without one.
+3. `deduplicate`: over every shard's keys, one bucket file at a time: exact duplicates (the first in source order
+   stays), then near duplicates among the rest, in datatrove's four stages (signatures from step 2; bucket files per
+   LSH band; clusters of rows that share a band, by union-find; the filter keeping each cluster's first row).
+4. `build_sharded`: the kept rows of every shard, in source order, through `build.prepare` (validation, split,
+   statistics, manifest, fingerprint).
+
+Memory: a worker holds one chunk of its shard; deduplication holds one bucket file and the union-find of the rows
+that have a near duplicate; `prepare` holds a chunk. None of them grows with the corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmft.core import fingerprint as fp
+from llmft.data import __version__
+from llmft.data.build import CHUNK_ROWS, check_request, columns_of, no_rows_error, prepare
+from llmft.data.clean import NUM_PERM, Cleaner, shingles
+from llmft.data.normalize import Changes, to_row
+from llmft.data.schemas import CONTENT_COLUMNS
+from llmft.data.sources import (
+    PREFIX,
+    PYTHON_SKIP_STEP,
+    Skipped,
+    SourceError,
+    file_records,
+    json_lines,
+    local_files,
+    read_source,
+)
+from llmft.proto.data.v1 import dataset_pb2
+
+READ_BLOCK = 8 << 20
+# The cleaning steps that remove rows, as the manifest names them.
+STEPS = {"drop_blank", "min_chars", "drop_patterns", "languages", "deduplicate_exact", "deduplicate_near"}
+# Rows per bucket file of the global steps: a bucket is loaded whole, so this bounds their memory (about 24 bytes a
+# row for exact keys, 16 for a band).
+BUCKET_ROWS = 2_000_000
+DONE = "done.json"
+
+
+class ShardError(SourceError):
+    """A shard that failed; the message names the shard, and the file and row where that is known."""
+
+
+@dataclass
+class Piece:
+    """What one shard reads of one source: a local file (`path`, whole or the byte range [start, end) of a JSONL
+    file starting at line `first_line`), or a whole non-local source (`path` empty)."""
+
+    source: int
+    path: str = ""
+    fmt: str = ""
+    module: str = ""
+    allow_empty: bool = False
+    start: int = 0
+    end: int = -1
+    first_line: int = 1
+    size: int = 0
+    digest: str = ""  # the content fingerprint of the file, or of the non-local source's message
+
+
+@dataclass
+class Shard:
+    index: int
+    name: str
+    pieces: list[Piece]
+
+
+@dataclass
+class ShardPlan:
+    shards: list[Shard]
+    # The content fingerprint of each local file, in reading order, by source; None for a non-local source, whose
+    # shard reports its own.
+    fingerprints: list[list[str] | None] = field(default_factory=list)
+
+
+def _hash_and_cuts(path: Path, cut_every: int) -> tuple[str, list[tuple[int, int]]]:
+    """The file's content fingerprint, and (byte offset, line number) of a line start about every `cut_every` bytes
+    (none with 0): one pass over the file."""
+    digest = hashlib.sha256()
+    cuts: list[tuple[int, int]] = []
+    position, line, next_cut = 0, 1, cut_every
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(READ_BLOCK), b""):
+            digest.update(block)
+            offset = 0
+            while cut_every:
+                newline = block.find(b"\n", max(next_cut - position, offset))
+                if next_cut - position >= len(block) or newline < 0:
+                    break
+                cuts.append((position + newline + 1, line + block.count(b"\n", 0, newline + 1)))
+                offset = newline + 1
+                next_cut = position + offset + cut_every
+            line += block.count(b"\n")
+            position += len(block)
+    return PREFIX + digest.hexdigest(), [cut for cut in cuts if cut[0] < position]
+
+
+def plan_shards(request: dataset_pb2.DatasetRequest, shards: int) -> ShardPlan:
+    """About `shards` shards of about equal bytes, in source order (see the module docstring)."""
+    if shards < 1:
+        raise ValueError(f"shards: must be >= 1, got {shards}")
+    check_request(request)
+    pieces: list[Piece] = []
+    fingerprints: list[list[str] | None] = []
+    local = [
+        (index, list(local_files(source.local, source.format or "auto")))
+        if source.WhichOneof("source") == "local"
+        else (index, None)
+        for index, source in enumerate(request.sources)
+    ]
+    total = sum(f.path.stat().st_size for _, files in local if files for f in files)
+    target = max(1, total // shards)
+    for index, files in local:
+        if files is None:
+            fingerprints.append(None)
+            pieces.append(Piece(source=index, digest=fp.fingerprint_message(request.sources[index])))
+            continue
+        hashes = []
+        for file in files:
+            size = file.path.stat().st_size
+            cut = file.fmt == "jsonl" and size > target and not _json_array(file.path)
+            digest, cuts = _hash_and_cuts(file.path, target if cut else 0)
+            hashes.append(digest)
+            bounds = [(0, 1), *cuts, (size, 0)]
+            for (start, first), (end, _) in zip(bounds, bounds[1:], strict=False):
+                pieces.append(
+                    Piece(index, str(file.path), file.fmt, file.module, file.allow_empty, start,
+                          end if cut else -1, first, end - start, digest)
+                )  # fmt: skip
+        fingerprints.append(hashes)
+    groups: list[list[Piece]] = []
+    filled = 0
+    for piece in pieces:
+        whole_source = not piece.path
+        if not groups or whole_source or filled >= target or not groups[-1][-1].path:
+            groups.append([])
+            filled = 0
+        groups[-1].append(piece)
+        filled += piece.size
+    config = _shard_config(request)
+    plan = ShardPlan([], fingerprints)
+    for number, group in enumerate(groups):
+        name = fp.combine(config, *(fp.fingerprint_json(asdict(p)) for p in group))
+        plan.shards.append(Shard(number, f"shard-{number:05d}-{fp.short(name, 16)}", group))
+    return plan
+
+
+def _json_array(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(64).lstrip().startswith(b"[")
+
+
+def _shard_config(request: dataset_pb2.DatasetRequest) -> str:
+    """What decides a shard's rows besides its input: the kind and the per-row cleaning, and this code's version."""
+    cleaning = dataset_pb2.CleaningConfig()
+    cleaning.CopyFrom(request.cleaning)
+    return fp.combine(__version__, str(request.kind), fp.fingerprint_message(cleaning))
+
+
+# ------------------------------------------------------------------------------------------------ one shard
+
+
+def _per_row_cleaning(request: dataset_pb2.DatasetRequest) -> dataset_pb2.CleaningConfig:
+    """The request's cleaning without the deduplication, which runs over every shard afterwards."""
+    config = dataset_pb2.CleaningConfig()
+    config.CopyFrom(request.cleaning)
+    config.deduplicate_exact = False
+    config.near_duplicate_threshold = 0.0
+    return config
+
+
+def lsh_bands(threshold: float) -> tuple[int, int]:
+    """(bands, rows per band) of the MinHash LSH the one-process build uses for `threshold` (datasketch's choice)."""
+    from datasketch.lsh import _optimal_param
+
+    bands, rows = _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
+    return int(bands), int(rows)
+
+
+def band_hashes(text: str, bands: int, rows: int) -> list[int]:
+    """The text's MinHash signature (word shingles, as the one-process build) cut into bands, each hashed to 64 bits."""
+    from datasketch import MinHash
+
+    minhash = MinHash(num_perm=NUM_PERM, seed=1)
+    minhash.update_batch(list(shingles(text)))
+    values = minhash.hashvalues
+    return [
+        int.from_bytes(hashlib.blake2b(values[b * rows : (b + 1) * rows].tobytes(), digest_size=8).digest(), "little")
+        for b in range(bands)
+    ]
+
+
+def _records(request: dataset_pb2.DatasetRequest, piece: Piece, fingerprints: list[str]) -> Iterator[Any]:
+    if not piece.path:
+        yield from read_source(request.sources[piece.source], fingerprints)
+        return
+    path = Path(piece.path)
+    if piece.end < 0:
+        yield from file_records(path, piece.path, piece.fmt, [], allow_empty=piece.allow_empty, module=piece.module)
+        return
+
+    def lines() -> Iterator[bytes]:
+        with open(path, "rb") as handle:
+            handle.seek(piece.start)
+            while handle.tell() < piece.end:
+                line = handle.readline()
+                if not line:
+                    return
+                yield line
+
+    yield from json_lines(lines(), piece.path, None, piece.first_line)
+
+
+def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path) -> dict[str, Any]:
+    """Reads and cleans one shard into `work_dir/<name>/` (rows.parquet, keys.npy, bands.npy) and writes done.json
+    last; returns done.json's content. A shard already done is not read again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(work_dir) / shard.name
+    done = folder / DONE
+    if done.is_file():
+        return dict(json.loads(done.read_text()))
+    staging = folder.with_name(f".{shard.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    columns = columns_of(request.kind)
+    schema = pa.schema([(name, pa.string()) for name in columns])
+    cleaner = Cleaner(CONTENT_COLUMNS[request.kind], _per_row_cleaning(request))
+    changes = Changes()
+    near = request.cleaning.near_duplicate_threshold
+    bands, rows_per_band = lsh_bands(near) if near else (0, 0)
+    keys: list[bytes] = []
+    band_rows: list[list[int]] = []
+    buffer: list[dict[str, Any]] = []
+    fingerprints: list[str] = []
+    read = skipped = 0
+    first_skipped = ""
+    writer = pq.ParquetWriter(staging / "rows.parquet", schema)
+    try:
+        for piece in shard.pieces:
+            for item in _records(request, piece, fingerprints):
+                if isinstance(item, Skipped):
+                    skipped += 1
+                    first_skipped = first_skipped or f"{item.origin} ({item.reason})"
+                    continue
+                read += 1
+                row = to_row(item, request.kind, request.cleaning.normalize, changes)
+                if not cleaner.keep(row):
+                    continue
+                keys.append(bytes.fromhex(row["id"][:32]))
+                if bands:
+                    text = "\n".join(str(row[c]) for c in CONTENT_COLUMNS[request.kind])
+                    band_rows.append(band_hashes(text, bands, rows_per_band))
+                buffer.append(row)
+                if len(buffer) >= CHUNK_ROWS:
+                    writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+                    buffer = []
+        if buffer:
+            writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+        writer.close()
+    except SourceError as error:
+        writer.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ShardError(f"shard {shard.index} ({shard.name}): {error}") from error
+    except BaseException:
+        writer.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    np.save(staging / "keys.npy", np.frombuffer(b"".join(keys), dtype=np.uint64).reshape(-1, 2))
+    if bands:
+        np.save(staging / "bands.npy", np.array(band_rows, dtype=np.uint64).reshape(-1, bands))
+    summary = {
+        "shard": shard.index,
+        "rows_read": read,
+        "rows_kept": len(keys),
+        "removed": [[step, count, first] for step, count, first in cleaner.removed],
+        "changed": [changes.rows, changes.first],
+        "skipped": [skipped, first_skipped],
+        "fingerprints": fingerprints,
+    }
+    (staging / DONE).write_text(json.dumps(summary, indent=1) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return summary
+
+
+def _run_shard_job(args: tuple[bytes, Shard, str]) -> dict[str, Any]:
+    """run_shard in a worker process (the request travels serialised)."""
+    raw, shard, work_dir = args
+    return run_shard(dataset_pb2.DatasetRequest.FromString(raw), shard, Path(work_dir))
+
+
+def run_shards(
+    request: dataset_pb2.DatasetRequest, plan: ShardPlan, work_dir: Path, workers: int
+) -> list[dict[str, Any]]:
+    """Every shard, `workers` at a time in processes of their own (in this process with 1). The first failure is
+    raised once the others have ended, so every shard that could finish keeps its work for the rerun."""
+    import multiprocessing
+
+    jobs = [(request.SerializeToString(), shard, str(work_dir)) for shard in plan.shards]
+    results: list[dict[str, Any]] = []
+    failures: list[Exception] = []
+    if workers <= 1:
+        for job in jobs:
+            try:
+                results.append(_run_shard_job(job))
+            except Exception as error:  # the other shards still run, so their work is there for the rerun
+                failures.append(error)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in [pool.submit(_run_shard_job, job) for job in jobs]:
+                try:
+                    results.append(future.result())
+                except Exception as error:  # every shard finishes or fails before the first failure is raised
+                    failures.append(error)
+    if failures:
+        raise failures[0]
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ global steps
+
+
+@dataclass
+class Dedup:
+    """What the global steps decided: per shard, the rows removed as exact and as near duplicates, and the repeat
+    number of each kept repeat (when exact deduplication is off: the n-th copy's id gets "~n")."""
+
+    exact: dict[int, np.ndarray]
+    near: dict[int, np.ndarray]
+    repeats: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def _bucketed(parts: Iterator[tuple[int, np.ndarray]], buckets: int, folder: Path, dtype: Any) -> list[Path]:
+    """Spreads records (a structured array per shard, its first field the hash) over `buckets` files by hash."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"bucket-{b:05d}.bin" for b in range(buckets)]
+    handles = [open(p, "wb") for p in paths]  # noqa: SIM115
+    try:
+        for _, records in parts:
+            which = records[dtype.names[0]] % np.uint64(buckets)
+            for b in np.unique(which):
+                handles[int(b)].write(records[which == b].tobytes())
+    finally:
+        for handle in handles:
+            handle.close()
+    return paths
+
+
+def deduplicate(request: dataset_pb2.DatasetRequest, plan: ShardPlan, work_dir: Path, kept: list[int]) -> Dedup:
+    """The exact and near duplicates over all shards (see the module docstring); `kept` is each shard's row count."""
+    total = sum(kept)
+    buckets = max(1, -(-total // BUCKET_ROWS))
+    scratch = Path(work_dir) / "dedup"
+    shutil.rmtree(scratch, ignore_errors=True)
+    exact_type = np.dtype([("k0", "<u8"), ("k1", "<u8"), ("shard", "<u4"), ("row", "<u4")])
+
+    def exact_records() -> Iterator[tuple[int, np.ndarray]]:
+        for shard in plan.shards:
+            keys = np.load(Path(work_dir) / shard.name / "keys.npy")
+            records = np.empty(len(keys), dtype=exact_type)
+            records["k0"], records["k1"] = keys[:, 0], keys[:, 1]
+            records["shard"], records["row"] = shard.index, np.arange(len(keys), dtype=np.uint32)
+            yield shard.index, records
+
+    copies: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for path in _bucketed(exact_records(), buckets, scratch / "exact", exact_type):
+        records = np.fromfile(path, dtype=exact_type)
+        if not len(records):
+            continue
+        records = records[np.lexsort((records["row"], records["shard"], records["k1"], records["k0"]))]
+        same = (records["k0"][1:] == records["k0"][:-1]) & (records["k1"][1:] == records["k1"][:-1])
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))
+        rank = np.arange(len(records)) - np.repeat(starts, np.diff(np.append(starts, len(records)))) + 1
+        later = rank > 1
+        for shard in np.unique(records["shard"][later]):
+            mine = later & (records["shard"] == shard)
+            copies.setdefault(int(shard), []).append((records["row"][mine], rank[mine]))
+        path.unlink()
+    merged = {
+        s: (np.concatenate([r for r, _ in parts]), np.concatenate([n for _, n in parts])) for s, parts in copies.items()
+    }
+    exact = {s: np.sort(rows) for s, (rows, _) in merged.items()} if request.cleaning.deduplicate_exact else {}
+    repeats = {} if request.cleaning.deduplicate_exact else merged
+    near = (
+        _near_duplicates(request, plan, work_dir, exact, buckets, scratch)
+        if request.cleaning.near_duplicate_threshold
+        else {}
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
+    return Dedup(exact, near, repeats)
+
+
+def _near_duplicates(
+    request: dataset_pb2.DatasetRequest,
+    plan: ShardPlan,
+    work_dir: Path,
+    exact: dict[int, np.ndarray],
+    buckets: int,
+    scratch: Path,
+) -> dict[int, np.ndarray]:
+    """Rows sharing an LSH band with an earlier row, cluster by cluster: each cluster keeps its first row."""
+    band_type = np.dtype([("hash", "<u8"), ("node", "<u8")])
+    bands, _ = lsh_bands(request.cleaning.near_duplicate_threshold)
+    parent: dict[int, int] = {}
+
+    def find(node: int) -> int:
+        root = node
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(node, node) != root:
+            parent[node], node = root, parent[node]
+        return root
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)  # the root is the cluster's first row in source order
+
+    for band in range(bands):
+
+        def band_records(band: int = band) -> Iterator[tuple[int, np.ndarray]]:
+            for shard in plan.shards:
+                hashes = np.load(Path(work_dir) / shard.name / "bands.npy", mmap_mode="r")
+                rows = np.arange(len(hashes), dtype=np.uint64)
+                keep = np.ones(len(hashes), dtype=bool)
+                keep[exact.get(shard.index, np.empty(0, dtype=np.uint32))] = False
+                records = np.empty(int(keep.sum()), dtype=band_type)
+                records["hash"] = hashes[keep, band]
+                records["node"] = (np.uint64(shard.index) << np.uint64(32)) | rows[keep]
+                yield shard.index, records
+
+        for path in _bucketed(band_records(), buckets, scratch / f"band-{band}", band_type):
+            records = np.fromfile(path, dtype=band_type)
+            path.unlink()
+            if len(records) < 2:
+                continue
+            records = records[np.lexsort((records["node"], records["hash"]))]
+            same = records["hash"][1:] == records["hash"][:-1]
+            for i in np.flatnonzero(same):
+                union(int(records["node"][i]), int(records["node"][i + 1]))
+    removed: dict[int, list[int]] = {}
+    for node in list(parent):
+        if find(node) != node:
+            removed.setdefault(node >> 32, []).append(node & 0xFFFFFFFF)
+    return {s: np.array(sorted(rows), dtype=np.uint32) for s, rows in removed.items()}
+
+
+# ------------------------------------------------------------------------------------------------ the whole
+
+
+def _first_source(work_dir: Path, plan: ShardPlan, removed: dict[int, np.ndarray]) -> str:
+    """The `source` of the first removed row in source order."""
+    import pyarrow.parquet as pq
+
+    for shard in plan.shards:
+        rows = removed.get(shard.index)
+        if rows is not None and len(rows):
+            table = pq.read_table(Path(work_dir) / shard.name / "rows.parquet", columns=["source"])
+            return str(table.column("source")[int(rows.min())].as_py())
+    return ""
+
+
+def _kept_chunks(plan: ShardPlan, work_dir: Path, dedup: Dedup) -> Iterator[Any]:
+    """Every shard's rows without its duplicates, repeats renamed "<id>~<n>", as Arrow tables in source order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for shard in plan.shards:
+        parquet = pq.ParquetFile(Path(work_dir) / shard.name / "rows.parquet")
+        dropped = np.concatenate(
+            [dedup.exact.get(shard.index, np.empty(0, np.uint32)), dedup.near.get(shard.index, np.empty(0, np.uint32))]
+        )
+        renamed = dict(
+            zip(*(a.tolist() for a in dedup.repeats.get(shard.index, (np.empty(0), np.empty(0)))), strict=True)
+        )
+        offset = 0
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            table = pa.Table.from_batches([batch])
+            rows = np.arange(offset, offset + table.num_rows)
+            offset += table.num_rows
+            if renamed:
+                ids = table.column("id").to_pylist()
+                for i, row in enumerate(rows.tolist()):
+                    if row in renamed:
+                        ids[i] = f"{ids[i]}~{renamed[row]}"
+                table = table.set_column(0, "id", pa.array(ids, pa.string()))
+            if len(dropped):
+                table = table.filter(pa.array(~np.isin(rows, dropped)))
+            if table.num_rows:
+                yield table
+
+
+def build_sharded(
+    request: dataset_pb2.DatasetRequest, out_dir: Path, work_dir: Path, shards: int, workers: int = 1
+) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
+    """The dataset of `request` in `shards` shards on `workers` processes, through `work_dir` (kept for a rerun until
+    the dataset is written, then removed). Returns what `build.prepare` returns."""
+    if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
+        raise FileExistsError(f"{out_dir}: exists and is not empty; nothing was overwritten")
+    plan = plan_shards(request, shards)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "plan.json").write_text(json.dumps([asdict(s) for s in plan.shards], indent=1) + "\n")
+    done = run_shards(request, plan, work_dir, workers)
+    dedup = deduplicate(request, plan, work_dir, [d["rows_kept"] for d in done])
+    manifest = _summary(request, plan, work_dir, done, dedup)
+    kept = sum(d["rows_kept"] for d in done) - sum(len(r) for r in (*dedup.exact.values(), *dedup.near.values()))
+    if kept == 0:
+        skipped = [d["skipped"] for d in done]
+        removed = [(c.step, c.rows_removed, c.first_row) for c in manifest.cleaning if c.step in STEPS]
+        raise no_rows_error(
+            request.name, sum(d["rows_read"] for d in done), sum(s[0] for s in skipped),
+            next((s[1] for s in skipped if s[0]), ""), removed,
+        )  # fmt: skip
+    result = prepare(request, _kept_chunks(plan, work_dir, dedup), manifest, out_dir)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def _summary(
+    request: dataset_pb2.DatasetRequest, plan: ShardPlan, work_dir: Path, done: list[dict[str, Any]], dedup: Dedup
+) -> dataset_pb2.DatasetManifest:
+    """What acquisition knows, as the one-process build reports it: source fingerprints in reading order, then each
+    cleaning step's count and first row."""
+    fingerprints: list[str] = []
+    for index, hashes in enumerate(plan.fingerprints):
+        if hashes is not None:
+            fingerprints += hashes
+        else:
+            fingerprints += [
+                f for d in done for f in d["fingerprints"] if plan.shards[d["shard"]].pieces[0].source == index
+            ]
+    manifest = dataset_pb2.DatasetManifest(source_fingerprints=fingerprints)
+
+    def first(pairs: list[list[Any]]) -> str:
+        return next((p[1] for p in pairs if p[0]), "")
+
+    if any(source.format == "python_docstrings" for source in request.sources):
+        skipped = [d["skipped"] for d in done]
+        manifest.cleaning.add(step=PYTHON_SKIP_STEP, rows_removed=sum(s[0] for s in skipped), first_row=first(skipped))
+    if request.cleaning.normalize:
+        changed = [d["changed"] for d in done]
+        manifest.cleaning.add(
+            step="strip_control_characters", rows_changed=sum(c[0] for c in changed), first_row=first(changed)
+        )
+    steps = [step for step, _, _ in done[0]["removed"]] if done else []
+    for position, step in enumerate(steps):
+        counts = [[d["removed"][position][1], d["removed"][position][2]] for d in done]
+        manifest.cleaning.add(step=step, rows_removed=sum(c[0] for c in counts), first_row=first(counts))
+    if request.cleaning.deduplicate_exact:
+        manifest.cleaning.add(
+            step="deduplicate_exact",
+            rows_removed=sum(len(r) for r in dedup.exact.values()),
+            first_row=_first_source(work_dir, plan, dedup.exact),
+        )
+    if request.cleaning.near_duplicate_threshold:
+        manifest.cleaning.add(
+            step="deduplicate_near",
+            rows_removed=sum(len(r) for r in dedup.near.values()),
+            first_row=_first_source(work_dir, plan, dedup.near),
+        )
+    return manifest
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))

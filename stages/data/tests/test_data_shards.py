@@ -1,0 +1,142 @@
+"""Preparing a dataset in shards (llmft.data.shards): duplicates split across shards are found by the global steps,
+the result equals the one-process build's, a failing shard names itself, its file and row and publishes nothing, and
+a rerun redoes only the shards that failed or changed."""
+
+import json
+import random
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmft.core.datasets import read_split
+from llmft.data.build import build_dataset
+from llmft.data.shards import ShardError, build_sharded, plan_shards
+from llmft.proto.data.v1 import dataset_pb2 as D
+
+WORDS = "task workflow launch plan container image cache version input output schema deck secret node map".split()
+
+
+def corpus(folder: Path, seed: int = 0) -> list[str]:
+    """Two JSONL files of 40-word documents with repeats inside a file, exact copies across the files, and near
+    copies (one word added) across the files."""
+    rng = random.Random(seed)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(40)) for _ in range(600)]
+    first = docs[:360] + docs[20:30]  # 10 repeats within the first file
+    second = docs[360:] + docs[:15] + [doc + " again" for doc in docs[100:112]]  # 15 exact, 12 near across files
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("a.jsonl", first), ("b.jsonl", second)):
+        (folder / name).write_text("".join(json.dumps({"text": text}) + "\n" for text in rows))
+    return docs
+
+
+def request(folder: Path, near: float = 0.0, exact: bool = True) -> D.DatasetRequest:
+    return D.DatasetRequest(
+        name="corpus",
+        kind=D.DATASET_KIND_RAW_TEXT,
+        sources=[D.DatasetSource(local=D.LocalSource(patterns=[str(folder / "*.jsonl")]), format="jsonl")],
+        cleaning=D.CleaningConfig(normalize=True, deduplicate_exact=exact, near_duplicate_threshold=near),
+        split=D.SplitConfig(eval_fraction=0.1, seed=1),
+    )
+
+
+def removed(manifest: D.DatasetManifest) -> dict[str, tuple[int, str]]:
+    return {c.step: (c.rows_removed, Path(c.first_row).name) for c in manifest.cleaning if c.rows_removed}
+
+
+@pytest.mark.parametrize(("near", "exact"), [(0.0, True), (0.7, True), (0.0, False)], ids=["exact", "near", "kept"])
+def test_duplicates_across_shards_are_removed_as_in_one_process(tmp_path: Path, near: float, exact: bool) -> None:
+    corpus(tmp_path / "in")
+    wanted = request(tmp_path / "in", near, exact)
+    plan = plan_shards(wanted, 4)
+    # The 4 shards cut both files at line boundaries, so copies sit in other shards than their originals.
+    assert len(plan.shards) == 4 and sum(1 for s in plan.shards for p in s.pieces if p.end >= 0) >= 4
+    one, _ = build_dataset(wanted, tmp_path / "one")
+    sharded, _ = build_sharded(wanted, tmp_path / "sharded", tmp_path / "work", shards=4, workers=2)
+    expected = {"deduplicate_exact": (25, "a.jsonl:361")} if exact else {}
+    if near:
+        expected["deduplicate_near"] = (12, "b.jsonl:256")
+    assert removed(sharded) == removed(one) == expected
+    assert sharded.fingerprint == one.fingerprint  # same rows, ids, splits and sources
+    assert sharded.source_fingerprints == one.source_fingerprints
+    rows = read_split(tmp_path / "sharded", "train")
+    ids = list(rows["id"]) + list(read_split(tmp_path / "sharded", "eval")["id"])
+    assert len(ids) == len(set(ids)) == 637 - sum(n for n, _ in expected.values())  # 637 lines read
+    if not exact:  # kept repeats get their own ids, numbered across shards in source order
+        assert sum(1 for i in ids if i.endswith("~2")) == 25
+    assert not (tmp_path / "work").exists()  # the shards' work goes once the dataset is written
+
+
+def test_a_failing_shard_names_itself_publishes_nothing_and_the_rerun_redoes_only_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "in"
+    corpus(folder)
+    second = folder / "b.jsonl"
+    good = second.read_text()
+    lines = good.splitlines(keepends=True)
+    second.write_text("".join(lines[:100]) + "{not json\n" + "".join(lines[100:]))
+    wanted = request(folder)
+    work = tmp_path / "work"
+    with pytest.raises(ShardError) as failed:
+        build_sharded(wanted, tmp_path / "out", work, shards=4, workers=2)
+    named = re.match(r"shard (\d) \((shard-0000\1-[0-9a-f]{16})\): (.*)", str(failed.value))
+    assert named and named.group(3).startswith(f"{second}:101: malformed JSON"), failed.value
+    assert not (tmp_path / "out").exists()  # nothing published
+    finished = {p.parent.name for p in work.glob("shard-*/done.json")}
+    assert len(finished) == 3 and named.group(2) not in finished  # the other shards' work is kept
+    # The same failure from the command line: exit 2, the shard and the row named, no output folder.
+    cli = subprocess.run(
+        [sys.executable, "-m", "llmft.data", "--kind", "raw_text", "--local", str(folder / "*.jsonl"), "--format",
+         "jsonl", "--shards", "4", "--workers", "1", "--out", str(tmp_path / "cli")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert cli.returncode == 2 and f"{named.group(2)}): {second}:101: malformed JSON" in cli.stderr, cli.stderr
+    assert not (tmp_path / "cli").exists()
+
+    second.write_text("".join(lines[:100]) + json.dumps({"text": "a fixed line"}) + "\n" + "".join(lines[100:]))
+    read = recording(monkeypatch)
+    manifest, _ = build_sharded(wanted, tmp_path / "out", work, shards=4, workers=1)
+    # The shards reading only the unchanged first file were done and not read again; those reading the fixed one
+    # (changed, so renamed) were.
+    plan = plan_shards(wanted, 4)
+    changed = [s for s in plan.shards if any(p.path == str(second) for p in s.pieces)]
+    assert read == [p.path for s in changed for p in s.pieces] and len(changed) < len(plan.shards)
+    one, _ = build_dataset(wanted, tmp_path / "one")
+    assert manifest.fingerprint == one.fingerprint and sum(s.rows for s in manifest.splits) == 637 + 1 - 25
+
+
+def recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files shards read from now on, in order."""
+    from llmft.data import shards
+
+    read: list[str] = []
+    original = shards._records
+
+    def records(request: D.DatasetRequest, piece: shards.Piece, fingerprints: list[str]) -> Iterator[Any]:
+        read.append(piece.path)
+        yield from original(request, piece, fingerprints)
+
+    monkeypatch.setattr(shards, "_records", records)
+    return read
+
+
+def test_a_killed_run_redoes_only_its_unfinished_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmft.data import shards
+
+    folder = tmp_path / "in"
+    corpus(folder)
+    wanted = request(folder)
+    plan = plan_shards(wanted, 4)
+    work = tmp_path / "work"
+    for shard in plan.shards[:2]:  # a run that was killed after two shards
+        shards.run_shard(wanted, shard, work)
+    read = recording(monkeypatch)
+    manifest, _ = build_sharded(wanted, tmp_path / "out", work, shards=4, workers=1)
+    assert read == [p.path for s in plan.shards[2:] for p in s.pieces]  # only the unfinished shards were read
+    one, _ = build_dataset(wanted, tmp_path / "one")
+    assert manifest.fingerprint == one.fingerprint
