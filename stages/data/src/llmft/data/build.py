@@ -6,8 +6,9 @@
 2. prepare: validate each chunk against the kind's pandera schema, split each row into train or eval, count
    characters and tokens, write the chunk to the split's Parquet file, and fingerprint.
 
-Nothing holds the whole dataset: memory is bounded by the chunk size, the exact-duplicate index (16 bytes a row) and
-the per-row length statistics. The CLI streams acquire straight into prepare; the Flyte tasks hand the cleaned rows
+Nothing holds the whole dataset's rows: memory is the chunk, and what grows with the corpus: the exact-duplicate index
+(a key per row), the near-duplicate LSH index, and the per-row lengths for the report (llmft.data.shards moves the
+duplicate indexes to disk). The CLI streams acquire straight into prepare; the Flyte tasks hand the cleaned rows
 across a task boundary as a pandera-typed DataFrame (or stream in one task, for corpora beyond memory). Every path
 gives the same manifest for the same input."""
 
