@@ -23,9 +23,9 @@ STAGE_IMAGES = {
 # How a task runs the code its image installs; fast registration would run "pyflyte-fast-execute" instead.
 IMAGE_ENTRYPOINTS = ("pyflyte-execute", "pyflyte-map-execute")
 TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft.rlhf.tasks.")
-# Tasks that must be cached on a cluster: each shard of batch inference is its own cache entry there, so a stopped
-# batch answers only its unfinished shards when started again.
-CACHED = ("llmft.serve.tasks.answer",)
+# Tasks that must be cached on a cluster: each shard of batch inference, and of a dataset prepared in shards, is its
+# own cache entry there, so a stopped run redoes only its unfinished shards when started again.
+CACHED = ("llmft.serve.tasks.answer", "llmft.data.tasks.clean_shard")
 # llmft.flyte.images.stage_cache_version: <distribution>-<version>-<12 hex digits of the pinned dependencies>.
 DERIVED_CACHE_VERSION = re.compile(r"^llmft-[a-z0-9-]+-\d+\.\d+\.\d+-[0-9a-f]{12}$")
 # The workflows a user starts; each must be in the archive.
@@ -33,6 +33,7 @@ WORKFLOWS = (
     "llmft.orchestration.skeleton.skeleton",
     "llmft.orchestration.rlhf.rlhf",
     "llmft.orchestration.batch.",
+    "llmft.orchestration.corpus.sharded_dataset",
     "llmft.orchestration.pipeline.configured",
     "llmft.orchestration.pipeline.pipeline",
     "llmft.orchestration.pipeline.pipeline_request",

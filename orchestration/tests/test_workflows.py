@@ -95,6 +95,36 @@ def test_batch_inference_maps_over_shards_and_writes_nothing_into_the_current_di
     assert list(cwd.iterdir()) == []  # shards went under the tasks' working directory
 
 
+def test_a_sharded_dataset_maps_over_three_shards_and_equals_the_one_process_build(tmp_path: Path) -> None:
+    """llmft.orchestration.corpus: plan, a cached map task over 3 shards, the merge deduplicating across them."""
+    import random
+
+    from llmft.data.build import build_dataset
+    from llmft.orchestration.corpus import sharded_dataset
+
+    rng = random.Random(1)
+    docs = [
+        " ".join(rng.choice(["task", "node", "cache", "image", "deck", "plan"]) for _ in range(30)) for _ in range(90)
+    ]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs[:60]))
+    # The second file repeats 5 documents of the first and has near copies of 4 more.
+    second = docs[60:] + docs[:5] + [d + " again" for d in docs[10:14]]
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in second))
+    request = D.DatasetRequest(
+        name="corpus",
+        kind=D.DATASET_KIND_RAW_TEXT,
+        sources=[D.DatasetSource(local=D.LocalSource(patterns=[str(tmp_path / "*.jsonl")]), format="jsonl")],
+        cleaning=D.CleaningConfig(normalize=True, deduplicate_exact=True, near_duplicate_threshold=0.7),
+        split=D.SplitConfig(eval_fraction=0.2),
+    )
+    out = sharded_dataset(request=request, shards=3)
+    removed = {c.step: c.rows_removed for c in out.manifest.cleaning if c.rows_removed}
+    assert removed == {"deduplicate_exact": 5, "deduplicate_near": 4}
+    one, _ = build_dataset(request, tmp_path / "one")
+    assert out.manifest.fingerprint == one.fingerprint
+    assert sum(len(pd.read_parquet(Path(out.data.path) / f"{s}.parquet")) for s in ("train", "eval")) == 90
+
+
 def test_training_tasks_are_elastic_with_images_resources_and_retries() -> None:
     from flytekitplugins.kfpytorch import Elastic
 

@@ -9,4 +9,4 @@
 
 It holds no training, data or serving logic: that is in the stages, reached only through their `tasks` modules."""
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"

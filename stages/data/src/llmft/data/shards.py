@@ -369,17 +369,19 @@ def _bucketed(parts: Iterator[tuple[int, np.ndarray]], buckets: int, folder: Pat
     return paths
 
 
-def deduplicate(request: dataset_pb2.DatasetRequest, plan: ShardPlan, work_dir: Path, kept: list[int]) -> Dedup:
-    """The exact and near duplicates over all shards (see the module docstring); `kept` is each shard's row count."""
+def deduplicate(
+    request: dataset_pb2.DatasetRequest, plan: ShardPlan, folders: list[Path], kept: list[int], scratch: Path
+) -> Dedup:
+    """The exact and near duplicates over all shards (see the module docstring): `folders` are the shards' finished
+    folders in plan order, `kept` their row counts; bucket files go under `scratch`, removed at the end."""
     total = sum(kept)
     buckets = max(1, -(-total // BUCKET_ROWS))
-    scratch = Path(work_dir) / "dedup"
     shutil.rmtree(scratch, ignore_errors=True)
     exact_type = np.dtype([("k0", "<u8"), ("k1", "<u8"), ("shard", "<u4"), ("row", "<u4")])
 
     def exact_records() -> Iterator[tuple[int, np.ndarray]]:
         for shard in plan.shards:
-            keys = np.load(Path(work_dir) / shard.name / "keys.npy")
+            keys = np.load(folders[shard.index] / "keys.npy")
             records = np.empty(len(keys), dtype=exact_type)
             records["k0"], records["k1"] = keys[:, 0], keys[:, 1]
             records["shard"], records["row"] = shard.index, np.arange(len(keys), dtype=np.uint32)
@@ -405,7 +407,7 @@ def deduplicate(request: dataset_pb2.DatasetRequest, plan: ShardPlan, work_dir: 
     exact = {s: np.sort(rows) for s, (rows, _) in merged.items()} if request.cleaning.deduplicate_exact else {}
     repeats = {} if request.cleaning.deduplicate_exact else merged
     near = (
-        _near_duplicates(request, plan, work_dir, exact, buckets, scratch)
+        _near_duplicates(request, plan, folders, exact, buckets, scratch)
         if request.cleaning.near_duplicate_threshold
         else {}
     )
@@ -416,7 +418,7 @@ def deduplicate(request: dataset_pb2.DatasetRequest, plan: ShardPlan, work_dir: 
 def _near_duplicates(
     request: dataset_pb2.DatasetRequest,
     plan: ShardPlan,
-    work_dir: Path,
+    folders: list[Path],
     exact: dict[int, np.ndarray],
     buckets: int,
     scratch: Path,
@@ -443,7 +445,7 @@ def _near_duplicates(
 
         def band_records(band: int = band) -> Iterator[tuple[int, np.ndarray]]:
             for shard in plan.shards:
-                hashes = np.load(Path(work_dir) / shard.name / "bands.npy", mmap_mode="r")
+                hashes = np.load(folders[shard.index] / "bands.npy", mmap_mode="r")
                 rows = np.arange(len(hashes), dtype=np.uint64)
                 keep = np.ones(len(hashes), dtype=bool)
                 keep[exact.get(shard.index, np.empty(0, dtype=np.uint32))] = False
@@ -471,25 +473,25 @@ def _near_duplicates(
 # ------------------------------------------------------------------------------------------------ the whole
 
 
-def _first_source(work_dir: Path, plan: ShardPlan, removed: dict[int, np.ndarray]) -> str:
+def _first_source(folders: list[Path], plan: ShardPlan, removed: dict[int, np.ndarray]) -> str:
     """The `source` of the first removed row in source order."""
     import pyarrow.parquet as pq
 
     for shard in plan.shards:
         rows = removed.get(shard.index)
         if rows is not None and len(rows):
-            table = pq.read_table(Path(work_dir) / shard.name / "rows.parquet", columns=["source"])
+            table = pq.read_table(folders[shard.index] / "rows.parquet", columns=["source"])
             return str(table.column("source")[int(rows.min())].as_py())
     return ""
 
 
-def _kept_chunks(plan: ShardPlan, work_dir: Path, dedup: Dedup) -> Iterator[Any]:
+def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator[Any]:
     """Every shard's rows without its duplicates, repeats renamed "<id>~<n>", as Arrow tables in source order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     for shard in plan.shards:
-        parquet = pq.ParquetFile(Path(work_dir) / shard.name / "rows.parquet")
+        parquet = pq.ParquetFile(folders[shard.index] / "rows.parquet")
         dropped = np.concatenate(
             [dedup.exact.get(shard.index, np.empty(0, np.uint32)), dedup.near.get(shard.index, np.empty(0, np.uint32))]
         )
@@ -523,10 +525,20 @@ def build_sharded(
     plan = plan_shards(request, shards)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "plan.json").write_text(json.dumps([asdict(s) for s in plan.shards], indent=1) + "\n")
-    done = run_shards(request, plan, work_dir, workers)
-    dedup = deduplicate(request, plan, work_dir, [d["rows_kept"] for d in done])
-    manifest = _summary(request, plan, work_dir, done, dedup)
+    (work_dir / "plan.json").write_text(plan_json(plan))
+    run_shards(request, plan, work_dir, workers)
+    result = merge_shards(request, plan, [work_dir / shard.name for shard in plan.shards], out_dir, work_dir / "dedup")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def merge_shards(
+    request: dataset_pb2.DatasetRequest, plan: ShardPlan, folders: list[Path], out_dir: Path, scratch: Path
+) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
+    """The finished shard folders (in plan order) deduplicated across each other and prepared into `out_dir`."""
+    done = [json.loads((folder / DONE).read_text()) for folder in folders]
+    dedup = deduplicate(request, plan, folders, [d["rows_kept"] for d in done], scratch)
+    manifest = _summary(request, plan, folders, done, dedup)
     kept = sum(d["rows_kept"] for d in done) - sum(len(r) for r in (*dedup.exact.values(), *dedup.near.values()))
     if kept == 0:
         skipped = [d["skipped"] for d in done]
@@ -535,13 +547,30 @@ def build_sharded(
             request.name, sum(d["rows_read"] for d in done), sum(s[0] for s in skipped),
             next((s[1] for s in skipped if s[0]), ""), removed,
         )  # fmt: skip
-    result = prepare(request, _kept_chunks(plan, work_dir, dedup), manifest, out_dir)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    return result
+    return prepare(request, _kept_chunks(plan, folders, dedup), manifest, out_dir)
+
+
+def plan_json(plan: ShardPlan) -> str:
+    return json.dumps({"shards": [asdict(s) for s in plan.shards], "fingerprints": plan.fingerprints}, indent=1)
+
+
+def plan_from_json(text: str) -> ShardPlan:
+    data = json.loads(text)
+    shards = [Shard(s["index"], s["name"], [Piece(**p) for p in s["pieces"]]) for s in data["shards"]]
+    return ShardPlan(shards, data["fingerprints"])
+
+
+def shard_json(shard: Shard) -> str:
+    return json.dumps(asdict(shard), sort_keys=True)
+
+
+def shard_from_json(text: str) -> Shard:
+    data = json.loads(text)
+    return Shard(data["index"], data["name"], [Piece(**p) for p in data["pieces"]])
 
 
 def _summary(
-    request: dataset_pb2.DatasetRequest, plan: ShardPlan, work_dir: Path, done: list[dict[str, Any]], dedup: Dedup
+    request: dataset_pb2.DatasetRequest, plan: ShardPlan, folders: list[Path], done: list[dict[str, Any]], dedup: Dedup
 ) -> dataset_pb2.DatasetManifest:
     """What acquisition knows, as the one-process build reports it: source fingerprints in reading order, then each
     cleaning step's count and first row."""
@@ -574,13 +603,13 @@ def _summary(
         manifest.cleaning.add(
             step="deduplicate_exact",
             rows_removed=sum(len(r) for r in dedup.exact.values()),
-            first_row=_first_source(work_dir, plan, dedup.exact),
+            first_row=_first_source(folders, plan, dedup.exact),
         )
     if request.cleaning.near_duplicate_threshold:
         manifest.cleaning.add(
             step="deduplicate_near",
             rows_removed=sum(len(r) for r in dedup.near.values()),
-            first_row=_first_source(work_dir, plan, dedup.near),
+            first_row=_first_source(folders, plan, dedup.near),
         )
     return manifest
 

@@ -7,6 +7,9 @@ Two ways to build a dataset, giving the same manifest:
   with a report Deck. For datasets that fit in a task's memory: chat, preference and prompt data, modest corpora.
 - `build`: the same steps streamed in one task (validation by the same pandera models, chunk by chunk), for corpora
   beyond memory.
+- `plan_dataset_shards`, `clean_shard` (a map_task over the shards, each its own cache entry) and
+  `merge_dataset_shards` (llmft.data.shards): the same dataset in shards, deduplicated across all of them, for corpora
+  beyond one task; llmft.orchestration.corpus composes them.
 
 Caching: acquire and build always run (a local file or a git branch can change under the same request). Acquire
 hands prepare the request without its sources and rows hashed by content, so prepare, and everything downstream
@@ -32,6 +35,15 @@ from llmft.data.build import acquire_frame, build_dataset, cleaning_lines, confi
 from llmft.data.build import config_problems as config_problems  # the pipeline's config check asks it up front
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
+from llmft.data.shards import (
+    merge_shards,
+    plan_from_json,
+    plan_json,
+    plan_shards,
+    run_shard,
+    shard_from_json,
+    shard_json,
+)
 from llmft.data.sources import source_problems as source_problems  # and this, of each source
 from llmft.flyte.decks import publish
 from llmft.flyte.images import stage_cache_version, stage_image
@@ -156,6 +168,47 @@ def build(request: DatasetRequest) -> Prepared:
     out = _out_dir(request.name)
     try:
         manifest, report = build_dataset(request, out)
+    except DataValidationError as error:
+        publish("Validation failures", failures_html(error))
+        raise
+    for line in cleaning_lines(manifest):
+        print(line, file=sys.stderr)
+    return _publish_and_pack(manifest, report, out)
+
+
+class ShardPlan(NamedTuple):
+    plan: str  # the whole plan as JSON (shards and source fingerprints), for the merge
+    shards: list[str]  # each shard as JSON, one map_task element each
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="1Gi"))
+def plan_dataset_shards(request: DatasetRequest, shards: int) -> ShardPlan:
+    """The shards of about equal bytes; always runs (a file can change under the same request): it hashes every local
+    file, and a shard's name and JSON carry those hashes, so each shard's cache entry follows its content."""
+    plan = plan_shards(request, shards)
+    return ShardPlan(plan=plan_json(plan), shards=[shard_json(shard) for shard in plan.shards])
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"), cache=True, cache_version=CACHE_VERSION)
+def clean_shard(request: DatasetRequest, shard: str) -> FlyteDirectory:
+    """One shard read, normalised and cleaned by the per-row steps (a map_task element, cached on the shard: a rerun
+    redoes only the shards that failed or whose files changed)."""
+    spec = shard_from_json(shard)
+    work = Path(tempfile.mkdtemp(prefix="llmft-shard-", dir=current_context().working_directory))
+    run_shard(request, spec, work)
+    return FlyteDirectory(path=str(work / spec.name))
+
+
+@task(container_image=IMAGE, requests=RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
+def merge_dataset_shards(request: DatasetRequest, plan: str, folders: list[FlyteDirectory]) -> Prepared:
+    """Exact and near duplicates across every shard, then validation, split, statistics and the manifest, with the
+    report Deck."""
+    out = _out_dir(request.name)
+    scratch = Path(tempfile.mkdtemp(prefix="llmft-dedup-", dir=current_context().working_directory))
+    try:
+        manifest, report = merge_shards(
+            request, plan_from_json(plan), [Path(f.download()) for f in folders], out, scratch
+        )
     except DataValidationError as error:
         publish("Validation failures", failures_html(error))
         raise
