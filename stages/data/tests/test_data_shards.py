@@ -1,6 +1,7 @@
-"""Preparing a dataset in shards (llmft.data.shards): duplicates split across shards are found by the global steps,
-the result equals the one-process build's, a failing shard names itself, its file and row and publishes nothing, and
-a rerun redoes only the shards that failed or changed."""
+"""Corpora beyond one process. Preparing a dataset in shards (llmft.data.shards): duplicates split across shards are
+found by the global steps, the result equals the one-process build's, a failing shard names itself, its file and row
+and publishes nothing, and a rerun redoes only the shards that failed or changed. And the report's length histograms
+hold a bounded sample, not a value per row."""
 
 import json
 import random
@@ -140,3 +141,28 @@ def test_a_killed_run_redoes_only_its_unfinished_shards(tmp_path: Path, monkeypa
     assert read == [p.path for s in plan.shards[2:] for p in s.pieces]  # only the unfinished shards were read
     one, _ = build_dataset(wanted, tmp_path / "one")
     assert manifest.fingerprint == one.fingerprint
+
+
+def test_the_reports_length_histograms_hold_a_bounded_uniform_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report keeps at most REPORT_SAMPLE lengths per split, whatever the row count, drawn from the whole split
+    (not its first rows), and the Deck says it is a sample; the manifest's counts stay exact."""
+    from llmft.data import build
+    from llmft.data.report import report_html
+
+    monkeypatch.setattr(build, "REPORT_SAMPLE", 50)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    # Row i has i + 1 words: lengths grow through the file, so a sample of the first rows would be the shortest.
+    (folder / "a.jsonl").write_text("".join(json.dumps({"text": " ".join(["w"] * (i + 1))}) + "\n" for i in range(600)))
+    manifest, report = build_dataset(request(folder), tmp_path / "out")
+    train = next(s for s in manifest.splits if s.name == "train")
+    lengths = report["lengths"]["train"]
+    assert len(lengths) == 50 and report["sampled"]["train"] == (50, train.rows) and train.rows > 500
+    assert max(lengths) > 2 * 600 * 0.75  # rows from the last quarter of the file are in the sample
+    assert train.characters == sum(2 * (i + 1) - 1 for i in range(600)) - next(
+        s.characters for s in manifest.splits if s.name == "eval"
+    )
+    html = report_html(manifest, report)
+    assert "uniform sample" in html and f"<td>train</td><td>50</td><td>{train.rows}</td>" in html

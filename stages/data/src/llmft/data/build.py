@@ -6,9 +6,9 @@
 2. prepare: validate each chunk against the kind's pandera schema, split each row into train or eval, count
    characters and tokens, write the chunk to the split's Parquet file, and fingerprint.
 
-Nothing holds the whole dataset's rows: memory is the chunk, and what grows with the corpus: the exact-duplicate index
-(a key per row), the near-duplicate LSH index, and the per-row lengths for the report (llmft.data.shards moves the
-duplicate indexes to disk). The CLI streams acquire straight into prepare; the Flyte tasks hand the cleaned rows
+Nothing holds the whole dataset's rows: memory is the chunk, the report's bounded samples, and what grows with the
+corpus: the exact-duplicate index (a key per row) and the near-duplicate LSH index (llmft.data.shards moves both to
+bucket files on disk). The CLI streams acquire straight into prepare; the Flyte tasks hand the cleaned rows
 across a task boundary as a pandera-typed DataFrame (or stream in one task, for corpora beyond memory). Every path
 gives the same manifest for the same input."""
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,8 @@ from llmft.data.sources import PYTHON_SKIP_STEP, Skipped, SourceError, TextBlock
 from llmft.proto.data.v1 import dataset_pb2
 
 CHUNK_ROWS = 8192
+# Rows per split whose lengths the report's histograms show (a uniform sample beyond that).
+REPORT_SAMPLE = 100_000
 SAMPLES_PER_SPLIT = 5
 RAW_TEXT = dataset_pb2.DATASET_KIND_RAW_TEXT
 
@@ -256,6 +257,29 @@ class Acquisition:
         return manifest
 
 
+class Reservoir:
+    """A uniform sample of at most `size` values of a stream (Vitter's algorithm R, seeded): the report's length
+    histograms hold this, not a value per row, so their memory does not grow with the corpus."""
+
+    def __init__(self, size: int | None = None, seed: int = 0) -> None:
+        import random
+
+        self.size = REPORT_SAMPLE if size is None else size
+        self.seen = 0
+        self.values: list[int] = []
+        self._random = random.Random(seed)
+
+    def extend(self, values: Iterable[int]) -> None:
+        for value in values:
+            self.seen += 1
+            if len(self.values) < self.size:
+                self.values.append(value)
+            else:
+                slot = self._random.randrange(self.seen)
+                if slot < self.size:
+                    self.values[slot] = value
+
+
 @dataclass
 class SplitAccumulator:
     """Running statistics and content digest of one split."""
@@ -265,8 +289,8 @@ class SplitAccumulator:
     characters: int = 0
     tokens: int = 0
     over_max: int = 0
-    lengths: array = field(default_factory=lambda: array("L"))
-    token_counts: array = field(default_factory=lambda: array("L"))
+    lengths: Reservoir = field(default_factory=Reservoir)
+    token_counts: Reservoir = field(default_factory=Reservoir)
     samples: list[dict[str, Any]] = field(default_factory=list)
     digest: Any = field(default_factory=hashlib.sha256)
 
@@ -415,8 +439,9 @@ def prepare(
         writer.finish(manifest)
     report = {
         "removed": [(c.step, c.rows_removed, c.rows_changed, c.first_row) for c in manifest.cleaning],
-        "lengths": {name: list(acc.lengths) for name, acc in splits.items()},
-        "tokens": {name: list(acc.token_counts) for name, acc in splits.items()},
+        "lengths": {name: acc.lengths.values for name, acc in splits.items()},
+        "tokens": {name: acc.token_counts.values for name, acc in splits.items()},
+        "sampled": {name: (len(acc.lengths.values), acc.lengths.seen) for name, acc in splits.items()},
         "samples": {name: acc.samples for name, acc in splits.items()},
     }
     return manifest, report

@@ -33,12 +33,27 @@ def report_html(manifest: dataset_pb2.DatasetManifest, report: dict[str, Any]) -
         title="Cleaning",
     )
     sections = [counts, removed]
+    sampled = {name: (shown, rows) for name, (shown, rows) in report.get("sampled", {}).items() if shown < rows}
+    if sampled:
+        sections.append(
+            decks.table(
+                [
+                    {"split": name, "rows in the histograms": shown, "rows": rows}
+                    for name, (shown, rows) in sampled.items()
+                ],
+                title="The histograms below show a uniform sample of each split's rows",
+            )
+        )
+
+    def of(name: str) -> str:
+        return " (sample)" if name in sampled else ""
+
     for name, lengths in report["lengths"].items():
         if lengths:
-            sections.append(decks.histogram(lengths, f"{name}: characters per row", "characters"))
+            sections.append(decks.histogram(lengths, f"{name}: characters per row{of(name)}", "characters"))
     for name, tokens in report["tokens"].items():
         if tokens:
-            sections.append(decks.histogram(tokens, f"{name}: tokens per row", "tokens"))
+            sections.append(decks.histogram(tokens, f"{name}: tokens per row{of(name)}", "tokens"))
     for name, samples in report["samples"].items():
         if samples:
             sections.append(decks.table(samples, title=f"{name}: sample rows"))
