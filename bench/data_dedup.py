@@ -207,8 +207,9 @@ def main() -> int:
             print(f"  {arm:<14}{''.join(cells)}{r['removed']['median']:>10,.0f}{rss:>24}")
         print(
             f"  llmft per core vs datatrove (2 workers) {size['per_core_vs_datatrove']:.2f}x (goal 1.0x); peak RSS "
-            f"{size['rss_vs_datatrove']:.2f}x of datatrove's (goal <= 1.0x); removed {size['removed_vs_datatrove']:.3f}x "
-            f"of datatrove's (goal within 1%); llmft 2 workers vs 1 {size['llmft_2_workers_vs_1']:.2f}x (goal 1.7x)"
+            f"{size['rss_vs_datatrove']:.2f}x of datatrove's (goal <= 1.0x); removed "
+            f"{size['removed_vs_datatrove']:.3f}x of datatrove's (goal within 1%); llmft 2 workers vs 1 "
+            f"{size['llmft_2_workers_vs_1']:.2f}x (goal 1.7x)"
         )
     result = {"sizes": sizes, "threshold": THRESHOLD, "files": args.files, **machine(), "command": command}
     args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
