@@ -177,3 +177,11 @@ class FirstStep(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.started_at = state.global_step
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now, in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"process {pid}: no VmRSS")

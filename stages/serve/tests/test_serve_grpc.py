@@ -24,6 +24,7 @@ from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.proto.serve.v1 import serve_pb2_grpc
 from llmft.serve import engine as E
 from llmft.serve.server import SERVICE_NAME, RunningServer, ServerOptions, build_server
+from llmft.testing import rss_mib
 
 
 @pytest.fixture(scope="module")
@@ -208,13 +209,6 @@ def test_token_authentication_over_tls(model_dir: Path, tmp_path: Path) -> None:
             assert code == grpc.StatusCode.UNAVAILABLE
     finally:
         running.stop(grace=None)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_cli_server_under_64_concurrent_clients(model_dir: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import pytest
 from llmft.proto.serve.v1 import serve_pb2 as S
 from llmft.serve import engine as E
 from llmft.serve.openai_api import OpenAIOptions, RunningOpenAI, build_openai_server
+from llmft.testing import rss_mib
 
 TOKEN = "test-token-for-the-openai-endpoint"
 NAME = "tiny-llama-chat"
@@ -267,13 +268,6 @@ def test_the_servers_request_timeout_ends_a_generation_with_504(model_dir: Path)
         assert finished(running, E.DEADLINE) == 2
     finally:
         running.stop(grace=0)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_cli_server_under_64_concurrent_clients(model_dir: Path, tmp_path: Path) -> None:

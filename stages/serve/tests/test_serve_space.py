@@ -44,9 +44,13 @@ PYPI = "https://pypi.org/simple"
 
 
 def isolated_pip(python: Path, *args: str) -> None:
-    """pip as the Hub's Space builder runs it: no config file, no environment variables, PyPI as the only index."""
+    """pip as the Hub's Space builder runs it: no config file, no environment variables, PyPI as the only index. Only
+    the machine's CA bundle is passed on (`--cert`: how TLS is checked here, not what resolves), for networks whose
+    proxy signs with its own certificate."""
     command = [str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--quiet"]
-    done = subprocess.run([*command, "--index-url", PYPI, *args], capture_output=True, text=True)
+    bundles = (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt")
+    cert = next((["--cert", b] for b in bundles if b and Path(b).is_file()), [])
+    done = subprocess.run([*command, *cert, "--index-url", PYPI, *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 

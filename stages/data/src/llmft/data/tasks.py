@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NamedTuple
 
@@ -163,17 +164,22 @@ def prepare_prompt(config: DatasetRequest, rows: PromptRows, acquisition: Datase
     return _prepare(config, rows, acquisition)
 
 
-@task(container_image=IMAGE, requests=Resources(cpu="2", mem="3Gi"), enable_deck=True)
-def build(request: DatasetRequest) -> Prepared:
-    out = _out_dir(request.name)
+def _built(out: Path, make: Callable[[], tuple[DatasetManifest, dict]]) -> Prepared:
+    """A whole build's ending: validation failures as a Deck, what cleaning removed on stderr, the report Deck."""
     try:
-        manifest, report = build_dataset(request, out)
+        manifest, report = make()
     except DataValidationError as error:
         publish("Validation failures", failures_html(error))
         raise
     for line in cleaning_lines(manifest):
         print(line, file=sys.stderr)
     return _publish_and_pack(manifest, report, out)
+
+
+@task(container_image=IMAGE, requests=Resources(cpu="2", mem="3Gi"), enable_deck=True)
+def build(request: DatasetRequest) -> Prepared:
+    out = _out_dir(request.name)
+    return _built(out, lambda: build_dataset(request, out))
 
 
 class ShardPlan(NamedTuple):
@@ -205,13 +211,5 @@ def merge_dataset_shards(request: DatasetRequest, plan: str, folders: list[Flyte
     report Deck."""
     out = _out_dir(request.name)
     scratch = Path(tempfile.mkdtemp(prefix="llmft-dedup-", dir=current_context().working_directory))
-    try:
-        manifest, report = merge_shards(
-            request, plan_from_json(plan), [Path(f.download()) for f in folders], out, scratch
-        )
-    except DataValidationError as error:
-        publish("Validation failures", failures_html(error))
-        raise
-    for line in cleaning_lines(manifest):
-        print(line, file=sys.stderr)
-    return _publish_and_pack(manifest, report, out)
+    local = [Path(f.download()) for f in folders]
+    return _built(out, lambda: merge_shards(request, plan_from_json(plan), local, out, scratch))
