@@ -101,7 +101,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
 def test_ppo_raises_the_held_out_reward_of_the_sft_policy(trained: dict[str, Path], tmp_path: Path) -> None:
     request = R.PpoRequest(
         recipe=recipe(32, 3e-4, batch=16),
-        ppo=R.PpoConfig(response_length=12, kl_coef=0.05, eval_prompts=32),
+        ppo=R.PpoConfig(response_length=12, kl_coef=0.15, eval_prompts=32),
     )
     rm = trained["llmft/tiny-llama"]
     report = train_ppo(request, trained["prefs"], tmp_path / "ppo", trained["sft"], reward_model_dir=rm).report
@@ -111,8 +111,10 @@ def test_ppo_raises_the_held_out_reward_of_the_sft_policy(trained: dict[str, Pat
     # The mean reward of the PPO policy's answers to unseen questions is higher, and the reward model prefers its
     # answers more often than not (an unchanged policy samples the same answers with the same seed: exactly 0.5),
     # within the README's gain of 0.20 and KL budget of 10 nats. The start is the 40-step policy (the words, not yet
-    # their order), which leaves the reward model something to raise. Measured: gain 0.64, win rate 0.81, KL 6.0 in
-    # bf16; gain 0.25, win rate 0.77, KL 4.2 in fp32.
+    # their order), which leaves the reward model something to raise. How far 32 updates move this tiny policy differs
+    # a lot between CPUs (kernels differ by instruction set): at kl_coef 0.05 an AMX Xeon measured gain 0.64 and KL
+    # 6.0 (bf16), an AMD EPYC gain 1.86 and KL 19.2, over the budget. At 0.15 the EPYC measured gain 1.50, win rate
+    # 0.95, KL 5.6 (0.10: KL 9.3, too near the budget).
     print(f"PPO: gain {ppo.reward_gain:.3f}, win rate {ppo.win_rate_over_reference:.3f}, KL {ppo.kl_to_reference:.3f}")
     assert ppo.reward_gain >= 0.20
     assert ppo.reward_gain == pytest.approx((ppo.mean_reward - start.mean_reward) / report.evaluation.reward_scale)
