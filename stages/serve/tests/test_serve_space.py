@@ -49,7 +49,7 @@ def isolated_pip(python: Path, *args: str) -> None:
     proxy signs with its own certificate."""
     command = [str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--quiet"]
     bundles = (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt")
-    cert = next((["--cert", b] for b in bundles if b and Path(b).is_file()), [])
+    cert: list[str] = next((["--cert", b] for b in bundles if b and Path(b).is_file()), [])
     done = subprocess.run([*command, *cert, "--index-url", PYPI, *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
