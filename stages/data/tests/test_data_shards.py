@@ -6,8 +6,6 @@ hold a bounded sample, not a value per row."""
 import json
 import random
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import pytest
 
 from llmft.core.datasets import read_split
+from llmft.data.__main__ import main as cli
 from llmft.data.build import build_dataset
 from llmft.data.shards import ShardError, build_sharded, plan_shards
 from llmft.proto.data.v1 import dataset_pb2 as D
@@ -73,7 +72,7 @@ def test_duplicates_across_shards_are_removed_as_in_one_process(tmp_path: Path, 
 
 
 def test_a_failing_shard_names_itself_publishes_nothing_and_the_rerun_redoes_only_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "in"
     corpus(folder)
@@ -91,12 +90,12 @@ def test_a_failing_shard_names_itself_publishes_nothing_and_the_rerun_redoes_onl
     finished = {p.parent.name for p in work.glob("shard-*/done.json")}
     assert len(finished) == 3 and named.group(2) not in finished  # the other shards' work is kept
     # The same failure from the command line: exit 2, the shard and the row named, no output folder.
-    cli = subprocess.run(
-        [sys.executable, "-m", "llmft.data", "--kind", "raw_text", "--local", str(folder / "*.jsonl"), "--format",
-         "jsonl", "--shards", "4", "--workers", "1", "--out", str(tmp_path / "cli")],
-        capture_output=True, text=True,
+    code = cli(
+        ["--kind", "raw_text", "--local", str(folder / "*.jsonl"), "--format", "jsonl", "--shards", "4",
+         "--workers", "1", "--out", str(tmp_path / "cli")]
     )  # fmt: skip
-    assert cli.returncode == 2 and f"{named.group(2)}): {second}:101: malformed JSON" in cli.stderr, cli.stderr
+    stderr = capsys.readouterr().err
+    assert code == 2 and f"{named.group(2)}): {second}:101: malformed JSON" in stderr, stderr
     assert not (tmp_path / "cli").exists()
 
     second.write_text("".join(lines[:100]) + json.dumps({"text": "a fixed line"}) + "\n" + "".join(lines[100:]))
