@@ -162,6 +162,7 @@ BAD_REQUESTS = [
     ({"max_tokens": 5000}, 400, "max_tokens"),
     ({"max_tokens": 4, "max_completion_tokens": 5}, 400, "max_tokens"),
     ({"n": 2}, 400, "n"),
+    ({"seed": 0}, 400, "seed"),
     ({"frequency_penalty": 0.5}, 400, "frequency_penalty"),
     ({"presence_penalty": 1.0}, 400, "presence_penalty"),
     ({"stop": ["x"] * 17}, 400, "stop"),

@@ -90,7 +90,8 @@ class ChatCompletionRequest(BaseModel):
     top_k: int | None = Field(None, ge=0)
     repetition_penalty: float | None = Field(None, gt=0.0)
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    # 1 or more: the engine reads 0 as "no seed" (a fresh one), which an explicit 0 must not silently become.
+    seed: int | None = Field(None, ge=1, le=2**63 - 1)
     n: int = Field(1, ge=1, le=1)
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
