@@ -182,17 +182,17 @@ def build(request: DatasetRequest) -> Prepared:
     return _built(out, lambda: build_dataset(request, out))
 
 
-class ShardPlan(NamedTuple):
+class PlannedShards(NamedTuple):
     plan: str  # the whole plan as JSON (shards and source fingerprints), for the merge
     shards: list[str]  # each shard as JSON, one map_task element each
 
 
 @task(container_image=IMAGE, requests=Resources(cpu="1", mem="1Gi"))
-def plan_dataset_shards(request: DatasetRequest, shards: int) -> ShardPlan:
+def plan_dataset_shards(request: DatasetRequest, shards: int) -> PlannedShards:
     """The shards of about equal bytes; always runs (a file can change under the same request): it hashes every local
     file, and a shard's name and JSON carry those hashes, so each shard's cache entry follows its content."""
     plan = plan_shards(request, shards)
-    return ShardPlan(plan=plan_json(plan), shards=[shard_json(shard) for shard in plan.shards])
+    return PlannedShards(plan=plan_json(plan), shards=[shard_json(shard) for shard in plan.shards])
 
 
 @task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"), cache=True, cache_version=CACHE_VERSION)
