@@ -6,13 +6,18 @@ write Parquet; each with 1 and with 2 worker processes.
 llmft also normalises every row (NFC, line endings, control characters), removes exact duplicates first, validates
 every row against its pandera schema, splits train/eval and fingerprints; datatrove's pipeline is its four MinHash
 stages (signatures, buckets, clusters, filter) with its JSONL reader and Parquet writer, which catch exact copies as
-near duplicates. Each run is its own process; peak RSS is the largest process of the run (the runner or a worker,
-ru_maxrss). Arms alternate, --repeats times; figures are medians with min..max.
+near duplicates. Each run is its own process; peak RSS is the largest process of the run, reported also apart: the
+process that runs the pipeline (its VmHWM; llmft: planning, the global steps and the merge) and its largest worker
+(llmft: the VmHWM each shard's worker records; datatrove: ru_maxrss of its worker processes). llmft cuts the corpus
+into shards of --shard-rows rows (at least one per file), so a larger corpus has more shards of the same size, as a
+team would run it; datatrove reads one task per file. Arms alternate, --repeats times;
+figures are medians with min..max.
 
-    .venv/bin/python bench/data_dedup.py                         # 200k rows of ~1 KB in 8 files, 3 repeats
-    .venv/bin/python bench/data_dedup.py --rows 1000000 4000000  # the issue's sizes (long)
+    .venv/bin/python bench/data_dedup.py --rows 100000           # 8 files of ~1 KB rows, 3 repeats
+    .venv/bin/python bench/data_dedup.py --rows 1000000 4000000 --arms llmft_2 --repeats 1 \
+        --json bench/data_dedup_scale.json                       # memory at scale (datatrove: ~30 min a run at 1M)
 
-Writes bench/data_dedup.json with the CPU it ran on.
+Writes bench/data_dedup.json (or --json) with the CPU it ran on.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ def generate(folder: Path, rows: int, files: int, seed: int = 0) -> dict[str, in
     return {"exact_copies": exact, "near_copies": near}
 
 
-def run_llmft(corpus: Path, out: Path, workers: int) -> int:
+def run_llmft(corpus: Path, out: Path, workers: int, shards: int) -> tuple[int, float]:
     from llmft.data.shards import build_sharded
     from llmft.proto.data.v1 import dataset_pb2 as D
 
@@ -79,12 +84,12 @@ def run_llmft(corpus: Path, out: Path, workers: int) -> int:
         cleaning=D.CleaningConfig(normalize=True, deduplicate_exact=True, near_duplicate_threshold=THRESHOLD),
         split=D.SplitConfig(eval_fraction=0.01),
     )
-    files = len(list(corpus.glob("*.jsonl")))
-    manifest, _ = build_sharded(request, out / "dataset", out / "work", shards=files, workers=workers)
-    return sum(s.rows for s in manifest.splits)
+    manifest, report = build_sharded(request, out / "dataset", out / "work", shards=shards, workers=workers)
+    worker = max(shard["peak_rss_mib"] for shard in report["shards"]) if workers > 1 else 0.0
+    return sum(s.rows for s in manifest.splits), worker
 
 
-def run_datatrove(corpus: Path, out: Path, workers: int) -> int:
+def run_datatrove(corpus: Path, out: Path, workers: int, shards: int) -> tuple[int, float]:
     import pyarrow.parquet as pq
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (
@@ -117,25 +122,28 @@ def run_datatrove(corpus: Path, out: Path, workers: int) -> int:
           1, "clusters")  # fmt: skip
     stage([JsonlReader(str(corpus)), MinhashDedupFilter(input_folder=str(out / "remove")),
            ParquetWriter(str(out / "dataset"))], files, "filter")  # fmt: skip
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in (out / "dataset").rglob("*.parquet"))
+    kept = sum(pq.ParquetFile(p).metadata.num_rows for p in (out / "dataset").rglob("*.parquet"))
+    return kept, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def child(arm: str, corpus: str, out: str) -> None:
+def child(arm: str, corpus: str, out: str, shards: str) -> None:
     tool, workers = arm.rsplit("_", 1)
     started = time.perf_counter()
-    kept = (run_llmft if tool == "llmft" else run_datatrove)(Path(corpus), Path(out), int(workers))
+    run = run_llmft if tool == "llmft" else run_datatrove
+    kept, worker = run(Path(corpus), Path(out), int(workers), int(shards))
     seconds = time.perf_counter() - started
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "kept": kept, "peak_rss_mib": max(own, children)}))
+    from llmft.data.shards import peak_rss_mib
+
+    print(json.dumps({"seconds": seconds, "kept": kept, "process": peak_rss_mib(), "worker": worker}))
 
 
-def measure(arm: str, corpus: Path, rows: int) -> dict[str, float]:
+def measure(arm: str, corpus: Path, rows: int, shards: int) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(prefix=f"llmft-dedup-{arm}-"))
     try:
         done = subprocess.run(
-            [sys.executable, __file__, "--child", arm, str(corpus), str(out)], capture_output=True, text=True
-        )
+            [sys.executable, __file__, "--child", arm, str(corpus), str(out), str(shards)],
+            capture_output=True, text=True,
+        )  # fmt: skip
         if done.returncode:
             raise RuntimeError(f"{arm}: {done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -147,7 +155,9 @@ def measure(arm: str, corpus: Path, rows: int) -> dict[str, float]:
         "rows_per_s_per_worker": rows / result["seconds"] / workers,
         "seconds": result["seconds"],
         "removed": rows - result["kept"],
-        "peak_rss_mib": result["peak_rss_mib"],
+        "peak_rss_mib": max(result["process"], result["worker"]),
+        "process_rss_mib": result["process"],
+        "worker_rss_mib": result["worker"],
     }
 
 
@@ -160,8 +170,10 @@ def main() -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--shard-rows", type=int, default=12_500, help="llmft's rows per shard (about)")
     parser.add_argument("--json", type=Path, default=HERE / "data_dedup.json")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -171,47 +183,66 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="llmft-dedup-corpus-") as tmp:
             corpus = Path(tmp) / "corpus"
             planted = generate(corpus, rows, args.files)
-            runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
+            shards = max(args.files, rows // args.shard_rows)
+            arms = [arm for arm in ARMS if arm in args.arms]
+            runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
             for repeat in range(args.repeats):
-                for arm in ARMS if repeat % 2 == 0 else tuple(reversed(ARMS)):
+                for arm in arms if repeat % 2 == 0 else list(reversed(arms)):
                     print(f"{rows:,} rows, repeat {repeat + 1}/{args.repeats}: {arm}", flush=True)
-                    runs[arm].append(measure(arm, corpus, rows))
+                    runs[arm].append(measure(arm, corpus, rows, shards))
         results = {arm: {k: spread([r[k] for r in rs]) for k in rs[0]} for arm, rs in runs.items()}
         median = {arm: {k: v["median"] for k, v in figures.items()} for arm, figures in results.items()}
-        sizes[str(rows)] = {
-            "rows": rows,
-            "planted": planted,
-            "results": results,
-            "per_core_vs_datatrove": median["llmft_2"]["rows_per_s_per_worker"]
-            / median["datatrove_2"]["rows_per_s_per_worker"],
-            "rss_vs_datatrove": median["llmft_2"]["peak_rss_mib"] / median["datatrove_2"]["peak_rss_mib"],
-            "removed_vs_datatrove": median["llmft_2"]["removed"] / max(1.0, median["datatrove_2"]["removed"]),
-            "llmft_2_workers_vs_1": median["llmft_2"]["rows_per_s"] / median["llmft_1"]["rows_per_s"],
-            "datatrove_2_workers_vs_1": median["datatrove_2"]["rows_per_s"] / median["datatrove_1"]["rows_per_s"],
-        }
+        sizes[str(rows)] = {"rows": rows, "llmft_shards": shards, "planted": planted, "results": results}
+        if set(ARMS) <= set(arms):
+            sizes[str(rows)] |= {
+                "per_core_vs_datatrove": median["llmft_2"]["rows_per_s_per_worker"]
+                / median["datatrove_2"]["rows_per_s_per_worker"],
+                "rss_vs_datatrove": median["llmft_2"]["peak_rss_mib"] / median["datatrove_2"]["peak_rss_mib"],
+                "removed_vs_datatrove": median["llmft_2"]["removed"] / max(1.0, median["datatrove_2"]["removed"]),
+                "llmft_2_workers_vs_1": median["llmft_2"]["rows_per_s"] / median["llmft_1"]["rows_per_s"],
+                "datatrove_2_workers_vs_1": median["datatrove_2"]["rows_per_s"] / median["datatrove_1"]["rows_per_s"],
+            }
     command = "python bench/data_dedup.py " + " ".join(sys.argv[1:])
     print(f"\n{command}   ({machine()['cpu']}, {args.files} files, {args.repeats} repeats; median (min..max))")
     for rows, size in sizes.items():
         print(f"{int(rows):,} rows ({size['planted']['exact_copies']:,} exact and {size['planted']['near_copies']:,} "
               f"near copies planted)")  # fmt: skip
-        print(f"  {'arm':<14}{'rows/s':>26}{'rows/s per worker':>26}{'removed':>10}{'peak RSS MiB':>24}")
-        for arm in ARMS:
-            r = size["results"][arm]
-            cells = [
-                f"{r[k]['median']:,.0f} ({r[k]['min']:,.0f}..{r[k]['max']:,.0f})".rjust(26)
-                for k in ("rows_per_s", "rows_per_s_per_worker")
-            ]
-            rss = (
-                f"{r['peak_rss_mib']['median']:,.0f} ({r['peak_rss_mib']['min']:,.0f}..{r['peak_rss_mib']['max']:,.0f})"
+        print(f"  {'arm':<14}{'rows/s':>24}{'rows/s per worker':>24}{'removed':>9}"
+              f"{'peak RSS MiB: process':>26}{'largest worker':>22}")  # fmt: skip
+        for arm, r in size["results"].items():
+
+            def cell(key: str, width: int, r: dict[str, Any] = r) -> str:
+                return f"{r[key]['median']:,.0f} ({r[key]['min']:,.0f}..{r[key]['max']:,.0f})".rjust(width)
+
+            rss = cell("process_rss_mib", 26) + cell("worker_rss_mib", 22)
+            print(f"  {arm:<14}{cell('rows_per_s', 24)}{cell('rows_per_s_per_worker', 24)}"
+                  f"{r['removed']['median']:>9,.0f}{rss}")  # fmt: skip
+        if "per_core_vs_datatrove" in size:
+            print(
+                f"  llmft per core vs datatrove (2 workers) {size['per_core_vs_datatrove']:.2f}x (goal 1.0x); peak RSS "
+                f"{size['rss_vs_datatrove']:.2f}x of datatrove's (goal <= 1.0x); removed "
+                f"{size['removed_vs_datatrove']:.3f}x of datatrove's (goal within 1%); llmft 2 workers vs 1 "
+                f"{size['llmft_2_workers_vs_1']:.2f}x (goal 1.7x)"
             )
-            print(f"  {arm:<14}{''.join(cells)}{r['removed']['median']:>10,.0f}{rss:>24}")
+    if len(sizes) > 1 and all("llmft_2" in size["results"] for size in sizes.values()):
+        first, last = (sizes[str(rows)]["results"]["llmft_2"] for rows in (min(args.rows), max(args.rows)))
+        growth = {k: last[k]["median"] / first[k]["median"] for k in ("process_rss_mib", "worker_rss_mib")}
+        result_growth = {f"{min(args.rows)}_to_{max(args.rows)}": growth}
         print(
-            f"  llmft per core vs datatrove (2 workers) {size['per_core_vs_datatrove']:.2f}x (goal 1.0x); peak RSS "
-            f"{size['rss_vs_datatrove']:.2f}x of datatrove's (goal <= 1.0x); removed "
-            f"{size['removed_vs_datatrove']:.3f}x of datatrove's (goal within 1%); llmft 2 workers vs 1 "
-            f"{size['llmft_2_workers_vs_1']:.2f}x (goal 1.7x)"
+            f"  llmft_2 peak RSS from {min(args.rows):,} to {max(args.rows):,} rows: process "
+            f"{growth['process_rss_mib']:.2f}x, largest worker {growth['worker_rss_mib']:.2f}x (goal: flat)"
         )
-    result = {"sizes": sizes, "threshold": THRESHOLD, "files": args.files, **machine(), "command": command}
+    else:
+        result_growth = {}
+    result = {
+        "sizes": sizes,
+        "rss_growth": result_growth,
+        "shard_rows": args.shard_rows,
+        "threshold": THRESHOLD,
+        "files": args.files,
+        **machine(),
+        "command": command,
+    }
     args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {args.json}")
     return 0

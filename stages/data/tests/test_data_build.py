@@ -311,6 +311,27 @@ def test_prepare_validates_rows_it_is_handed(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_ids_must_be_unique_across_chunks_not_only_within_one(tmp_path: Path) -> None:
+    """pandera's `unique` sees one chunk; the dataset-wide check sees them all: an id repeated three chunks later
+    fails, naming both rows by their number in the dataset, and nothing is written. The same rows with distinct ids
+    are a dataset, with no scratch files left beside it."""
+
+    def chunk(first: int, ids: list[str]) -> pd.DataFrame:
+        rows = range(first, first + len(ids))
+        return pd.DataFrame({"id": ids, "source": [f"x:{i + 1}" for i in rows], "text": [f"row {i}" for i in rows]})
+
+    ids = [[f"id-{c}-{r}" for r in range(3)] for c in range(4)]
+    repeated = [list(i) for i in ids]
+    repeated[3][2] = ids[0][1]  # row 11 repeats row 1's id
+    wanted = request(D.DATASET_KIND_RAW_TEXT, "unused")
+    with pytest.raises(DataValidationError, match=r"^1 row\(s\) repeat .*: row 11 repeats the id of row 1$"):
+        prepare(wanted, [chunk(3 * c, i) for c, i in enumerate(repeated)], D.DatasetManifest(), tmp_path / "out")
+    assert not list(tmp_path.iterdir())
+    manifest, _ = prepare(wanted, [chunk(3 * c, i) for c, i in enumerate(ids)], D.DatasetManifest(), tmp_path / "out")
+    assert sum(s.rows for s in manifest.splits) == 12
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_python_package_source_reads_installed_code_and_derives_docstring_chats(tmp_path: Path) -> None:
     req = D.DatasetRequest(
         name="pkg",

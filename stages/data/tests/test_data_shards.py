@@ -165,3 +165,71 @@ def test_the_reports_length_histograms_hold_a_bounded_uniform_sample(
     )
     html = report_html(manifest, report)
     assert "uniform sample" in html and f"<td>train</td><td>50</td><td>{train.rows}</td>" in html
+
+
+# Builds a generated corpus of `rows` 31-word rows (no duplicates: every index must hold every row) with exact and
+# MinHash near deduplication, in shards of 5,000 rows on 2 workers or in one process, and prints the peak RSS of this
+# process and of its largest worker, in MiB (VmHWM: ru_maxrss would start from the forking test process's peak).
+PEAK_SCRIPT = """
+import json, random, sys
+from pathlib import Path
+
+def main():
+    folder, rows, path = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    from llmft.proto.data.v1 import dataset_pb2 as D
+    words = "task workflow launch plan container image cache version input output schema deck secret node".split()
+    rng = random.Random(0)
+    with open(folder / "corpus.jsonl", "w") as handle:
+        for i in range(rows):
+            handle.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(30)) + f" {i}"}) + "\\n")
+    request = D.DatasetRequest(
+        name="memory", kind=D.DATASET_KIND_RAW_TEXT,
+        sources=[D.DatasetSource(local=D.LocalSource(patterns=[str(folder / "corpus.jsonl")]), format="jsonl")],
+        cleaning=D.CleaningConfig(normalize=True, deduplicate_exact=True, near_duplicate_threshold=0.8),
+        split=D.SplitConfig(eval_fraction=0.1),
+    )
+    from llmft.data.shards import peak_rss_mib
+    if path == "sharded":
+        from llmft.data.shards import build_sharded
+        manifest, report = build_sharded(request, folder / "out", folder / "work", shards=rows // 5000, workers=2)
+        worker = max(shard["peak_rss_mib"] for shard in report["shards"])
+    else:
+        from llmft.data.build import build_dataset
+        manifest, _ = build_dataset(request, folder / "out")
+        worker = 0.0
+    kept = sum(s.rows for s in manifest.splits)
+    print(json.dumps({"kept": kept, "process": peak_rss_mib(), "worker": worker}))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def peak_rss(folder: Path, rows: int, path: str) -> dict[str, float]:
+    import os
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)}
+    run = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(folder), str(rows), path],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result: dict[str, float] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["kept"] == rows  # every row was read, indexed and written
+    return result
+
+
+def test_memory_does_not_grow_with_the_row_count_in_shards_as_it_does_in_one_process(tmp_path: Path) -> None:
+    """Four times the rows in four times the shards of one size: neither the process running the global steps nor
+    a worker grows by more than the budget. The one-process build's indexes (exact keys, MinHash LSH) hold every row,
+    and the same budget catches them."""
+    budget = 40.0  # MiB; one process grows ~2.3 KB a row here, ~100 MiB for the 45,000 more rows
+    small, large = (peak_rss(tmp_path / f"sharded-{rows}", rows, "sharded") for rows in (15_000, 60_000))
+    assert large["process"] - small["process"] <= budget, (small, large)
+    assert small["worker"] > 0 and large["worker"] - small["worker"] <= budget, (small, large)  # workers ran
+    one_small, one_large = (peak_rss(tmp_path / f"one-{rows}", rows, "one") for rows in (15_000, 60_000))
+    assert one_small["worker"] == one_large["worker"] == 0  # one process: no workers
+    assert one_large["process"] - one_small["process"] > budget, (one_small, one_large)

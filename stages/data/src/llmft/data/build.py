@@ -4,7 +4,8 @@
    the surviving rows on in chunks (DataFrames; Arrow tables where raw-text JSONL was read in Arrow blocks, see
    `reads_blocks`: the same rows, without a Python dict per record);
 2. prepare: validate each chunk against the kind's pandera schema, split each row into train or eval, count
-   characters and tokens, write the chunk to the split's Parquet file, and fingerprint.
+   characters and tokens, write the chunk to the split's Parquet file, and fingerprint; and check that every id is
+   unique across the whole dataset (`UniqueIds`, bucket files on disk), which the per-chunk schema cannot.
 
 Nothing holds the whole dataset's rows: memory is the chunk, the report's bounded samples, and what grows with the
 corpus: the exact-duplicate index (a key per row) and the near-duplicate LSH index (llmft.data.shards moves both to
@@ -29,7 +30,7 @@ from llmft.core.datasets import SPLITS, DatasetWriter
 from llmft.data import STAGE, __version__
 from llmft.data.clean import Cleaner, split_of
 from llmft.data.normalize import Changes, normalized, text_id, to_row
-from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, kind_name, validate_rows
+from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, DataValidationError, kind_name, validate_rows
 from llmft.data.sources import PYTHON_SKIP_STEP, Skipped, SourceError, TextBlock, read_source
 from llmft.proto.data.v1 import dataset_pb2
 
@@ -280,6 +281,73 @@ class Reservoir:
                     self.values[slot] = value
 
 
+class UniqueIds:
+    """Whether every id of a dataset is unique, in bounded memory: pandera's `unique` sees one chunk, this sees them
+    all. Each id's 128-bit hash and row number go to one of `buckets` files under `folder` by hash; `repeats()` then
+    loads and sorts one bucket at a time (24 bytes a row: ~37 MiB a bucket at 100M rows)."""
+
+    RECORD = [("k0", "<u8"), ("k1", "<u8"), ("row", "<u8")]
+
+    def __init__(self, folder: Path, buckets: int = 64) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.paths = [folder / f"ids-{b:03d}.bin" for b in range(buckets)]
+        self.handles = [open(path, "wb") for path in self.paths]  # noqa: SIM115
+
+    def add(self, ids: list[str], first_row: int) -> None:
+        """The ids of rows first_row, first_row + 1, ... (rows numbered from the dataset's start)."""
+        import numpy as np
+
+        digests = b"".join(hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=16).digest() for i in ids)
+        keys = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
+        records = np.empty(len(ids), dtype=self.RECORD)
+        records["k0"], records["k1"] = keys[:, 0], keys[:, 1]
+        records["row"] = np.arange(first_row, first_row + len(ids), dtype=np.uint64)
+        which = records["k0"] % np.uint64(len(self.paths))
+        for bucket in np.unique(which):
+            self.handles[int(bucket)].write(records[which == bucket].tobytes())
+
+    def repeats(self, limit: int = 20) -> tuple[int, list[tuple[int, int]]]:
+        """(how many rows repeat an earlier row's id, the first `limit` as (earlier row, row)); the files go."""
+        import numpy as np
+
+        for handle in self.handles:
+            handle.close()
+        count = 0
+        pairs: list[tuple[int, int]] = []
+        for path in self.paths:
+            records = np.fromfile(path, dtype=self.RECORD)
+            path.unlink()
+            if len(records) < 2:
+                continue
+            records = records[np.lexsort((records["row"], records["k1"], records["k0"]))]
+            same = (records["k0"][1:] == records["k0"][:-1]) & (records["k1"][1:] == records["k1"][:-1])
+            count += int(same.sum())
+            for i in np.flatnonzero(same)[: max(0, limit - len(pairs))]:
+                pairs.append((int(records["row"][i]), int(records["row"][i + 1])))
+        return count, sorted(pairs, key=lambda pair: pair[1])
+
+    def __enter__(self) -> UniqueIds:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.close()
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+
+
+def repeated_ids_error(count: int, pairs: list[tuple[int, int]]) -> DataValidationError:
+    listed = "; ".join(f"row {row} repeats the id of row {earlier}" for earlier, row in pairs)
+    more = f" (the first {len(pairs)})" if count > len(pairs) else ""
+    failures = [
+        {"source": "", "row": row, "field": "id", "check": "unique across the dataset", "detail": f"row {earlier}"}
+        for earlier, row in pairs
+    ]
+    return DataValidationError(
+        f"{count} row(s) repeat the id of an earlier row in another chunk{more}: {listed}", failures
+    )
+
+
 @dataclass
 class SplitAccumulator:
     """Running statistics and content digest of one split."""
@@ -375,16 +443,23 @@ def prepare(
             if request.chat_template:  # the statistics' tokenizer is the files plus the chosen template
                 tokenizer_fingerprint = fp.combine(tokenizer_fingerprint, fp.fingerprint_text(tokenizer.chat_template))
 
+    import tempfile
+
     import pyarrow as pa
     import pyarrow.compute as pc
 
     splits = {name: SplitAccumulator(name) for name in SPLITS}
     offset = 0
-    with DatasetWriter(out_dir, columns_of(kind)) as writer:
+    with (
+        DatasetWriter(out_dir, columns_of(kind)) as writer,
+        tempfile.TemporaryDirectory(prefix=".llmft-ids-", dir=Path(out_dir).parent) as scratch,
+        UniqueIds(Path(scratch)) as unique,
+    ):
         for chunk in chunks:
             table = _validated(chunk, kind, offset)
-            offset += table.num_rows
             ids = table.column("id").to_pylist()
+            unique.add(ids, offset)
+            offset += table.num_rows
             assignment = [split_of(key, request.split) for key in split_keys(table, kind)]
             for name in SPLITS:
                 mask = [a == name for a in assignment]
@@ -411,6 +486,9 @@ def prepare(
                 if len(acc.samples) < SAMPLES_PER_SPLIT:
                     acc.samples.extend(part.slice(0, SAMPLES_PER_SPLIT - len(acc.samples)).to_pylist())
                 writer.write(name, part)
+        count, pairs = unique.repeats()
+        if count:
+            raise repeated_ids_error(count, pairs)
         known = summary() if callable(summary) else summary
         manifest = dataset_pb2.DatasetManifest(
             name=request.name,

@@ -14,8 +14,11 @@
 4. `build_sharded`: the kept rows of every shard, in source order, through `build.prepare` (validation, split,
    statistics, manifest, fingerprint).
 
-Memory: a worker holds one chunk of its shard; deduplication holds one bucket file and the union-find of the rows
-that have a near duplicate; `prepare` holds a chunk. None of them grows with the corpus."""
+Memory: a worker holds one chunk of its shard and 16 bytes a row (72 more with near deduplication) for its keys, so
+its peak grows with the shard, not the corpus; deduplication holds one bucket file (BUCKET_ROWS rows) and the
+union-find of the rows that have a near duplicate (it grows with the duplicates found, as datatrove's clustering
+does); `prepare` holds a batch of about MERGE_BATCH_BYTES of text. The process that runs the global steps never
+imports the MinHash code (the shards record their LSH bands)."""
 
 from __future__ import annotations
 
@@ -52,9 +55,12 @@ from llmft.proto.data.v1 import dataset_pb2
 READ_BLOCK = 8 << 20
 # The cleaning steps that remove rows, as the manifest names them.
 STEPS = {"drop_blank", "min_chars", "drop_patterns", "languages", "deduplicate_exact", "deduplicate_near"}
-# Rows per bucket file of the global steps: a bucket is loaded whole, so this bounds their memory (about 24 bytes a
-# row for exact keys, 16 for a band).
-BUCKET_ROWS = 2_000_000
+# Rows per bucket file of the global steps: a bucket is loaded whole and sorted, so this bounds their memory (24 bytes
+# a row for exact keys, 16 for a band, about three times that while sorting): about 20 MiB, whatever the corpus.
+BUCKET_ROWS = 262_144
+# The merge reads each shard's kept rows in batches of about this many bytes of text (at most CHUNK_ROWS rows): the
+# validation's working set is a few times a batch, so long documents do not make it grow.
+MERGE_BATCH_BYTES = 4 << 20
 DONE = "done.json"
 
 
@@ -232,11 +238,38 @@ def _records(request: dataset_pb2.DatasetRequest, piece: Piece, fingerprints: li
     yield from json_lines(lines(), piece.path, None, piece.first_line)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB: Linux's VmHWM, which starts afresh at exec (ru_maxrss
+    keeps the peak of the process that forked it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def use_system_allocator() -> None:
+    """Arrow allocates through malloc from here on, in this process. Its default pool (mimalloc) keeps the pages of
+    freed batches, so the resident memory of a process that reads batch after batch grows with the batches read
+    (tests/test_data_shards.py measures it). Called by the sharded steps, which run in processes of their own."""
+    import pyarrow as pa
+
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path) -> dict[str, Any]:
     """Reads and cleans one shard into `work_dir/<name>/` (rows.parquet, keys.npy, bands.npy) and writes done.json
     last; returns done.json's content. A shard already done is not read again."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    use_system_allocator()
 
     folder = Path(work_dir) / shard.name
     done = folder / DONE
@@ -251,9 +284,20 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
     changes = Changes()
     near = request.cleaning.near_duplicate_threshold
     bands, rows_per_band = lsh_bands(near) if near else (0, 0)
-    keys: list[bytes] = []
-    band_rows: list[list[int]] = []
+    keys: list[np.ndarray] = []  # per chunk: (rows, 2) uint64, the first 128 bits of each content id
+    band_rows: list[np.ndarray] = []  # per chunk: (rows, bands) uint64
+    pending_bands: list[list[int]] = []
     buffer: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal buffer, pending_bands
+        writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+        ids = b"".join(bytes.fromhex(row["id"][:32]) for row in buffer)
+        keys.append(np.frombuffer(ids, dtype=np.uint64).reshape(-1, 2))
+        if bands:
+            band_rows.append(np.array(pending_bands, dtype=np.uint64).reshape(-1, bands))
+        buffer, pending_bands = [], []
+
     fingerprints: list[str] = []
     read = skipped = 0
     first_skipped = ""
@@ -269,16 +313,14 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
                 row = to_row(item, request.kind, request.cleaning.normalize, changes)
                 if not cleaner.keep(row):
                     continue
-                keys.append(bytes.fromhex(row["id"][:32]))
                 if bands:
                     text = "\n".join(str(row[c]) for c in CONTENT_COLUMNS[request.kind])
-                    band_rows.append(band_hashes(text, bands, rows_per_band))
+                    pending_bands.append(band_hashes(text, bands, rows_per_band))
                 buffer.append(row)
                 if len(buffer) >= CHUNK_ROWS:
-                    writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
-                    buffer = []
+                    flush()
         if buffer:
-            writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+            flush()
         writer.close()
     except SourceError as error:
         writer.close()
@@ -288,17 +330,20 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
         writer.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    np.save(staging / "keys.npy", np.frombuffer(b"".join(keys), dtype=np.uint64).reshape(-1, 2))
+    kept = sum(len(k) for k in keys)
+    np.save(staging / "keys.npy", np.concatenate(keys) if keys else np.empty((0, 2), dtype=np.uint64))
     if bands:
-        np.save(staging / "bands.npy", np.array(band_rows, dtype=np.uint64).reshape(-1, bands))
+        np.save(staging / "bands.npy", np.concatenate(band_rows) if band_rows else np.empty((0, bands), np.uint64))
     summary = {
         "shard": shard.index,
         "rows_read": read,
-        "rows_kept": len(keys),
+        "rows_kept": kept,
+        "bands": bands,
         "removed": [[step, count, first] for step, count, first in cleaner.removed],
         "changed": [changes.rows, changes.first],
         "skipped": [skipped, first_skipped],
         "fingerprints": fingerprints,
+        "peak_rss_mib": round(peak_rss_mib(), 1),  # of the process that ran it, over every shard it ran so far
     }
     (staging / DONE).write_text(json.dumps(summary, indent=1) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
@@ -329,6 +374,8 @@ def run_shards(
             except Exception as error:  # the other shards still run, so their work is there for the rerun
                 failures.append(error)
     else:
+        # The workers' Arrow allocates through malloc from their first import on (see use_system_allocator).
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in [pool.submit(_run_shard_job, job) for job in jobs]:
                 try:
@@ -370,10 +417,16 @@ def _bucketed(parts: Iterator[tuple[int, np.ndarray]], buckets: int, folder: Pat
 
 
 def deduplicate(
-    request: dataset_pb2.DatasetRequest, plan: ShardPlan, folders: list[Path], kept: list[int], scratch: Path
+    request: dataset_pb2.DatasetRequest,
+    plan: ShardPlan,
+    folders: list[Path],
+    kept: list[int],
+    scratch: Path,
+    bands: int = 0,
 ) -> Dedup:
     """The exact and near duplicates over all shards (see the module docstring): `folders` are the shards' finished
-    folders in plan order, `kept` their row counts; bucket files go under `scratch`, removed at the end."""
+    folders in plan order, `kept` their row counts, `bands` the LSH bands their band hashes were cut into; bucket
+    files go under `scratch`, removed at the end."""
     total = sum(kept)
     buckets = max(1, -(-total // BUCKET_ROWS))
     shutil.rmtree(scratch, ignore_errors=True)
@@ -406,26 +459,18 @@ def deduplicate(
     }
     exact = {s: np.sort(rows) for s, (rows, _) in merged.items()} if request.cleaning.deduplicate_exact else {}
     repeats = {} if request.cleaning.deduplicate_exact else merged
-    near = (
-        _near_duplicates(request, plan, folders, exact, buckets, scratch)
-        if request.cleaning.near_duplicate_threshold
-        else {}
-    )
+    if request.cleaning.near_duplicate_threshold and not bands:
+        raise ValueError("deduplicate: near_duplicate_threshold is set but the shards hold no band hashes")
+    near = _near_duplicates(plan, folders, exact, bands, buckets, scratch) if bands else {}
     shutil.rmtree(scratch, ignore_errors=True)
     return Dedup(exact, near, repeats)
 
 
 def _near_duplicates(
-    request: dataset_pb2.DatasetRequest,
-    plan: ShardPlan,
-    folders: list[Path],
-    exact: dict[int, np.ndarray],
-    buckets: int,
-    scratch: Path,
+    plan: ShardPlan, folders: list[Path], exact: dict[int, np.ndarray], bands: int, buckets: int, scratch: Path
 ) -> dict[int, np.ndarray]:
     """Rows sharing an LSH band with an earlier row, cluster by cluster: each cluster keeps its first row."""
     band_type = np.dtype([("hash", "<u8"), ("node", "<u8")])
-    bands, _ = lsh_bands(request.cleaning.near_duplicate_threshold)
     parent: dict[int, int] = {}
 
     def find(node: int) -> int:
@@ -492,6 +537,9 @@ def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator
 
     for shard in plan.shards:
         parquet = pq.ParquetFile(folders[shard.index] / "rows.parquet")
+        metadata = parquet.metadata
+        row_bytes = sum(metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups))
+        batch_rows = max(1, min(CHUNK_ROWS, MERGE_BATCH_BYTES * max(1, metadata.num_rows) // max(1, row_bytes)))
         dropped = np.concatenate(
             [dedup.exact.get(shard.index, np.empty(0, np.uint32)), dedup.near.get(shard.index, np.empty(0, np.uint32))]
         )
@@ -499,7 +547,7 @@ def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator
             zip(*(a.tolist() for a in dedup.repeats.get(shard.index, (np.empty(0), np.empty(0)))), strict=True)
         )
         offset = 0
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+        for batch in parquet.iter_batches(batch_size=batch_rows):
             table = pa.Table.from_batches([batch])
             rows = np.arange(offset, offset + table.num_rows)
             offset += table.num_rows
@@ -536,8 +584,12 @@ def merge_shards(
     request: dataset_pb2.DatasetRequest, plan: ShardPlan, folders: list[Path], out_dir: Path, scratch: Path
 ) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
     """The finished shard folders (in plan order) deduplicated across each other and prepared into `out_dir`."""
+    use_system_allocator()
     done = [json.loads((folder / DONE).read_text()) for folder in folders]
-    dedup = deduplicate(request, plan, folders, [d["rows_kept"] for d in done], scratch)
+    bands = {int(d.get("bands", 0)) for d in done}
+    if len(bands) > 1:
+        raise ValueError(f"merge: the shards were cut into different LSH bands {sorted(bands)}; rerun them")
+    dedup = deduplicate(request, plan, folders, [d["rows_kept"] for d in done], scratch, bands.pop() if bands else 0)
     manifest = _summary(request, plan, folders, done, dedup)
     kept = sum(d["rows_kept"] for d in done) - sum(len(r) for r in (*dedup.exact.values(), *dedup.near.values()))
     if kept == 0:
@@ -547,7 +599,11 @@ def merge_shards(
             request.name, sum(d["rows_read"] for d in done), sum(s[0] for s in skipped),
             next((s[1] for s in skipped if s[0]), ""), removed,
         )  # fmt: skip
-    return prepare(request, _kept_chunks(plan, folders, dedup), manifest, out_dir)
+    manifest, report = prepare(request, _kept_chunks(plan, folders, dedup), manifest, out_dir)
+    report["shards"] = [
+        {k: d.get(k) for k in ("shard", "rows_read", "rows_kept", "peak_rss_mib")} for d in done
+    ]  # what each shard read and kept, and its worker's peak memory: what sizing pods for a corpus needs
+    return manifest, report
 
 
 def plan_json(plan: ShardPlan) -> str:

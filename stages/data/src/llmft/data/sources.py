@@ -539,6 +539,28 @@ def check_git_repository(repository: str) -> None:
         )
 
 
+def _checkout(repository: str, revision: str, checkout: Path) -> str:
+    """Checks out the commit `revision` names into `checkout` and returns its id. A branch, a tag, HEAD or a full
+    commit id is fetched alone, without history (`git fetch --depth 1`); anything else (an abbreviated id, `main~2`)
+    needs the history to resolve, so the repository is cloned whole."""
+    _git("init", "--quiet", str(checkout))
+    try:
+        _git("fetch", "--quiet", "--depth", "1", "--", repository, revision, cwd=checkout)
+        commit = _git("rev-parse", "--verify", "--quiet", "FETCH_HEAD^{commit}", cwd=checkout)
+    except SourceError:
+        shutil.rmtree(checkout)
+        try:
+            _git("clone", "--quiet", "--no-checkout", "--", repository, str(checkout))
+        except SourceError as error:
+            raise SourceError(f"{repository}: cannot clone: {error}") from error
+        try:
+            commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=checkout)
+        except SourceError as error:
+            raise SourceError(f"{repository}: revision {revision!r} does not exist") from error
+    _git("-c", "advice.detachedHead=false", "checkout", "--quiet", commit, cwd=checkout)
+    return commit
+
+
 def read_git(
     source: dataset_pb2.GitSource, fmt: str, fingerprints: list[str]
 ) -> Iterator[Record | TextBlock | Skipped]:
@@ -552,15 +574,7 @@ def read_git(
     suffixes = PYTHON_SUFFIXES if fmt == "python_docstrings" else TEXT_SUFFIXES
     with tempfile.TemporaryDirectory(prefix="llmft-git-") as tmp:
         checkout = Path(tmp) / "repo"
-        try:
-            _git("clone", "--quiet", "--no-checkout", "--", source.repository, str(checkout))
-        except SourceError as error:
-            raise SourceError(f"{source.repository}: cannot clone: {error}") from error
-        try:
-            commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=checkout)
-        except SourceError as error:
-            raise SourceError(f"{source.repository}: revision {revision!r} does not exist") from error
-        _git("-c", "advice.detachedHead=false", "checkout", "--quiet", commit, cwd=checkout)
+        commit = _checkout(source.repository, revision, checkout)
         fingerprints.append(fingerprint_text(f"git:{commit}:{sorted(include)}:{fmt}"))
         matched = 0
         for rel in sorted(p for p in _git("ls-files", "-z", cwd=checkout).split("\0") if p):
@@ -578,21 +592,49 @@ def read_git(
             raise SourceError(f"{source.repository}@{revision}: no files match {include or sorted(suffixes)}")
 
 
+def _hub_pin(source: dataset_pb2.HubDatasetSource, split: str) -> tuple[str, str]:
+    """(fingerprint, revision to read) of a Hub dataset source. A local dataset folder is fingerprinted by its files'
+    bytes; a Hub dataset by the commit its revision resolves to now, which is then what is read, so the rows and the
+    fingerprint cannot come from two different commits."""
+    local = Path(source.dataset_id).expanduser()
+    if local.is_dir():
+        digest = hashlib.sha256()
+        for path in sorted(p for p in local.rglob("*") if p.is_file() and ".git" not in p.relative_to(local).parts):
+            digest.update(f"{path.relative_to(local).as_posix()}\0{_hash_file(path)}\n".encode())
+        return fingerprint_text(f"hf-datasets-folder:{digest.hexdigest()}:{source.config_name}:{split}"), ""
+    from huggingface_hub import HfApi
+
+    commit = HfApi().dataset_info(source.dataset_id, revision=source.revision or None).sha
+    if not commit:
+        raise SourceError(f"hub dataset {source.dataset_id!r}: the Hub named no commit for {source.revision or 'main'}")
+    return fingerprint_text(f"hf-datasets:{source.dataset_id}@{commit}:{source.config_name}:{split}"), commit
+
+
 def read_hub(source: dataset_pb2.HubDatasetSource, fingerprints: list[str]) -> Iterator[Record]:
+    """The rows of a Hugging Face dataset (on the Hub, or a local dataset folder), streamed (`datasets` streaming):
+    row by row as its files are read, never loaded whole nor written to the datasets cache."""
     if not source.dataset_id:
         raise SourceError("hub.dataset_id: empty")
     import datasets
 
     split = source.split or "train"
     try:
+        fingerprint, commit = _hub_pin(source, split)
         loaded = datasets.load_dataset(
-            source.dataset_id, source.config_name or None, split=split, revision=source.revision or None
+            source.dataset_id, source.config_name or None, split=split, revision=commit or None, streaming=True
         )
-    except Exception as error:  # datasets raises many types (connection, file not found, config errors)
+    except SourceError:
+        raise
+    except Exception as error:  # huggingface_hub and datasets raise many types (connection, not found, config)
         raise SourceError(f"hub dataset {source.dataset_id!r}: cannot load: {error}") from error
-    fingerprints.append(fingerprint_text(f"hf-datasets:{loaded._fingerprint}"))
-    for number, row in enumerate(loaded):
-        yield Record(dict(row), f"{source.dataset_id}[{split}]:{number}")
+    fingerprints.append(fingerprint)
+    number = 0  # the row being read, numbered from 0 as the dataset's rows are
+    try:
+        for row in loaded:
+            yield Record(dict(row), f"{source.dataset_id}[{split}]:{number}")
+            number += 1
+    except Exception as error:  # a file that cannot be read or parsed surfaces while streaming
+        raise SourceError(f"{source.dataset_id}[{split}]:{number}: cannot read: {error}") from error
 
 
 def read_python_package(
