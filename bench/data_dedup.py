@@ -73,7 +73,7 @@ def generate(folder: Path, rows: int, files: int, seed: int = 0) -> dict[str, in
     return {"exact_copies": exact, "near_copies": near}
 
 
-def run_llmft(corpus: Path, out: Path, workers: int, shards: int) -> tuple[int, float]:
+def run_llmft(corpus: Path, out: Path, workers: int, shards: int) -> tuple[int, float, dict[str, float]]:
     from llmft.data.shards import build_sharded
     from llmft.proto.data.v1 import dataset_pb2 as D
 
@@ -86,10 +86,10 @@ def run_llmft(corpus: Path, out: Path, workers: int, shards: int) -> tuple[int, 
     )
     manifest, report = build_sharded(request, out / "dataset", out / "work", shards=shards, workers=workers)
     worker = max(shard["peak_rss_mib"] for shard in report["shards"]) if workers > 1 else 0.0
-    return sum(s.rows for s in manifest.splits), worker
+    return sum(s.rows for s in manifest.splits), worker, report["seconds"]
 
 
-def run_datatrove(corpus: Path, out: Path, workers: int, shards: int) -> tuple[int, float]:
+def run_datatrove(corpus: Path, out: Path, workers: int, shards: int) -> tuple[int, float, dict[str, float]]:
     import pyarrow.parquet as pq
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (
@@ -123,18 +123,18 @@ def run_datatrove(corpus: Path, out: Path, workers: int, shards: int) -> tuple[i
     stage([JsonlReader(str(corpus)), MinhashDedupFilter(input_folder=str(out / "remove")),
            ParquetWriter(str(out / "dataset"))], files, "filter")  # fmt: skip
     kept = sum(pq.ParquetFile(p).metadata.num_rows for p in (out / "dataset").rglob("*.parquet"))
-    return kept, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return kept, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, {}
 
 
 def child(arm: str, corpus: str, out: str, shards: str) -> None:
     tool, workers = arm.rsplit("_", 1)
     started = time.perf_counter()
     run = run_llmft if tool == "llmft" else run_datatrove
-    kept, worker = run(Path(corpus), Path(out), int(workers), int(shards))
+    kept, worker, phases = run(Path(corpus), Path(out), int(workers), int(shards))
     seconds = time.perf_counter() - started
     from llmft.data.shards import peak_rss_mib
 
-    print(json.dumps({"seconds": seconds, "kept": kept, "process": peak_rss_mib(), "worker": worker}))
+    print(json.dumps({"seconds": seconds, "kept": kept, "process": peak_rss_mib(), "worker": worker, "phases": phases}))
 
 
 def measure(arm: str, corpus: Path, rows: int, shards: int) -> dict[str, float]:
@@ -158,6 +158,7 @@ def measure(arm: str, corpus: Path, rows: int, shards: int) -> dict[str, float]:
         "peak_rss_mib": max(result["process"], result["worker"]),
         "process_rss_mib": result["process"],
         "worker_rss_mib": result["worker"],
+        **{f"{phase}_s": value for phase, value in result["phases"].items()},  # llmft: plan, shards, dedup, prepare
     }
 
 

@@ -15,6 +15,7 @@ import pytest
 from llmft.core.datasets import read_split
 from llmft.data.__main__ import main as cli
 from llmft.data.build import build_dataset
+from llmft.data.report import report_html
 from llmft.data.shards import ShardError, build_sharded, plan_shards
 from llmft.proto.data.v1 import dataset_pb2 as D
 
@@ -56,7 +57,7 @@ def test_duplicates_across_shards_are_removed_as_in_one_process(tmp_path: Path, 
     # The 4 shards cut both files at line boundaries, so copies sit in other shards than their originals.
     assert len(plan.shards) == 4 and sum(1 for s in plan.shards for p in s.pieces if p.end >= 0) >= 4
     one, _ = build_dataset(wanted, tmp_path / "one")
-    sharded, _ = build_sharded(wanted, tmp_path / "sharded", tmp_path / "work", shards=4, workers=2)
+    sharded, report = build_sharded(wanted, tmp_path / "sharded", tmp_path / "work", shards=4, workers=2)
     expected = {"deduplicate_exact": (25, "a.jsonl:361")} if exact else {}
     if near:
         expected["deduplicate_near"] = (12, "b.jsonl:256")
@@ -69,6 +70,11 @@ def test_duplicates_across_shards_are_removed_as_in_one_process(tmp_path: Path, 
     if not exact:  # kept repeats get their own ids, numbered across shards in source order
         assert sum(1 for i in ids if i.endswith("~2")) == 25
     assert not (tmp_path / "work").exists()  # the shards' work goes once the dataset is written
+    # The report (and the Deck) says what each shard read and how much memory its worker took.
+    shards = report["shards"]
+    assert [s["shard"] for s in shards] == [0, 1, 2, 3] and all(s["peak_rss_mib"] > 50 for s in shards)
+    assert "<h3>Shards</h3><table" in report_html(sharded, report)
+    assert f"<td>4</td><td>637</td><td>{sum(s['rows_kept'] for s in shards)}</td>" in report_html(sharded, report)
 
 
 def test_a_failing_shard_names_itself_publishes_nothing_and_the_rerun_redoes_only_it(
@@ -148,7 +154,6 @@ def test_the_reports_length_histograms_hold_a_bounded_uniform_sample(
     """The report keeps at most REPORT_SAMPLE lengths per split, whatever the row count, drawn from the whole split
     (not its first rows), and the Deck says it is a sample; the manifest's counts stay exact."""
     from llmft.data import build
-    from llmft.data.report import report_html
 
     monkeypatch.setattr(build, "REPORT_SAMPLE", 50)
     folder = tmp_path / "in"

@@ -33,6 +33,26 @@ def report_html(manifest: dataset_pb2.DatasetManifest, report: dict[str, Any]) -
         title="Cleaning",
     )
     sections = [counts, removed]
+    shards = report.get("shards") or []
+    if shards:  # a sharded build: what each shard read, and the memory of the workers that ran them
+        peaks = [s["peak_rss_mib"] for s in shards if s.get("peak_rss_mib") is not None]
+        sections.append(
+            decks.table(
+                [
+                    {
+                        "shards": len(shards),
+                        "rows read": sum(s["rows_read"] for s in shards),
+                        "rows kept by the per-row steps": sum(s["rows_kept"] for s in shards),
+                        "most rows in one shard": max(s["rows_read"] for s in shards),
+                        "largest worker peak RSS (MiB)": max(peaks) if peaks else "",
+                        **{f"{step} (s)": round(seconds, 1) for step, seconds in report.get("seconds", {}).items()},
+                    }
+                ],
+                title="Shards",
+            )
+        )
+        if len(shards) > 1:
+            sections.append(decks.histogram([s["rows_read"] for s in shards], "rows read per shard", "rows"))
     sampled = {name: (shown, rows) for name, (shown, rows) in report.get("sampled", {}).items() if shown < rows}
     if sampled:
         sections.append(

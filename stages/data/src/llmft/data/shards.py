@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -364,24 +365,32 @@ def run_shards(
     raised once the others have ended, so every shard that could finish keeps its work for the rerun."""
     import multiprocessing
 
+    from tqdm import tqdm
+
     jobs = [(request.SerializeToString(), shard, str(work_dir)) for shard in plan.shards]
     results: list[dict[str, Any]] = []
     failures: list[Exception] = []
+    progress = tqdm(total=len(jobs), desc="shards", unit="shard")
     if workers <= 1:
         for job in jobs:
             try:
                 results.append(_run_shard_job(job))
             except Exception as error:  # the other shards still run, so their work is there for the rerun
                 failures.append(error)
+            progress.update()
     else:
         # The workers' Arrow allocates through malloc from their first import on (see use_system_allocator).
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in [pool.submit(_run_shard_job, job) for job in jobs]:
+            futures = [pool.submit(_run_shard_job, job) for job in jobs]
+            for future in futures:
+                future.add_done_callback(lambda _: progress.update())
+            for future in futures:  # in plan order: the failure raised is the first shard's that failed
                 try:
                     results.append(future.result())
                 except Exception as error:  # every shard finishes or fails before the first failure is raised
                     failures.append(error)
+    progress.close()
     if failures:
         raise failures[0]
     return results
@@ -570,14 +579,20 @@ def build_sharded(
     the dataset is written, then removed). Returns what `build.prepare` returns."""
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise FileExistsError(f"{out_dir}: exists and is not empty; nothing was overwritten")
+    started = time.perf_counter()
     plan = plan_shards(request, shards)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "plan.json").write_text(plan_json(plan))
+    planned = time.perf_counter()
     run_shards(request, plan, work_dir, workers)
-    result = merge_shards(request, plan, [work_dir / shard.name for shard in plan.shards], out_dir, work_dir / "dedup")
+    ran = time.perf_counter()
+    manifest, report = merge_shards(
+        request, plan, [work_dir / shard.name for shard in plan.shards], out_dir, work_dir / "dedup"
+    )
     shutil.rmtree(work_dir, ignore_errors=True)
-    return result
+    report["seconds"] = {"plan": planned - started, "shards": ran - planned, **report["seconds"]}
+    return manifest, report
 
 
 def merge_shards(
@@ -585,6 +600,7 @@ def merge_shards(
 ) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
     """The finished shard folders (in plan order) deduplicated across each other and prepared into `out_dir`."""
     use_system_allocator()
+    started = time.perf_counter()
     done = [json.loads((folder / DONE).read_text()) for folder in folders]
     bands = {int(d.get("bands", 0)) for d in done}
     if len(bands) > 1:
@@ -599,11 +615,22 @@ def merge_shards(
             request.name, sum(d["rows_read"] for d in done), sum(s[0] for s in skipped),
             next((s[1] for s in skipped if s[0]), ""), removed,
         )  # fmt: skip
-    manifest, report = prepare(request, _kept_chunks(plan, folders, dedup), manifest, out_dir)
+    deduplicated = time.perf_counter()
+    manifest, report = prepare(request, _progress(_kept_chunks(plan, folders, dedup), kept), manifest, out_dir)
+    report["seconds"] = {"deduplicate": deduplicated - started, "prepare": time.perf_counter() - deduplicated}
     report["shards"] = [
         {k: d.get(k) for k in ("shard", "rows_read", "rows_kept", "peak_rss_mib")} for d in done
     ]  # what each shard read and kept, and its worker's peak memory: what sizing pods for a corpus needs
     return manifest, report
+
+
+def _progress(chunks: Iterator[Any], rows: int) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    with tqdm(total=rows, desc="merge", unit="row", unit_scale=True) as bar:
+        for chunk in chunks:
+            yield chunk
+            bar.update(chunk.num_rows)
 
 
 def plan_json(plan: ShardPlan) -> str:

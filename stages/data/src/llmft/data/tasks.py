@@ -51,7 +51,7 @@ from llmft.flyte.images import stage_cache_version, stage_image
 from llmft.flyte.types import DatasetDir
 from llmft.proto.data.v1.dataset_pb2 import DatasetManifest, DatasetRequest
 
-PACKAGES = ["datasets", "datasketch", "flytekitplugins-pandera", "langid", "pandera"]
+PACKAGES = ["datasets", "datasketch", "flytekitplugins-pandera", "langid", "pandera", "tqdm"]
 IMAGE = stage_image("llmft-data", __version__, PACKAGES, ["git"])
 CACHE_VERSION = stage_cache_version("llmft-data", __version__, PACKAGES)
 RESOURCES = Resources(cpu="2", mem="4Gi")
