@@ -166,6 +166,32 @@ def spread(values: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
+def plan_100gb(sizes: dict[str, Any], shard_rows: int) -> dict[str, Any]:
+    """A 100 GB corpus of the same rows, planned from the largest size's llmft_2 medians: its shards (of
+    `shard_rows` rows) spread over pods of one worker each, then the merge in one pod. Worker-seconds per shard and
+    merge seconds per row are taken as measured (the merge's sorts are per bucket, so its time grows about linearly);
+    a worker pod gets its measured peak RSS and half again, rounded up to 256 MiB."""
+    measured = [size for size in sizes.values() if "shards_s" in size["results"].get("llmft_2", {})]
+    if not measured:
+        return {}
+    size = max(measured, key=lambda s: s["rows"])
+    median = {k: v["median"] for k, v in size["results"]["llmft_2"].items()}
+    rows = 100e9 / (size["corpus_bytes"] / size["rows"])
+    shards = -(-int(rows) // shard_rows)
+    shard_seconds = median["shards_s"] * 2 / size["llmft_shards"]  # two workers ran them
+    merge_seconds = (median["deduplicate_s"] + median["prepare_s"]) * rows / size["rows"]
+    return {
+        "from_rows": size["rows"],
+        "rows": rows,
+        "shards": shards,
+        "worker_seconds_per_shard": shard_seconds,
+        "merge_hours": merge_seconds / 3600,
+        "worker_pod_mib": -(-int(median["worker_rss_mib"] * 1.5) // 256) * 256,
+        "merge_peak_mib": median["process_rss_mib"],
+        "hours": {str(pods): (shards * shard_seconds / pods + merge_seconds) / 3600 for pods in (16, 64, 256)},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000])
@@ -184,6 +210,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="llmft-dedup-corpus-") as tmp:
             corpus = Path(tmp) / "corpus"
             planted = generate(corpus, rows, args.files)
+            corpus_bytes = sum(path.stat().st_size for path in corpus.glob("*.jsonl"))
             shards = max(args.files, rows // args.shard_rows)
             arms = [arm for arm in ARMS if arm in args.arms]
             runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
@@ -193,7 +220,13 @@ def main() -> int:
                     runs[arm].append(measure(arm, corpus, rows, shards))
         results = {arm: {k: spread([r[k] for r in rs]) for k in rs[0]} for arm, rs in runs.items()}
         median = {arm: {k: v["median"] for k, v in figures.items()} for arm, figures in results.items()}
-        sizes[str(rows)] = {"rows": rows, "llmft_shards": shards, "planted": planted, "results": results}
+        sizes[str(rows)] = {
+            "rows": rows,
+            "corpus_bytes": corpus_bytes,
+            "llmft_shards": shards,
+            "planted": planted,
+            "results": results,
+        }
         if set(ARMS) <= set(arms):
             sizes[str(rows)] |= {
                 "per_core_vs_datatrove": median["llmft_2"]["rows_per_s_per_worker"]
@@ -235,7 +268,13 @@ def main() -> int:
         )
     else:
         result_growth = {}
+    plan = plan_100gb(sizes, args.shard_rows)
+    if plan:
+        print(f"  100 GB of such rows: {plan['shards']:,} shards of {args.shard_rows:,} rows; worker pods of "
+              f"{plan['worker_pod_mib']:,} MiB; merge pod peak {plan['merge_peak_mib']:,.0f} MiB; hours on "
+              + ", ".join(f"{pods} pods {hours:.2f}" for pods, hours in plan["hours"].items()))  # fmt: skip
     result = {
+        "plan_100gb": plan,
         "sizes": sizes,
         "rss_growth": result_growth,
         "shard_rows": args.shard_rows,
