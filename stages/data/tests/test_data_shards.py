@@ -15,6 +15,7 @@ import pytest
 from llmft.core.datasets import read_split
 from llmft.data.__main__ import main as cli
 from llmft.data.build import build_dataset
+from llmft.data.kinds import DataValidationError
 from llmft.data.report import report_html
 from llmft.data.shards import ShardError, build_sharded, plan_shards
 from llmft.proto.data.v1 import dataset_pb2 as D
@@ -116,6 +117,31 @@ def test_a_failing_shard_names_itself_publishes_nothing_and_the_rerun_redoes_onl
     assert manifest.fingerprint == one.fingerprint and sum(s.rows for s in manifest.splits) == 637 + 1 - 25
 
 
+def test_rows_are_validated_in_their_shards_worker_and_a_failure_names_the_shard_and_line(tmp_path: Path) -> None:
+    """The workers validate their rows against the kind's schema (the merge only moves rows): a control character
+    without normalisation fails in its shard's worker, which names the shard and the file's line; the error crosses
+    the process boundary with its failures for the Deck; nothing is published and the other shards keep their work.
+    Repeated rows in one shard are not an error there (the merge removes them and checks ids across the dataset)."""
+    folder = tmp_path / "in"
+    corpus(folder)
+    second = folder / "b.jsonl"
+    lines = second.read_text().splitlines(keepends=True)
+    second.write_text("".join(lines[:200]) + json.dumps({"text": "a bell \x07 rings"}) + "\n" + "".join(lines[200:]))
+    wanted = request(folder)
+    wanted.cleaning.normalize = False
+    work = tmp_path / "work"
+    with pytest.raises(DataValidationError) as failed:
+        build_sharded(wanted, tmp_path / "out", work, shards=4, workers=2)
+    error: Any = failed.value
+    assert re.match(r"shard \d \(shard-\d{5}-[0-9a-f]{16}\): 1 DATASET_KIND_RAW_TEXT schema failure", str(error))
+    assert f"{second}:201" in str(error) and "control character U+0007" in str(error)
+    assert [(f["source"], f["field"]) for f in error.failures] == [(f"{second}:201", "text")]
+    assert not (tmp_path / "out").exists() and len(list(work.glob("shard-*/done.json"))) == 3
+    second.write_text("".join(lines))
+    manifest, _ = build_sharded(wanted, tmp_path / "out", work, shards=4, workers=2)
+    assert sum(s.rows for s in manifest.splits) == 637 - 25  # the first file's 10 repeats sit in one shard: fine
+
+
 def recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files shards read from now on, in order."""
     from llmft.data import shards
@@ -203,7 +229,8 @@ def main():
         manifest, _ = build_dataset(request, folder / "out")
         worker = 0.0
     kept = sum(s.rows for s in manifest.splits)
-    print(json.dumps({"kept": kept, "process": peak_rss_mib(), "worker": worker}))
+    light = "pandera" not in sys.modules  # the workers validated the rows; the merge only moves them
+    print(json.dumps({"kept": kept, "process": peak_rss_mib(), "worker": worker, "light": light}))
 
 if __name__ == "__main__":
     main()
@@ -235,6 +262,7 @@ def test_memory_does_not_grow_with_the_row_count_in_shards_as_it_does_in_one_pro
     small, large = (peak_rss(tmp_path / f"sharded-{rows}", rows, "sharded") for rows in (15_000, 60_000))
     assert large["process"] - small["process"] <= budget, (small, large)
     assert small["worker"] > 0 and large["worker"] - small["worker"] <= budget, (small, large)  # workers ran
+    assert small["light"] and large["light"]  # pandera was imported by the workers only
     one_small, one_large = (peak_rss(tmp_path / f"one-{rows}", rows, "one") for rows in (15_000, 60_000))
     assert one_small["worker"] == one_large["worker"] == 0  # one process: no workers
     assert one_large["process"] - one_small["process"] > budget, (one_small, one_large)

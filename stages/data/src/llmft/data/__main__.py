@@ -37,8 +37,8 @@ from llmft.core.models import ModelNotFoundError
 from llmft.core.recipe import RecipeError
 from llmft.data import __version__
 from llmft.data.build import DatasetRequestError, build_dataset, cleaning_lines, describe
+from llmft.data.kinds import DataValidationError
 from llmft.data.report import report_html
-from llmft.data.schemas import DataValidationError
 from llmft.data.sources import SourceError, split_git_spec
 from llmft.proto.data.v1 import dataset_pb2
 

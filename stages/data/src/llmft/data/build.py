@@ -20,19 +20,20 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from llmft.core import chat_templates
 from llmft.core import fingerprint as fp
 from llmft.core.datasets import SPLITS, DatasetWriter
 from llmft.data import STAGE, __version__
 from llmft.data.clean import Cleaner, split_of
+from llmft.data.kinds import CONTENT_COLUMNS, SCHEMA_VERSIONS, DataValidationError, kind_name
 from llmft.data.normalize import Changes, normalized, text_id, to_row
-from llmft.data.schemas import CONTENT_COLUMNS, SCHEMA_VERSIONS, DataValidationError, kind_name, validate_rows
 from llmft.data.sources import PYTHON_SKIP_STEP, Skipped, SourceError, TextBlock, read_source
 from llmft.proto.data.v1 import dataset_pb2
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHUNK_ROWS = 8192
 # Rows per split whose lengths the report's histograms show (a uniform sample beyond that).
@@ -205,6 +206,7 @@ class Acquisition:
     def chunks(self) -> Iterator[pd.DataFrame | Any]:
         """Chunks in source order: a DataFrame of rows read one by one, or an Arrow table of rows read in blocks, each
         of at least `chunk_rows` rows unless the stream ends or switches between the two reads."""
+        import pandas as pd
         import pyarrow as pa
 
         columns = columns_of(self.request.kind)
@@ -376,14 +378,16 @@ def _token_counts(part: Any, kind: int, tokenizer: Any) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def _validated(chunk: pd.DataFrame | Any, kind: int, offset: int) -> Any:
-    """A chunk validated against the kind's pandera schema (row numbers count from the dataset's start), as an Arrow
-    table of the kind's columns."""
+def validated(chunk: pd.DataFrame | Any, kind: int, offset: int, unique_ids: bool = True) -> Any:
+    """A chunk validated against the kind's pandera schema (row numbers count from `offset`), as an Arrow table of the
+    kind's columns. Without `unique_ids`, ids may repeat within the chunk (see schemas.validate_rows)."""
     import pyarrow as pa
+
+    from llmft.data.schemas import validate_rows
 
     frame = chunk.to_pandas() if isinstance(chunk, pa.Table) else chunk.reset_index(drop=True)
     frame.index = frame.index + offset
-    validate_rows(frame, kind)
+    validate_rows(frame, kind, unique_ids)
     schema = _string_schema(columns_of(kind))
     if isinstance(chunk, pa.Table):
         return chunk.select(schema.names).cast(schema)
@@ -416,10 +420,13 @@ def prepare(
     chunks: Iterable[pd.DataFrame],
     summary: Any,
     out_dir: Path,
+    validated_rows: bool = False,
 ) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
     """Validates, splits, counts and writes the row chunks into `out_dir` (train.parquet, eval.parquet,
-    manifest.json). `summary` is a DatasetManifest, or a callable returning one once `chunks` is exhausted. Returns
-    the manifest and a report (for the Deck). On any error nothing is left at `out_dir`."""
+    manifest.json). `summary` is a DatasetManifest, or a callable returning one once `chunks` is exhausted. With
+    `validated_rows` the chunks are Arrow tables whose rows passed the kind's schema already (a shard's worker
+    validated them), so pandera does not run again here; ids are checked unique across the dataset either way.
+    Returns the manifest and a report (for the Deck). On any error nothing is left at `out_dir`."""
     check_config(request)
     kind = request.kind
     columns = CONTENT_COLUMNS[kind]
@@ -449,6 +456,8 @@ def prepare(
     import pyarrow.compute as pc
 
     splits = {name: SplitAccumulator(name) for name in SPLITS}
+    arrow_schema = _string_schema(columns_of(kind))
+    names = arrow_schema.names
     offset = 0
     with (
         DatasetWriter(out_dir, columns_of(kind)) as writer,
@@ -456,7 +465,7 @@ def prepare(
         UniqueIds(Path(scratch)) as unique,
     ):
         for chunk in chunks:
-            table = _validated(chunk, kind, offset)
+            table = chunk.select(names).cast(arrow_schema) if validated_rows else validated(chunk, kind, offset)
             ids = table.column("id").to_pylist()
             unique.add(ids, offset)
             offset += table.num_rows
@@ -535,6 +544,8 @@ def build_dataset(
 
 def acquire_frame(request: dataset_pb2.DatasetRequest) -> tuple[pd.DataFrame, dataset_pb2.DatasetManifest]:
     """All cleaned rows as one DataFrame with the acquisition summary: what the Flyte acquire tasks hand on."""
+    import pandas as pd
+
     acquisition = Acquisition(request)
     frames = [c if isinstance(c, pd.DataFrame) else c.to_pandas() for c in acquisition.chunks()]
     frame = pd.concat(frames, ignore_index=True)

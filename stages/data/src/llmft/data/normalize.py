@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from llmft.data.schemas import CONTROL_CHARACTERS, has_control_characters
+from llmft.data.kinds import CONTROL_CHARACTERS, has_control_characters
 from llmft.data.sources import Record, SourceError
 from llmft.proto.data.v1 import dataset_pb2
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmft.core import decks
-from llmft.data.schemas import DataValidationError, kind_name
+from llmft.data.kinds import DataValidationError, kind_name
 from llmft.proto.data.v1 import dataset_pb2
 
 

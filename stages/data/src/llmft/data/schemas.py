@@ -8,13 +8,19 @@ the Deck renderer all handle them as plain strings."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from llmft.data.kinds import CONTENT_COLUMNS as CONTENT_COLUMNS
+from llmft.data.kinds import CONTROL_CHARACTERS as CONTROL_CHARACTERS
+from llmft.data.kinds import SCHEMA_VERSIONS as SCHEMA_VERSIONS
+from llmft.data.kinds import DataValidationError as DataValidationError
+from llmft.data.kinds import control_problem as control_problem
+from llmft.data.kinds import has_control_characters as has_control_characters
+from llmft.data.kinds import kind_name as kind_name
 from llmft.proto.data.v1 import dataset_pb2
 
 ROLES = ("system", "user", "assistant")
@@ -57,27 +63,6 @@ def conversation_problem(value: Any) -> str | None:
     if turns[-1]["role"] != "assistant":
         return "last turn must be the assistant's"
     return None
-
-
-# Control characters other than tab and newline (C0, DEL, C1): invisible, and noise to a tokenizer. cleaning.normalize
-# removes them (and counts the rows); without it they are refused.
-CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# Every ASCII byte but the control characters: deleting these from an ASCII text leaves exactly its control
-# characters, in one C pass instead of a regular-expression scan.
-_ASCII_NOT_CONTROL = bytes(range(32, 127)) + b"\t\n"
-
-
-def has_control_characters(text: str) -> bool:
-    if text.isascii():
-        return bool(text.encode("ascii").translate(None, _ASCII_NOT_CONTROL))
-    return CONTROL_CHARACTERS.search(text) is not None
-
-
-def control_problem(text: str) -> str:
-    match = CONTROL_CHARACTERS.search(text)
-    if match is None:
-        return ""
-    return f"control character U+{ord(match.group()):04X} at offset {match.start()}; cleaning.normalize removes them"
 
 
 def _all_text(series: Series[str]) -> str | None:
@@ -206,38 +191,11 @@ SCHEMAS: dict[int, type[_Row]] = {
     dataset_pb2.DATASET_KIND_PROMPT: PromptRow,
 }
 
-SCHEMA_VERSIONS: dict[int, str] = {
-    dataset_pb2.DATASET_KIND_RAW_TEXT: "raw_text/1",
-    dataset_pb2.DATASET_KIND_CHAT: "chat/1",
-    dataset_pb2.DATASET_KIND_PREFERENCE: "preference/1",
-    dataset_pb2.DATASET_KIND_PROMPT: "prompt/1",
-}
-
-CONTENT_COLUMNS: dict[int, tuple[str, ...]] = {
-    dataset_pb2.DATASET_KIND_RAW_TEXT: ("text",),
-    dataset_pb2.DATASET_KIND_CHAT: ("messages",),
-    dataset_pb2.DATASET_KIND_PREFERENCE: ("prompt", "chosen", "rejected"),
-    dataset_pb2.DATASET_KIND_PROMPT: ("prompt",),
-}
-
-
-def kind_name(kind: int) -> str:
-    return str(dataset_pb2.DatasetKind.Name(kind))
-
 
 def schema_for(kind: int) -> type[_Row]:
     if kind not in SCHEMAS:
         raise ValueError(f"kind: {kind_name(kind) if kind in dataset_pb2.DatasetKind.values() else kind} has no schema")
     return SCHEMAS[kind]
-
-
-class DataValidationError(ValueError):
-    """Rows that break their kind's schema; the message names each bad row's source, index and field, and
-    `failures` holds them as rows (source, row, field, check, detail) for reports."""
-
-    def __init__(self, message: str, failures: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.failures = failures
 
 
 CHOSEN_EQUALS_REJECTED = "chosen equals rejected"
@@ -303,9 +261,13 @@ def describe_failures(frame: pd.DataFrame, error: pa.errors.SchemaErrors, limit:
     return "\n".join(lines)
 
 
-def validate_rows(frame: pd.DataFrame, kind: int) -> pd.DataFrame:
-    """Validates every row (lazily, so all failures are reported at once); raises DataValidationError."""
-    schema = schema_for(kind)
+def validate_rows(frame: pd.DataFrame, kind: int, unique_ids: bool = True) -> pd.DataFrame:
+    """Validates every row (lazily, so all failures are reported at once); raises DataValidationError. Without
+    `unique_ids`, ids may repeat within the frame: a shard's rows before deduplication, whose ids the merge checks
+    across the whole dataset."""
+    schema: Any = schema_for(kind)
+    if not unique_ids:
+        schema = schema.to_schema().update_column("id", unique=False)
     try:
         return schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as error:

@@ -14,11 +14,12 @@
 4. `build_sharded`: the kept rows of every shard, in source order, through `build.prepare` (validation, split,
    statistics, manifest, fingerprint).
 
-Memory: a worker holds one chunk of its shard and 16 bytes a row (72 more with near deduplication) for its keys, so
-its peak grows with the shard, not the corpus; deduplication holds one bucket file (BUCKET_ROWS rows) and the
-union-find of the rows that have a near duplicate (it grows with the duplicates found, as datatrove's clustering
-does); `prepare` holds a batch of about MERGE_BATCH_BYTES of text. The process that runs the global steps never
-imports the MinHash code (the shards record their LSH bands)."""
+Memory: a worker holds a batch of its shard (BATCH_CHARS of content) and 16 bytes a row (72 more with near
+deduplication) for its keys, so its peak grows with the shard, not the corpus; deduplication holds one bucket file
+(about BUCKET_ROWS rows) and the union-find of the rows that have a near duplicate (it grows with the duplicates
+found, as datatrove's clustering does); the merge holds a batch. The workers validate their rows against the kind's
+schema, so the process that runs the global steps and the merge imports neither pandera nor the MinHash code (the
+shards record their LSH bands): it only moves Arrow batches."""
 
 from __future__ import annotations
 
@@ -37,10 +38,10 @@ import numpy as np
 
 from llmft.core import fingerprint as fp
 from llmft.data import __version__
-from llmft.data.build import CHUNK_ROWS, check_request, columns_of, no_rows_error, prepare
+from llmft.data.build import CHUNK_ROWS, check_request, columns_of, no_rows_error, prepare, validated
 from llmft.data.clean import NUM_PERM, Cleaner, shingles
+from llmft.data.kinds import CONTENT_COLUMNS, DataValidationError
 from llmft.data.normalize import Changes, to_row
-from llmft.data.schemas import CONTENT_COLUMNS
 from llmft.data.sources import (
     PREFIX,
     PYTHON_SKIP_STEP,
@@ -59,9 +60,9 @@ STEPS = {"drop_blank", "min_chars", "drop_patterns", "languages", "deduplicate_e
 # Rows per bucket file of the global steps: a bucket is loaded whole and sorted, so this bounds their memory (24 bytes
 # a row for exact keys, 16 for a band, about three times that while sorting): about 20 MiB, whatever the corpus.
 BUCKET_ROWS = 262_144
-# The merge reads each shard's kept rows in batches of about this many bytes of text (at most CHUNK_ROWS rows): the
-# validation's working set is a few times a batch, so long documents do not make it grow.
-MERGE_BATCH_BYTES = 4 << 20
+# A worker validates and writes its rows, and the merge reads them back, in batches of about this many characters of
+# content (at most CHUNK_ROWS rows): the working set is a few times a batch, so long documents do not make it grow.
+BATCH_CHARS = 1 << 20
 DONE = "done.json"
 
 
@@ -289,15 +290,20 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
     band_rows: list[np.ndarray] = []  # per chunk: (rows, bands) uint64
     pending_bands: list[list[int]] = []
     buffer: list[dict[str, Any]] = []
+    buffered = 0  # characters of content in the buffer
+    offset = 0  # rows of this shard validated so far
 
     def flush() -> None:
-        nonlocal buffer, pending_bands
-        writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+        nonlocal buffer, pending_bands, offset, buffered
+        # Validated here, in parallel, so the merge only moves rows; ids repeat until the merge deduplicates.
+        table = validated(pa.Table.from_pylist(buffer, schema=schema), request.kind, offset, unique_ids=False)
+        offset += table.num_rows
+        writer.write_table(table)
         ids = b"".join(bytes.fromhex(row["id"][:32]) for row in buffer)
         keys.append(np.frombuffer(ids, dtype=np.uint64).reshape(-1, 2))
         if bands:
             band_rows.append(np.array(pending_bands, dtype=np.uint64).reshape(-1, bands))
-        buffer, pending_bands = [], []
+        buffer, pending_bands, buffered = [], [], 0
 
     fingerprints: list[str] = []
     read = skipped = 0
@@ -314,11 +320,12 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
                 row = to_row(item, request.kind, request.cleaning.normalize, changes)
                 if not cleaner.keep(row):
                     continue
+                text = "\n".join(str(row[c]) for c in CONTENT_COLUMNS[request.kind])
                 if bands:
-                    text = "\n".join(str(row[c]) for c in CONTENT_COLUMNS[request.kind])
                     pending_bands.append(band_hashes(text, bands, rows_per_band))
                 buffer.append(row)
-                if len(buffer) >= CHUNK_ROWS:
+                buffered += len(text)
+                if len(buffer) >= CHUNK_ROWS or buffered >= BATCH_CHARS:
                     flush()
         if buffer:
             flush()
@@ -327,6 +334,10 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
         writer.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise ShardError(f"shard {shard.index} ({shard.name}): {error}") from error
+    except DataValidationError as error:  # row numbers count from the shard's first kept row
+        writer.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataValidationError(f"shard {shard.index} ({shard.name}): {error}", error.failures) from error
     except BaseException:
         writer.close()
         shutil.rmtree(staging, ignore_errors=True)
@@ -548,7 +559,7 @@ def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator
         parquet = pq.ParquetFile(folders[shard.index] / "rows.parquet")
         metadata = parquet.metadata
         row_bytes = sum(metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups))
-        batch_rows = max(1, min(CHUNK_ROWS, MERGE_BATCH_BYTES * max(1, metadata.num_rows) // max(1, row_bytes)))
+        batch_rows = max(1, min(CHUNK_ROWS, BATCH_CHARS * max(1, metadata.num_rows) // max(1, row_bytes)))
         dropped = np.concatenate(
             [dedup.exact.get(shard.index, np.empty(0, np.uint32)), dedup.near.get(shard.index, np.empty(0, np.uint32))]
         )
@@ -616,7 +627,8 @@ def merge_shards(
             next((s[1] for s in skipped if s[0]), ""), removed,
         )  # fmt: skip
     deduplicated = time.perf_counter()
-    manifest, report = prepare(request, _progress(_kept_chunks(plan, folders, dedup), kept), manifest, out_dir)
+    chunks = _progress(_kept_chunks(plan, folders, dedup), kept)
+    manifest, report = prepare(request, chunks, manifest, out_dir, validated_rows=True)
     report["seconds"] = {"deduplicate": deduplicated - started, "prepare": time.perf_counter() - deduplicated}
     report["shards"] = [
         {k: d.get(k) for k in ("shard", "rows_read", "rows_kept", "peak_rss_mib")} for d in done

@@ -195,13 +195,24 @@ def plan_dataset_shards(request: DatasetRequest, shards: int) -> PlannedShards:
     return PlannedShards(plan=plan_json(plan), shards=[shard_json(shard) for shard in plan.shards])
 
 
-@task(container_image=IMAGE, requests=Resources(cpu="1", mem="2Gi"), cache=True, cache_version=CACHE_VERSION)
+@task(
+    container_image=IMAGE,
+    requests=Resources(cpu="1", mem="2Gi"),
+    cache=True,
+    cache_version=CACHE_VERSION,
+    enable_deck=True,
+)
 def clean_shard(request: DatasetRequest, shard: str) -> FlyteDirectory:
-    """One shard read, normalised and cleaned by the per-row steps (a map_task element, cached on the shard: a rerun
-    redoes only the shards that failed or whose files changed)."""
+    """One shard read, normalised, cleaned by the per-row steps and validated against the kind's schema (a map_task
+    element, cached on the shard: a rerun redoes only the shards that failed or whose files changed). Rows that fail
+    the schema fail the shard, with a Deck of every failing row, field and check."""
     spec = shard_from_json(shard)
     work = Path(tempfile.mkdtemp(prefix="llmft-shard-", dir=current_context().working_directory))
-    run_shard(request, spec, work)
+    try:
+        run_shard(request, spec, work)
+    except DataValidationError as error:
+        publish("Validation failures", failures_html(error))
+        raise
     return FlyteDirectory(path=str(work / spec.name))
 
 
