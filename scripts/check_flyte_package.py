@@ -26,6 +26,9 @@ TRAINING = ("llmft.train_cpt.tasks.train", "llmft.train_sft.tasks.train", "llmft
 # Tasks that must be cached on a cluster: each shard of batch inference, and of a dataset prepared in shards, is its
 # own cache entry there, so a stopped run redoes only its unfinished shards when started again.
 CACHED = ("llmft.serve.tasks.answer", "llmft.data.tasks.clean_shard")
+# Tasks that run the sharded data steps: Arrow's C++ code takes its pool from the environment when the process starts,
+# and the pool that returns freed batches (llmft.data.shards.bounded_allocation) keeps their memory bounded.
+ARROW_POOL = ("llmft.data.tasks.clean_shard", "llmft.data.tasks.merge_dataset_shards")
 # llmft.flyte.images.stage_cache_version: <distribution>-<version>-<12 hex digits of the pinned dependencies>.
 DERIVED_CACHE_VERSION = re.compile(r"^llmft-[a-z0-9-]+-\d+\.\d+\.\d+-[0-9a-f]{12}$")
 # The workflows a user starts; each must be in the archive.
@@ -80,6 +83,9 @@ def check(archive: Path) -> list[str]:
                 problems.append(f"{name}: cache version {version!r} is not derived")
             if name in CACHED and not template.metadata.discoverable:
                 problems.append(f"{name}: not cached")
+            env = {pair.key: pair.value for pair in template.container.env}
+            if name in ARROW_POOL and env.get("ARROW_DEFAULT_MEMORY_POOL") != "jemalloc":
+                problems.append(f"{name}: no ARROW_DEFAULT_MEMORY_POOL=jemalloc in its environment")
             if name.startswith(TRAINING) and template.metadata.retries.retries < 1:
                 problems.append(f"{name}: a training task without retries")
     if tasks == 0:

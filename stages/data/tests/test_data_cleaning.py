@@ -54,6 +54,46 @@ def test_near_duplicates_are_removed_and_counted(tmp_path: Path) -> None:
     assert sum(s.rows for s in manifest.splits) == 2
 
 
+def test_shard_signatures_and_lsh_bands_equal_datasketchs_without_importing_it() -> None:
+    """A shard worker's MinHash signatures and LSH bands are computed without datasketch (whose import pulls scipy),
+    and must equal what the one-process build's datasketch index holds, or the two paths would find different near
+    duplicates: values for texts of 0 to 400 words (fewer words than a shingle, accents, combining marks), and the
+    bands for every threshold from 0.01 to 1. A fresh process shows neither datasketch nor scipy is imported."""
+    import os
+    import random
+    import sys
+
+    import numpy as np
+    from datasketch import MinHash
+    from datasketch.lsh import _optimal_param
+
+    from llmft.data.clean import NUM_PERM, Signatures, lsh_params, shingles
+
+    signatures = Signatures()
+    rng = random.Random(0)
+    for words in (0, 1, 4, 5, 6, 50, 400):
+        text = " ".join(rng.choice(["a", "bb", "cé", "d\u0301", "x1", "Paris."]) for _ in range(words))
+        reference = MinHash(num_perm=NUM_PERM, seed=1)
+        reference.update_batch(list(shingles(text)))
+        ours = signatures.of(text)
+        assert ours.dtype == reference.hashvalues.dtype and np.array_equal(ours, reference.hashvalues), words
+    for threshold in (round(0.01 * i, 2) for i in range(1, 101)):
+        assert lsh_params(threshold) == tuple(_optimal_param(threshold, NUM_PERM, 0.5, 0.5)), threshold
+    script = (
+        "import sys; from llmft.data.shards import band_hashes, lsh_bands; b, r = lsh_bands(0.8); "
+        "assert len(band_hashes('one two three four five six', b, r)) == b; "
+        "print(sorted({'datasketch', 'scipy'} & set(sys.modules)))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
+
+
 def test_length_pattern_and_language_filters(tmp_path: Path) -> None:
     rows = [
         {"prompt": "short"},

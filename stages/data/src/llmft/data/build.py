@@ -102,6 +102,43 @@ def _string_schema(columns: list[str]) -> Any:
     return pa.schema([(name, pa.string()) for name in columns])
 
 
+# Arrow arrays built from their buffers: `pa.array()` asks pyarrow's pandas shim whether its input is a pandas object,
+# which imports pandas (~50 MiB resident) in a process that only moves Arrow batches (the sharded merge).
+
+
+def arrow_mask(keep: Any) -> Any:
+    """A boolean Arrow array of the numpy booleans `keep`."""
+    import numpy as np
+    import pyarrow as pa
+
+    keep = np.asarray(keep, dtype=bool)
+    return pa.Array.from_buffers(pa.bool_(), len(keep), [None, pa.py_buffer(np.packbits(keep, bitorder="little"))])
+
+
+def numpy_ints(chunked: Any) -> Any:
+    """The int32 values of a null-free Arrow (chunked) array, as numpy, read from its buffers."""
+    import numpy as np
+
+    chunks = getattr(chunked, "chunks", [chunked])
+    if any(chunk.null_count for chunk in chunks):
+        raise ValueError("numpy_ints: the array has nulls")
+    values = [np.frombuffer(c.buffers()[1], dtype=np.int32, count=len(c), offset=c.offset * 4) for c in chunks]
+    return np.concatenate(values) if values else np.empty(0, np.int32)
+
+
+def arrow_strings(values: list[str]) -> Any:
+    """A string Arrow array of `values`."""
+    import numpy as np
+    import pyarrow as pa
+
+    encoded = [value.encode("utf-8", "surrogatepass") for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(value) for value in encoded], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
+
+
 def config_of(request: dataset_pb2.DatasetRequest) -> dataset_pb2.DatasetRequest:
     """The request without its sources: what, besides content, decides the dataset. Sources enter the fingerprint
     through what was read, never through paths or URLs."""
@@ -452,7 +489,7 @@ def prepare(
 
     import tempfile
 
-    import pyarrow as pa
+    import numpy as np
     import pyarrow.compute as pc
 
     splits = {name: SplitAccumulator(name) for name in SPLITS}
@@ -472,15 +509,13 @@ def prepare(
             assignment = [split_of(key, request.split) for key in split_keys(table, kind)]
             for name in SPLITS:
                 mask = [a == name for a in assignment]
-                part = table.filter(pa.array(mask, pa.bool_()))
+                part = table.filter(arrow_mask(mask))
                 if not part.num_rows:
                     continue
                 acc = splits[name]
                 # Characters of the content columns joined by newlines, as row_text counts them.
-                characters = [pc.utf8_length(part.column(c)) for c in columns]
-                lengths = [
-                    sum(row) + len(columns) - 1 for row in zip(*(c.to_pylist() for c in characters), strict=True)
-                ]
+                characters = sum(numpy_ints(pc.utf8_length(part.column(c))).astype(np.int64) for c in columns)
+                lengths = (characters + len(columns) - 1).tolist()
                 acc.rows += part.num_rows
                 acc.characters += sum(lengths)
                 acc.lengths.extend(lengths)

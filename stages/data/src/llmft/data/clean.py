@@ -32,6 +32,61 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> set[bytes]:
     return {" ".join(words[i : i + size]).encode("utf-8") for i in range(len(words) - size + 1)}
 
 
+class Signatures:
+    """MinHash signatures of texts' word shingles, value for value those of datasketch's
+    `MinHash(num_perm=NUM_PERM, seed=1)` in its default scheme ("affine32": the first 4 bytes of each shingle's SHA-1,
+    the MurmurHash3 finalizer, then `a * h + b` modulo 2**32 per permutation), which the one-process build's LSH index
+    holds. A shard worker computes them here because `import datasketch` imports scipy (~38 MiB resident and ~0.3 s in
+    every worker, for an integral the worker does not need), and because the permutations are drawn once here, not
+    once per row. tests/test_data_shards.py checks the values against datasketch's."""
+
+    FMIX = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
+
+    def __init__(self, num_perm: int = NUM_PERM, seed: int = 1) -> None:
+        import numpy as np
+
+        gen = np.random.RandomState(seed)
+        self.a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        self.b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+
+    def of(self, text: str) -> Any:
+        """The signature of `text`: `num_perm` uint32 values."""
+        import numpy as np
+
+        digests = b"".join(hashlib.sha1(shingle).digest()[:4] for shingle in shingles(text))
+        hv = np.frombuffer(digests, dtype="<u4").astype(np.uint32).reshape(-1, 1)
+        s1, m1, s2, m2, s3 = (np.uint32(c) for c in self.FMIX)
+        hv = hv ^ (hv >> s1)
+        hv = hv * m1
+        hv = hv ^ (hv >> s2)
+        hv = hv * m2
+        hv = hv ^ (hv >> s3)
+        return (hv * self.a + self.b).min(axis=0)
+
+
+def lsh_params(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
+    """(bands, rows per band) minimising the sum of the false positive and false negative probabilities at
+    `threshold`, as datasketch's `MinHashLSH` picks them (equal weights), without scipy: each probability is the
+    integral of a polynomial of degree at most `num_perm`, which Gauss-Legendre quadrature of that many points
+    computes exactly."""
+    import numpy as np
+
+    nodes, weights = np.polynomial.legendre.leggauss(num_perm)
+
+    def integral(function: Callable[[Any], Any], low: float, high: float) -> float:
+        s = (high - low) / 2 * nodes + (high + low) / 2
+        return float((high - low) / 2 * (weights * function(s)).sum())
+
+    best, choice = float("inf"), (0, 0)
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            low = integral(lambda s: 1 - (1 - s**rows) ** bands, 0.0, threshold)  # noqa: B023 (called at once)
+            high = integral(lambda s: (1 - s**rows) ** bands, threshold, 1.0)  # noqa: B023
+            if low * 0.5 + high * 0.5 < best:  # false positives below the threshold, false negatives above it
+                best, choice = low * 0.5 + high * 0.5, (bands, rows)
+    return choice
+
+
 class NearDuplicates:
     """MinHash LSH index: `seen(text)` is True when an earlier text's estimated Jaccard similarity (word shingles) is
     at least the threshold; otherwise it indexes the text."""

@@ -38,8 +38,17 @@ import numpy as np
 
 from llmft.core import fingerprint as fp
 from llmft.data import __version__
-from llmft.data.build import CHUNK_ROWS, check_request, columns_of, no_rows_error, prepare, validated
-from llmft.data.clean import NUM_PERM, Cleaner, shingles
+from llmft.data.build import (
+    CHUNK_ROWS,
+    arrow_mask,
+    arrow_strings,
+    check_request,
+    columns_of,
+    no_rows_error,
+    prepare,
+    validated,
+)
+from llmft.data.clean import Cleaner, Signatures, lsh_params
 from llmft.data.kinds import CONTENT_COLUMNS, DataValidationError
 from llmft.data.normalize import Changes, to_row
 from llmft.data.sources import (
@@ -200,19 +209,17 @@ def _per_row_cleaning(request: dataset_pb2.DatasetRequest) -> dataset_pb2.Cleani
 
 def lsh_bands(threshold: float) -> tuple[int, int]:
     """(bands, rows per band) of the MinHash LSH the one-process build uses for `threshold` (datasketch's choice)."""
-    from datasketch.lsh import _optimal_param
+    return lsh_params(threshold)
 
-    bands, rows = _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
-    return int(bands), int(rows)
+
+_SIGNATURES: list[Signatures] = []
 
 
 def band_hashes(text: str, bands: int, rows: int) -> list[int]:
     """The text's MinHash signature (word shingles, as the one-process build) cut into bands, each hashed to 64 bits."""
-    from datasketch import MinHash
-
-    minhash = MinHash(num_perm=NUM_PERM, seed=1)
-    minhash.update_batch(list(shingles(text)))
-    values = minhash.hashvalues
+    if not _SIGNATURES:
+        _SIGNATURES.append(Signatures())
+    values = _SIGNATURES[0].of(text)
     return [
         int.from_bytes(hashlib.blake2b(values[b * rows : (b + 1) * rows].tobytes(), digest_size=8).digest(), "little")
         for b in range(bands)
@@ -255,14 +262,41 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def use_system_allocator() -> None:
-    """Arrow allocates through malloc from here on, in this process. Its default pool (mimalloc) keeps the pages of
-    freed batches, so the resident memory of a process that reads batch after batch grows with the batches read
-    (tests/test_data_shards.py measures it). Called by the sharded steps, which run in processes of their own."""
+ARROW_POOL = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}  # for the processes that run the sharded steps, from their start
+
+
+def bounded_allocation() -> None:
+    """From here on, in this process, the memory Arrow frees goes back to the system, so a process that reads and
+    writes batch after batch stays about the size of a batch (tests/test_data_shards.py measures it). Arrow's
+    default pool (mimalloc) keeps the pages of freed batches; so does malloc, once glibc has raised its mmap threshold
+    to the largest block freed (up to 32 MiB), after which ~1 MiB batch buffers come from a heap that fragments and
+    does not shrink. So Arrow allocates through its jemalloc pool with decay 0 (freed pages go back at once); where
+    pyarrow was built without jemalloc, through malloc with glibc's mmap threshold held at 128 KiB, its starting
+    value (slower: a fresh mapping per large buffer).
+
+    Arrow's C++ code (the Parquet reader and writer among it) takes its pool from ARROW_DEFAULT_MEMORY_POOL when it
+    first allocates, so this sets that variable too, which only counts if nothing has allocated yet: the processes
+    that run the sharded steps get it from their start (`ARROW_POOL`: the spawned workers, the CLI with --shards,
+    the Flyte shard and merge tasks)."""
+    for key, value in ARROW_POOL.items():
+        os.environ.setdefault(key, value)
     import pyarrow as pa
 
-    if pa.default_memory_pool().backend_name != "system":
-        pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+        return
+    except NotImplementedError:  # pyarrow built without jemalloc
+        pass
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; glibc only
+    except (OSError, AttributeError):
+        pass
 
 
 def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path) -> dict[str, Any]:
@@ -271,7 +305,7 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    use_system_allocator()
+    bounded_allocation()
 
     folder = Path(work_dir) / shard.name
     done = folder / DONE
@@ -390,8 +424,7 @@ def run_shards(
                 failures.append(error)
             progress.update()
     else:
-        # The workers' Arrow allocates through malloc from their first import on (see use_system_allocator).
-        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+        bounded_allocation()  # and the spawned workers inherit ARROW_POOL
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_run_shard_job, job) for job in jobs]
             for future in futures:
@@ -545,21 +578,17 @@ def _first_source(folders: list[Path], plan: ShardPlan, removed: dict[int, np.nd
     for shard in plan.shards:
         rows = removed.get(shard.index)
         if rows is not None and len(rows):
-            table = pq.read_table(folders[shard.index] / "rows.parquet", columns=["source"])
+            table = pq.ParquetFile(folders[shard.index] / "rows.parquet").read(columns=["source"])  # read_table: pandas
             return str(table.column("source")[int(rows.min())].as_py())
     return ""
 
 
 def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator[Any]:
     """Every shard's rows without its duplicates, repeats renamed "<id>~<n>", as Arrow tables in source order."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     for shard in plan.shards:
         parquet = pq.ParquetFile(folders[shard.index] / "rows.parquet")
-        metadata = parquet.metadata
-        row_bytes = sum(metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups))
-        batch_rows = max(1, min(CHUNK_ROWS, BATCH_CHARS * max(1, metadata.num_rows) // max(1, row_bytes)))
         dropped = np.concatenate(
             [dedup.exact.get(shard.index, np.empty(0, np.uint32)), dedup.near.get(shard.index, np.empty(0, np.uint32))]
         )
@@ -567,8 +596,8 @@ def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator
             zip(*(a.tolist() for a in dedup.repeats.get(shard.index, (np.empty(0), np.empty(0)))), strict=True)
         )
         offset = 0
-        for batch in parquet.iter_batches(batch_size=batch_rows):
-            table = pa.Table.from_batches([batch])
+        for group in range(parquet.num_row_groups):  # a worker's batch each (~1 MiB); iter_batches reads far ahead
+            table = parquet.read_row_group(group)
             rows = np.arange(offset, offset + table.num_rows)
             offset += table.num_rows
             if renamed:
@@ -576,9 +605,9 @@ def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator
                 for i, row in enumerate(rows.tolist()):
                     if row in renamed:
                         ids[i] = f"{ids[i]}~{renamed[row]}"
-                table = table.set_column(0, "id", pa.array(ids, pa.string()))
+                table = table.set_column(0, "id", arrow_strings(ids))
             if len(dropped):
-                table = table.filter(pa.array(~np.isin(rows, dropped)))
+                table = table.filter(arrow_mask(~np.isin(rows, dropped)))
             if table.num_rows:
                 yield table
 
@@ -590,6 +619,7 @@ def build_sharded(
     the dataset is written, then removed). Returns what `build.prepare` returns."""
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise FileExistsError(f"{out_dir}: exists and is not empty; nothing was overwritten")
+    bounded_allocation()
     started = time.perf_counter()
     plan = plan_shards(request, shards)
     work_dir = Path(work_dir)
@@ -610,7 +640,7 @@ def merge_shards(
     request: dataset_pb2.DatasetRequest, plan: ShardPlan, folders: list[Path], out_dir: Path, scratch: Path
 ) -> tuple[dataset_pb2.DatasetManifest, dict[str, Any]]:
     """The finished shard folders (in plan order) deduplicated across each other and prepared into `out_dir`."""
-    use_system_allocator()
+    bounded_allocation()
     started = time.perf_counter()
     done = [json.loads((folder / DONE).read_text()) for folder in folders]
     bands = {int(d.get("bands", 0)) for d in done}

@@ -37,6 +37,7 @@ from llmft.data.build import config_problems as config_problems  # the pipeline'
 from llmft.data.report import failures_html, report_html
 from llmft.data.schemas import ChatRow, DataValidationError, PreferenceRow, PromptRow, RawTextRow
 from llmft.data.shards import (
+    ARROW_POOL,
     merge_shards,
     plan_from_json,
     plan_json,
@@ -201,6 +202,7 @@ def plan_dataset_shards(request: DatasetRequest, shards: int) -> PlannedShards:
     cache=True,
     cache_version=CACHE_VERSION,
     enable_deck=True,
+    environment=ARROW_POOL,  # Arrow's pool from the process's start (shards.bounded_allocation)
 )
 def clean_shard(request: DatasetRequest, shard: str) -> FlyteDirectory:
     """One shard read, normalised, cleaned by the per-row steps and validated against the kind's schema (a map_task
@@ -216,7 +218,14 @@ def clean_shard(request: DatasetRequest, shard: str) -> FlyteDirectory:
     return FlyteDirectory(path=str(work / spec.name))
 
 
-@task(container_image=IMAGE, requests=RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
+@task(
+    container_image=IMAGE,
+    requests=RESOURCES,
+    cache=True,
+    cache_version=CACHE_VERSION,
+    enable_deck=True,
+    environment=ARROW_POOL,
+)
 def merge_dataset_shards(request: DatasetRequest, plan: str, folders: list[FlyteDirectory]) -> Prepared:
     """Exact and near duplicates across every shard, then validation, split, statistics and the manifest, with the
     report Deck."""
