@@ -52,17 +52,12 @@ def require_kind(manifest: dataset_pb2.DatasetManifest, kind: int, stage: str) -
         )
 
 
-ROW_GROUP_BYTES = 16 * 1024 * 1024  # Arrow bytes of rows per Parquet row group, at most a chunk beyond
-
-
 class DatasetWriter:
-    """Writes a dataset folder split by split in chunks, atomically: rows go to a hidden folder beside `out_dir`,
-    which becomes `out_dir` on `finish(manifest)`; `abort()` (or an exception inside `with`) removes it. Every column
-    is a string column. Chunks are held until a split has `row_group_bytes` of them, then written as one Parquet row
-    group: a writer keeps every row group's metadata (statistics of each column) until the file is closed, so a row
-    group per chunk made the process writing a large dataset grow with it."""
+    """Writes a dataset folder split by split in chunks (Parquet row groups), atomically: rows go to a hidden folder
+    beside `out_dir`, which becomes `out_dir` on `finish(manifest)`; `abort()` (or an exception inside `with`)
+    removes it. Every column is a string column."""
 
-    def __init__(self, out_dir: Path, columns: list[str], row_group_bytes: int = ROW_GROUP_BYTES) -> None:
+    def __init__(self, out_dir: Path, columns: list[str]) -> None:
         import pyarrow as pa
 
         self.out_dir = Path(out_dir)
@@ -71,9 +66,6 @@ class DatasetWriter:
         self.tmp.chmod(0o755)
         self.schema = pa.schema([(c, pa.string()) for c in columns])
         self.writers: dict[str, Any] = {}
-        self.row_group_bytes = row_group_bytes
-        self.pending: dict[str, list[Any]] = {split: [] for split in SPLITS}
-        self.pending_bytes = dict.fromkeys(SPLITS, 0)
 
     def _writer(self, split: str) -> Any:
         import pyarrow.parquet as pq
@@ -93,22 +85,10 @@ class DatasetWriter:
         else:
             table = pa.Table.from_pandas(frame[self.schema.names], schema=self.schema, preserve_index=False)
         if table.num_rows:
-            self.pending[split].append(table)
-            self.pending_bytes[split] += table.nbytes
-            if self.pending_bytes[split] >= self.row_group_bytes:
-                self._flush(split)
-
-    def _flush(self, split: str) -> None:
-        import pyarrow as pa
-
-        tables, self.pending[split], self.pending_bytes[split] = self.pending[split], [], 0
-        if tables:
-            table = pa.concat_tables(tables)  # the chunks' buffers, not a copy
-            self._writer(split).write_table(table, row_group_size=table.num_rows)
+            self._writer(split).write_table(table)
 
     def finish(self, manifest: dataset_pb2.DatasetManifest) -> None:
         for split in SPLITS:
-            self._flush(split)
             self._writer(split)  # an empty split still gets its (empty) file
         for writer in self.writers.values():
             writer.close()
@@ -119,7 +99,6 @@ class DatasetWriter:
         self.tmp.rename(self.out_dir)
 
     def abort(self) -> None:
-        self.pending = {split: [] for split in SPLITS}
         for writer in self.writers.values():
             try:
                 writer.close()
