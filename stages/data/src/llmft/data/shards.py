@@ -275,9 +275,9 @@ def bounded_allocation() -> None:
     value (slower: a fresh mapping per large buffer).
 
     Arrow's C++ code (the Parquet reader and writer among it) takes its pool from ARROW_DEFAULT_MEMORY_POOL when it
-    first allocates, so this sets that variable too, which only counts if nothing has allocated yet: the processes
-    that run the sharded steps get it from their start (`ARROW_POOL`: the spawned workers, the CLI with --shards,
-    the Flyte shard and merge tasks)."""
+    first allocates, so this sets that variable too, which only counts if nothing has allocated yet: `build_sharded`
+    calls this before its first step, the spawned workers inherit the variable, and the Flyte shard and merge tasks
+    set `ARROW_POOL` in their environment."""
     for key, value in ARROW_POOL.items():
         os.environ.setdefault(key, value)
     import pyarrow as pa
