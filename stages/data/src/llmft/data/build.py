@@ -131,7 +131,7 @@ def arrow_strings(values: list[str]) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    encoded = [value.encode("utf-8", "surrogatepass") for value in values]
+    encoded = [value.encode("utf-8") for value in values]  # a lone surrogate fails here, as Arrow would
     offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
     np.cumsum([len(value) for value in encoded], out=offsets[1:])
     return pa.Array.from_buffers(

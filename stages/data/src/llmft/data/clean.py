@@ -38,7 +38,7 @@ class Signatures:
     the MurmurHash3 finalizer, then `a * h + b` modulo 2**32 per permutation), which the one-process build's LSH index
     holds. A shard worker computes them here because `import datasketch` imports scipy (~38 MiB resident and ~0.3 s in
     every worker, for an integral the worker does not need), and because the permutations are drawn once here, not
-    once per row. tests/test_data_shards.py checks the values against datasketch's."""
+    once per row. tests/test_data_cleaning.py checks the values against datasketch's."""
 
     FMIX = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
 
