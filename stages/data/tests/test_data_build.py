@@ -442,3 +442,26 @@ def test_validation_failures_render_for_the_deck(tmp_path: Path) -> None:
     html = failures_html(error.value)  # type: ignore[arg-type]
     assert "Validation failures" in html
     assert "c.jsonl:2" in html and "last turn must be the assistant&#x27;s" in html
+
+
+def test_arrow_helpers_select_rows_and_count_characters_as_python_does() -> None:
+    """The merge's pyarrow.compute-free helpers: `arrow_rows` keeps the flagged rows in order, `utf8_lengths` counts
+    code points (not bytes) of every row, slices of a shared buffer included."""
+    import numpy as np
+    import pyarrow as pa
+
+    from llmft.data.build import arrow_rows, arrow_strings, utf8_lengths
+
+    values = ["", "plain", "é", "日本語", "😀 x", "", "naïve café", "end"]
+    table = pa.Table.from_arrays([arrow_strings(values)], names=["text"])
+    assert utf8_lengths(table.column("text")).tolist() == [len(v) for v in values]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        keep = rng.random(len(values)) < 0.5
+        part = arrow_rows(table, keep)
+        kept = [v for v, k in zip(values, keep, strict=True) if k]
+        assert part.column("text").to_pylist() == kept
+        assert utf8_lengths(part.column("text")).tolist() == [len(v) for v in kept]
+    assert utf8_lengths(arrow_strings(["ab", "cdé"]).slice(1)).tolist() == [3]
+    with pytest.raises(ValueError, match="3 flags for 8 rows"):
+        arrow_rows(table, [True, False, True])

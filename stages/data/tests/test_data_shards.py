@@ -142,6 +142,52 @@ def test_rows_are_validated_in_their_shards_worker_and_a_failure_names_the_shard
     assert sum(s.rows for s in manifest.splits) == 637 - 25  # the first file's 10 repeats sit in one shard: fine
 
 
+# Runs one shard of each request (hex-serialised) in a fresh process and prints what it kept or the error it raised,
+# with the heavy modules the process had imported by then.
+WORKER_SCRIPT = """
+import json, sys
+from pathlib import Path
+from llmft.data.shards import plan_shards, run_shard
+from llmft.proto.data.v1 import dataset_pb2 as D
+for position, raw in enumerate(sys.argv[2:]):
+    request = D.DatasetRequest.FromString(bytes.fromhex(raw))
+    try:
+        outcome = run_shard(request, plan_shards(request, 1).shards[0], Path(sys.argv[1]) / str(position))["rows_kept"]
+    except Exception as error:
+        outcome = str(error)
+    heavy = sorted({"pandas", "pandera", "pyarrow.compute"} & set(sys.modules))
+    print(json.dumps({"outcome": outcome, "heavy": heavy}))
+"""
+
+
+def test_a_worker_validates_its_rows_without_pandas_until_a_batch_fails(tmp_path: Path) -> None:
+    """Valid rows pass the schema's checks in the worker without pandas and pandera (kinds.screen; ~50 MiB and 0.3 s
+    a worker); the first batch that fails goes through pandera, whose report names the file's line."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    corpus(folder)
+    valid = request(folder)
+    bad_folder = tmp_path / "bad"
+    bad_folder.mkdir()
+    (bad_folder / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in ["fine", "a bell \x07 rings"]))
+    bad = request(bad_folder)
+    bad.cleaning.normalize = False
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)}
+    run = subprocess.run(
+        [sys.executable, "-c", WORKER_SCRIPT, str(tmp_path / "work"),
+         valid.SerializeToString().hex(), bad.SerializeToString().hex()],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, second = (json.loads(line) for line in run.stdout.strip().splitlines()[-2:])
+    assert first == {"outcome": 637, "heavy": []}, first  # every row: the repeats stay until the merge
+    assert f"{bad_folder / 'a.jsonl'}:2" in second["outcome"] and "control character U+0007" in second["outcome"]
+    assert "pandera" in second["heavy"]
+
+
 def recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files shards read from now on, in order."""
     from llmft.data import shards
@@ -229,7 +275,8 @@ def main():
         manifest, _ = build_dataset(request, folder / "out")
         worker = 0.0
     kept = sum(s.rows for s in manifest.splits)
-    light = not {"pandera", "pandas", "scipy"} & set(sys.modules)  # the workers validated; the merge moves Arrow
+    # The workers validated; the merge moves Arrow batches without pyarrow.compute.
+    light = not {"pandera", "pandas", "scipy", "pyarrow.compute"} & set(sys.modules)
     print(json.dumps({"kept": kept, "process": peak_rss_mib(), "worker": worker, "light": light}))
 
 if __name__ == "__main__":
@@ -262,7 +309,7 @@ def test_memory_does_not_grow_with_the_row_count_in_shards_as_it_does_in_one_pro
     small, large = (peak_rss(tmp_path / f"sharded-{rows}", rows, "sharded") for rows in (15_000, 60_000))
     assert large["process"] - small["process"] <= budget, (small, large)
     assert small["worker"] > 0 and large["worker"] - small["worker"] <= budget, (small, large)  # workers ran
-    assert small["light"] and large["light"]  # pandera, pandas (Arrow's shim would) and scipy stayed out of the merge
+    assert small["light"] and large["light"]  # pandera, pandas (Arrow's shim would), scipy, pyarrow.compute: not here
     one_small, one_large = (peak_rss(tmp_path / f"one-{rows}", rows, "one") for rows in (15_000, 60_000))
     assert one_small["worker"] == one_large["worker"] == 0  # one process: no workers
     assert one_large["process"] - one_small["process"] > budget, (one_small, one_large)

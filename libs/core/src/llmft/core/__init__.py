@@ -2,4 +2,4 @@
 fingerprints and provenance, the training-recipe mapping onto transformers/peft/deepspeed/bitsandbytes, evaluation,
 model artifacts and Deck plots). It never imports flytekit or any stage."""
 
-__version__ = "0.11.0"
+__version__ = "0.12.0"

@@ -81,7 +81,9 @@ class DatasetWriter:
         if split not in SPLITS:
             raise ValueError(f"split: {split!r} is not one of {SPLITS}")
         if isinstance(frame, pa.Table):
-            table = frame.select(self.schema.names).cast(self.schema)
+            table = frame.select(self.schema.names)
+            if not table.schema.equals(self.schema):  # a cast imports pyarrow.compute (~8 MiB): only where needed
+                table = table.cast(self.schema)
         else:
             table = pa.Table.from_pandas(frame[self.schema.names], schema=self.schema, preserve_index=False)
         if table.num_rows:

@@ -102,28 +102,53 @@ def _string_schema(columns: list[str]) -> Any:
     return pa.schema([(name, pa.string()) for name in columns])
 
 
-# Arrow arrays built from their buffers: `pa.array()` asks pyarrow's pandas shim whether its input is a pandas object,
-# which imports pandas (~50 MiB resident) in a process that only moves Arrow batches (the sharded merge).
+def string_table(table: Any, schema: Any) -> Any:
+    """`table`'s columns of `schema`, cast to it only where they differ (a cast imports pyarrow.compute)."""
+    table = table.select(schema.names)
+    return table if table.schema.equals(schema) else table.cast(schema)
 
 
-def arrow_mask(keep: Any) -> Any:
-    """A boolean Arrow array of the numpy booleans `keep`."""
+# Arrow data built and read through their buffers: `pa.array()` asks pyarrow's pandas shim whether its input is a
+# pandas object, which imports pandas (~50 MiB resident), and `Table.filter`/`Table.cast` and the compute functions
+# import pyarrow.compute (~8 MiB), in a process that only moves Arrow batches (the sharded merge).
+
+
+def arrow_rows(table: Any, keep: Any) -> Any:
+    """The rows of `table` where the numpy booleans `keep` are true, as zero-copy slices of its runs of kept rows."""
     import numpy as np
     import pyarrow as pa
 
     keep = np.asarray(keep, dtype=bool)
-    return pa.Array.from_buffers(pa.bool_(), len(keep), [None, pa.py_buffer(np.packbits(keep, bitorder="little"))])
+    if len(keep) != table.num_rows:
+        raise ValueError(f"arrow_rows: {len(keep)} flags for {table.num_rows} rows")
+    if keep.all():
+        return table
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.view(np.int8), [0]))))
+    runs = [table.slice(int(start), int(stop - start)) for start, stop in zip(edges[0::2], edges[1::2], strict=True)]
+    return pa.concat_tables(runs) if runs else table.slice(0, 0)
 
 
-def numpy_ints(chunked: Any) -> Any:
-    """The int32 values of a null-free Arrow (chunked) array, as numpy, read from its buffers."""
+def utf8_lengths(chunked: Any) -> Any:
+    """The length in characters (code points) of each string of a null-free Arrow string (chunked) array, as numpy
+    int64, read from its buffers: the bytes of each string that do not continue a UTF-8 sequence."""
     import numpy as np
 
-    chunks = getattr(chunked, "chunks", [chunked])
-    if any(chunk.null_count for chunk in chunks):
-        raise ValueError("numpy_ints: the array has nulls")
-    values = [np.frombuffer(c.buffers()[1], dtype=np.int32, count=len(c), offset=c.offset * 4) for c in chunks]
-    return np.concatenate(values) if values else np.empty(0, np.int32)
+    counts = [np.empty(0, np.int64)]
+    for chunk in getattr(chunked, "chunks", [chunked]):
+        if chunk.null_count:
+            raise ValueError("utf8_lengths: the array has nulls")
+        if not len(chunk):
+            continue
+        _, offsets_buffer, data = chunk.buffers()  # a slice's buffers are its parent's: read only its own bytes
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+        first, last = int(offsets[0]), int(offsets[-1])
+        if last == first or np.frombuffer(data, np.uint8, last - first, first).max() < 0x80:  # ASCII: bytes
+            counts.append(np.diff(offsets).astype(np.int64))
+            continue
+        starts = np.zeros(last - first + 1, dtype=np.int32)  # offsets are int32: so is every count
+        np.cumsum(np.frombuffer(data, np.uint8, last - first, first) & 0xC0 != 0x80, out=starts[1:])
+        counts.append((starts[offsets[1:] - first] - starts[offsets[:-1] - first]).astype(np.int64))
+    return np.concatenate(counts)
 
 
 def arrow_strings(values: list[str]) -> Any:
@@ -427,7 +452,7 @@ def validated(chunk: pd.DataFrame | Any, kind: int, offset: int, unique_ids: boo
     validate_rows(frame, kind, unique_ids)
     schema = _string_schema(columns_of(kind))
     if isinstance(chunk, pa.Table):
-        return chunk.select(schema.names).cast(schema)
+        return string_table(chunk, schema)
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
@@ -490,11 +515,9 @@ def prepare(
     import tempfile
 
     import numpy as np
-    import pyarrow.compute as pc
 
     splits = {name: SplitAccumulator(name) for name in SPLITS}
     arrow_schema = _string_schema(columns_of(kind))
-    names = arrow_schema.names
     offset = 0
     with (
         DatasetWriter(out_dir, columns_of(kind)) as writer,
@@ -502,20 +525,20 @@ def prepare(
         UniqueIds(Path(scratch)) as unique,
     ):
         for chunk in chunks:
-            table = chunk.select(names).cast(arrow_schema) if validated_rows else validated(chunk, kind, offset)
+            table = string_table(chunk, arrow_schema) if validated_rows else validated(chunk, kind, offset)
             ids = table.column("id").to_pylist()
             unique.add(ids, offset)
             offset += table.num_rows
             assignment = [split_of(key, request.split) for key in split_keys(table, kind)]
+            # Characters of the content columns joined by newlines, as row_text counts them.
+            characters = sum(utf8_lengths(table.column(c)) for c in columns) + len(columns) - 1
             for name in SPLITS:
-                mask = [a == name for a in assignment]
-                part = table.filter(arrow_mask(mask))
+                mask = np.array([a == name for a in assignment], dtype=bool)
+                part = arrow_rows(table, mask)
                 if not part.num_rows:
                     continue
                 acc = splits[name]
-                # Characters of the content columns joined by newlines, as row_text counts them.
-                characters = sum(numpy_ints(pc.utf8_length(part.column(c))).astype(np.int64) for c in columns)
-                lengths = (characters + len(columns) - 1).tolist()
+                lengths = characters[mask].tolist()
                 acc.rows += part.num_rows
                 acc.characters += sum(lengths)
                 acc.lengths.extend(lengths)

@@ -7,7 +7,6 @@ the Deck renderer all handle them as plain strings."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -16,89 +15,31 @@ from pandera.typing import Series
 
 from llmft.data.kinds import CONTENT_COLUMNS as CONTENT_COLUMNS
 from llmft.data.kinds import CONTROL_CHARACTERS as CONTROL_CHARACTERS
+from llmft.data.kinds import ROLES as ROLES
 from llmft.data.kinds import SCHEMA_VERSIONS as SCHEMA_VERSIONS
 from llmft.data.kinds import DataValidationError as DataValidationError
+from llmft.data.kinds import all_free_of_controls, all_valid_unicode, free_of_controls, non_blank, valid_unicode
 from llmft.data.kinds import control_problem as control_problem
+from llmft.data.kinds import conversation_problem as conversation_problem
 from llmft.data.kinds import has_control_characters as has_control_characters
 from llmft.data.kinds import kind_name as kind_name
 from llmft.proto.data.v1 import dataset_pb2
 
-ROLES = ("system", "user", "assistant")
-
-
-def conversation_problem(value: Any) -> str | None:
-    """Why a `messages` value is not a valid conversation, or None. Rules: a JSON list of {role, content}; an optional
-    system turn first; then user and assistant alternate, starting with user and ending with assistant; no empty
-    content."""
-    try:
-        messages = json.loads(value) if isinstance(value, str) else value
-    except json.JSONDecodeError as error:
-        return f"not JSON: {error.msg}"
-    if not isinstance(messages, list) or not messages:
-        return "not a non-empty list of turns"
-    turns = messages
-    if isinstance(turns[0], dict) and turns[0].get("role") == "system":
-        turns = turns[1:]
-    if not turns:
-        return "only a system turn"
-    for position, turn in enumerate(messages):
-        if not isinstance(turn, dict) or set(turn) - {"role", "content"} or "role" not in turn or "content" not in turn:
-            return f"turn {position}: must be an object with exactly 'role' and 'content'"
-        if turn["role"] not in ROLES:
-            return f"turn {position}: role {turn['role']!r} is not one of {', '.join(ROLES)}"
-        content = turn["content"]
-        if content is None:
-            return f"turn {position}: content is null, expected text"
-        if not isinstance(content, str):
-            return f"turn {position}: content is {type(content).__name__} ({str(content)[:40]!r}), expected text"
-        if not content.strip():
-            return f"turn {position}: empty content"
-        if CONTROL_CHARACTERS.search(content):
-            return f"turn {position}: {control_problem(content)}"
-    offset = len(messages) - len(turns)
-    for position, turn in enumerate(turns):
-        expected = "user" if position % 2 == 0 else "assistant"
-        if turn["role"] != expected:
-            return f"turn {position + offset}: expected role {expected!r}, got {turn['role']!r} (roles must alternate)"
-    if turns[-1]["role"] != "assistant":
-        return "last turn must be the assistant's"
-    return None
-
-
-def _all_text(series: Series[str]) -> str | None:
-    """The column's values joined by newlines when every one is a string, else None: one pass of a C-level check over
-    the whole column answers for every row at once when no row fails (the common case); only a failing column is
-    checked row by row."""
-    values = series.tolist()
-    return "\n".join(values) if all(type(value) is str for value in values) else None
-
 
 def _no_controls(series: Series[str]) -> Series[bool]:
-    text = _all_text(series)
-    if text is not None and not has_control_characters(text):
+    if all_free_of_controls(series.tolist()):
         return pd.Series(True, index=series.index)
-    return series.map(lambda value: not isinstance(value, str) or CONTROL_CHARACTERS.search(value) is None)
+    return series.map(free_of_controls)
 
 
 def _non_blank(series: Series[str]) -> Series[bool]:
-    return series.map(lambda value: isinstance(value, str) and bool(value.strip()))
+    return series.map(non_blank)
 
 
 def _valid_unicode(series: Series[str]) -> Series[bool]:
-    # Lone surrogates (from undecodable bytes read with errors="surrogateescape") cannot be written as UTF-8.
-    def ok(value: object) -> bool:
-        try:
-            if not isinstance(value, str):
-                return False
-            value.encode("utf-8")
-            return True
-        except UnicodeEncodeError:
-            return False
-
-    text = _all_text(series)
-    if text is not None and ok(text):
+    if all_valid_unicode(series.tolist()):
         return pd.Series(True, index=series.index)
-    return series.map(ok)
+    return series.map(valid_unicode)
 
 
 class _Row(pa.DataFrameModel):

@@ -18,8 +18,8 @@ Memory: a worker holds a batch of its shard (BATCH_CHARS of content) and 16 byte
 deduplication) for its keys, so its peak grows with the shard, not the corpus; deduplication holds one bucket file
 (about BUCKET_ROWS rows) and the union-find of the rows that have a near duplicate (it grows with the duplicates
 found, as datatrove's clustering does); the merge holds a batch. The workers validate their rows against the kind's
-schema, so the process that runs the global steps and the merge imports neither pandera nor the MinHash code (the
-shards record their LSH bands): it only moves Arrow batches."""
+schema (`kinds.screen`; pandera only for a batch that fails), so the process that runs the global steps and the merge
+imports neither pandera nor the MinHash code (the shards record their LSH bands): it only moves Arrow batches."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from llmft.core import fingerprint as fp
 from llmft.data import __version__
 from llmft.data.build import (
     CHUNK_ROWS,
-    arrow_mask,
+    arrow_rows,
     arrow_strings,
     check_request,
     columns_of,
@@ -49,7 +49,7 @@ from llmft.data.build import (
     validated,
 )
 from llmft.data.clean import Cleaner, Signatures, lsh_params
-from llmft.data.kinds import CONTENT_COLUMNS, DataValidationError
+from llmft.data.kinds import CONTENT_COLUMNS, DataValidationError, screen
 from llmft.data.normalize import Changes, to_row
 from llmft.data.sources import (
     PREFIX,
@@ -329,8 +329,15 @@ def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path)
 
     def flush() -> None:
         nonlocal buffer, pending_bands, offset, buffered
-        # Validated here, in parallel, so the merge only moves rows; ids repeat until the merge deduplicates.
-        table = validated(pa.Table.from_pylist(buffer, schema=schema), request.kind, offset, unique_ids=False)
+        # Validated here, in parallel, so the merge only moves rows; ids repeat until the merge deduplicates. A batch
+        # the screen passes is valid by the schema's own checks, and becomes Arrow without pandas; only a batch that
+        # fails goes through pandera (imported then), which names its rows.
+        if screen(buffer, request.kind, unique_ids=False):
+            table = pa.Table.from_arrays(
+                [arrow_strings([row[name] for row in buffer]) for name in columns], schema=schema
+            )
+        else:
+            table = validated(pa.Table.from_pylist(buffer, schema=schema), request.kind, offset, unique_ids=False)
         offset += table.num_rows
         writer.write_table(table)
         ids = b"".join(bytes.fromhex(row["id"][:32]) for row in buffer)
@@ -578,8 +585,13 @@ def _first_source(folders: list[Path], plan: ShardPlan, removed: dict[int, np.nd
     for shard in plan.shards:
         rows = removed.get(shard.index)
         if rows is not None and len(rows):
-            table = pq.ParquetFile(folders[shard.index] / "rows.parquet").read(columns=["source"])  # read_table: pandas
-            return str(table.column("source")[int(rows.min())].as_py())
+            parquet = pq.ParquetFile(folders[shard.index] / "rows.parquet")  # pq.read_table imports pandas
+            row = int(rows.min())
+            for group in range(parquet.num_row_groups):  # only the row group that holds the row
+                size = parquet.metadata.row_group(group).num_rows
+                if row < size:
+                    return str(parquet.read_row_group(group, columns=["source"]).column("source")[row].as_py())
+                row -= size
     return ""
 
 
@@ -607,7 +619,7 @@ def _kept_chunks(plan: ShardPlan, folders: list[Path], dedup: Dedup) -> Iterator
                         ids[i] = f"{ids[i]}~{renamed[row]}"
                 table = table.set_column(0, "id", arrow_strings(ids))
             if len(dropped):
-                table = table.filter(arrow_mask(~np.isin(rows, dropped)))
+                table = arrow_rows(table, ~np.isin(rows, dropped))
             if table.num_rows:
                 yield table
 
