@@ -1,5 +1,6 @@
 """What the dataset kinds are, without pandera or pandas: their content columns and schema versions, control
-characters, and the validation error. The processes that only move rows (the shards' merge) import this, not the
+characters, the predicates the schemas' checks apply to each value, `screen` (those checks on plain rows), and the
+validation error. The processes that only move rows (the shards' merge) and the shard workers import this, not the
 schemas, and stay light."""
 
 from __future__ import annotations
@@ -145,23 +146,24 @@ class DataValidationError(ValueError):
 def screen(rows: list[dict[str, Any]], kind: int, unique_ids: bool = True) -> bool:
     """Whether every row passes every check of its kind's pandera schema (schemas.py), answered on plain rows with the
     schema's own predicates: a sharded worker that finds its batch valid (the common case) need not import pandas and
-    pandera (~50 MiB and 0.3 s a process). False is not a report: such a batch goes through pandera, which names each
+    pandera (most of a worker's imports). False is not a report: such a batch goes through pandera, which names each
     failure. test_data_schemas.py checks that every check of every schema makes this False."""
     columns = ("id", "source", *CONTENT_COLUMNS[kind])
     if any(len(row) != len(columns) or any(name not in row for name in columns) for row in rows):
         return False  # strict: exactly the kind's columns
     values = {name: [row[name] for row in rows] for name in columns}
-    if any(joined(column) is None for column in values.values()):
+    if not all(type(value) is str for column in values.values() for value in column):
         return False  # the dtype is str
     if not all(values["id"]) or (unique_ids and len(set(values["id"])) != len(rows)):
         return False  # str_length >= 1; unique
     for name in CONTENT_COLUMNS[kind]:
-        if not all_valid_unicode(values[name]):
+        text = "\n".join(values[name])  # one pass over the column's text answers for every row
+        if not valid_unicode(text):
             return False
         if kind == dataset_pb2.DATASET_KIND_CHAT:
             if any(conversation_problem(value) is not None for value in values[name]):
                 return False
-        elif not all(map(non_blank, values[name])) or not all_free_of_controls(values[name]):
+        elif has_control_characters(text) or not all(map(non_blank, values[name])):
             return False
     if kind == dataset_pb2.DATASET_KIND_PREFERENCE:
         return all(c.strip() != r.strip() for c, r in zip(values["chosen"], values["rejected"], strict=True))
