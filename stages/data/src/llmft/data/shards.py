@@ -266,13 +266,13 @@ ARROW_POOL = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}  # for the processes that
 
 
 def bounded_allocation() -> None:
-    """From here on, in this process, the memory Arrow frees goes back to the system, so a process that reads and
-    writes batch after batch stays about the size of a batch (tests/test_data_shards.py measures it). Arrow's
+    """From here on, in this process, the memory Arrow and numpy free goes back to the system, so a process that reads
+    and writes batch after batch stays about the size of a batch (tests/test_data_shards.py measures it). Arrow's
     default pool (mimalloc) keeps the pages of freed batches; so does malloc, once glibc has raised its mmap threshold
-    to the largest block freed (up to 32 MiB), after which ~1 MiB batch buffers come from a heap that fragments and
-    does not shrink. So Arrow allocates through its jemalloc pool with decay 0 (freed pages go back at once); where
-    pyarrow was built without jemalloc, through malloc with glibc's mmap threshold held at 128 KiB, its starting
-    value (slower: a fresh mapping per large buffer).
+    to the largest block freed (up to 32 MiB), after which ~1 MiB batch buffers, and the deduplication's bucket arrays,
+    come from a heap that fragments and does not shrink. So Arrow allocates through its jemalloc pool with decay 0
+    (freed pages go back at once; where pyarrow was built without jemalloc, through malloc), and glibc's mmap threshold
+    is held at 128 KiB, its starting value, so that large blocks are mapped and unmapped rather than kept in the heap.
 
     Arrow's C++ code (the Parquet reader and writer among it) takes its pool from ARROW_DEFAULT_MEMORY_POOL when it
     first allocates, so this sets that variable too, which only counts if nothing has allocated yet: `build_sharded`
@@ -283,20 +283,18 @@ def bounded_allocation() -> None:
     import pyarrow as pa
 
     try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-        pa.jemalloc_set_decay_ms(0)
-        return
-    except NotImplementedError:  # pyarrow built without jemalloc
-        pass
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
         import ctypes
         import ctypes.util
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; glibc only
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; glibc only (elsewhere the symbol is missing: nothing to do)
     except (OSError, AttributeError):
         pass
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:  # pyarrow built without jemalloc
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def run_shard(request: dataset_pb2.DatasetRequest, shard: Shard, work_dir: Path) -> dict[str, Any]:
