@@ -80,6 +80,18 @@ def peak_matmul(hidden: int, intermediate: int, kv: int, vocab: int, tokens: int
             fn()
         return flops / ((time.perf_counter() - started) / repeat) / 1e9
 
+    def products(dtype: Any, rows: int, d_in: int, d_out: int) -> tuple[list[Any], float]:
+        a = torch.randn(rows, d_in, dtype=dtype)
+        w = torch.randn(d_out, d_in, dtype=dtype)
+        g = torch.randn(rows, d_out, dtype=dtype)
+        fns = [lambda: torch.nn.functional.linear(a, w), lambda: g @ w, lambda: g.t() @ a]
+        return fns, 2.0 * rows * d_in * d_out
+
+    def once(fn: Any, flops: float) -> float:
+        started = time.perf_counter()
+        fn()
+        return flops / (time.perf_counter() - started) / 1e9
+
     best: dict[str, float] = {}
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         rates = []
@@ -90,15 +102,16 @@ def peak_matmul(hidden: int, intermediate: int, kv: int, vocab: int, tokens: int
             (intermediate, hidden),
             (hidden, vocab),
         ):
-            a = torch.randn(tokens, d_in, dtype=dtype)
-            w = torch.randn(d_out, d_in, dtype=dtype)
-            g = torch.randn(tokens, d_out, dtype=dtype)
-            flops = 2.0 * tokens * d_in * d_out
-            rates += [
-                rate(lambda a=a, w=w: torch.nn.functional.linear(a, w), flops),
-                rate(lambda g=g, w=w: g @ w, flops),
-                rate(lambda g=g, a=a: g.t() @ a, flops),
-            ]
+            # A dtype without native kernels (bf16 on AVX2-only CPUs) runs some products 100x slower than its best:
+            # the LM head's input gradient took ~280 s a call there. One call on a 64th of the rows first; where a
+            # full call would take over 2 s, that call's rates stand for the shape (far below the peak at any size).
+            fns, flops = products(dtype, max(tokens // 64, 1), d_in, d_out)
+            small = [once(fn, flops) for fn in fns]
+            if any(flops * tokens / max(tokens // 64, 1) / (r * 1e9) > 2.0 for r in small):
+                rates += small
+                continue
+            fns, flops = products(dtype, tokens, d_in, d_out)
+            rates += [rate(fn, flops) for fn in fns]
         best[name] = max(rates)
     return best
 
