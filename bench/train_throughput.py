@@ -88,6 +88,7 @@ def peak_matmul(hidden: int, intermediate: int, kv: int, vocab: int, tokens: int
         return fns, 2.0 * rows * d_in * d_out
 
     def once(fn: Any, flops: float) -> float:
+        fn()  # the first call of a shape also creates its kernel (oneDNN): not a rate
         started = time.perf_counter()
         fn()
         return flops / (time.perf_counter() - started) / 1e9
@@ -103,7 +104,7 @@ def peak_matmul(hidden: int, intermediate: int, kv: int, vocab: int, tokens: int
             (hidden, vocab),
         ):
             # A dtype without native kernels (bf16 on AVX2-only CPUs) runs some products 100x slower than its best:
-            # the LM head's input gradient took ~280 s a call there. One call on a 64th of the rows first; where a
+            # the LM head's input gradient took ~280 s a call there. A warm call on a 64th of the rows first; where a
             # full call would take over 2 s, that call's rates stand for the shape (far below the peak at any size).
             fns, flops = products(dtype, max(tokens // 64, 1), d_in, d_out)
             small = [once(fn, flops) for fn in fns]
