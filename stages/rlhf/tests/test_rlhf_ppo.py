@@ -280,21 +280,23 @@ def test_explicit_zeros_of_ppo_settings_are_errors_in_a_request_file(
 def test_evaluation_compares_policies_with_their_reference_reproducibly(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    from llmft.core.presets import materialize_preset
-
-    policy = materialize_preset("llmft/tiny-llama")
+    policy = trained["sft"]  # 40 steps: the demo's words, not yet their order
     settings = R.PolicyEvaluationRequest(max_new_tokens=8, temperature=0.7, prompts=8, seed=3, max_length=48)
     rm = trained["llmft/tiny-llama"]
-    compared = {"same": policy, "sft": trained["sft"]}
+    compared = {"same": policy, "competent": trained["competent"]}
     first = evaluate_policies(settings, trained["prefs"], compared, policy, rm)
     again = evaluate_policies(settings, trained["prefs"], compared, policy, rm)
-    reference, same, sft = first.comparison.policies
+    reference, same, competent = first.comparison.policies
     # The reference's own weights in another policy's place: no distance, no gain, a win rate of exactly one half.
     assert same.mean_reward == reference.mean_reward and same.kl_to_reference == pytest.approx(0.0, abs=1e-4)
     assert same.win_rate_over_reference == 0.5 and same.reward_gain == pytest.approx(0.0, abs=1e-6)
-    # A fine-tuned policy against the untrained preset: far from it, and its answers (the demo's sentence) score higher
-    # with the reward model trained on it than the preset's random tokens.
-    assert sft.kl_to_reference > 1.0 and sft.reward_gain > 0.0 and sft.win_rate_over_reference > 0.75
+    # The policy trained 15 times longer, from which the reward model grew: far from the reference, and its answers
+    # (the demo's whole sentence, some right sums) score higher with the reward model than the 40-step policy's
+    # (measured on an AMD EPYC with AVX2 only: gain 1.37, 7 of 8 won).
+    print(
+        f"competent over 40 steps: gain {competent.reward_gain:.3f}, win rate {competent.win_rate_over_reference:.3f}"
+    )
+    assert competent.kl_to_reference > 1.0 and competent.reward_gain > 0.0 and competent.win_rate_over_reference > 0.5
     assert first.comparison == again.comparison  # seeded sampling
     other_seed = R.PolicyEvaluationRequest()
     other_seed.CopyFrom(settings)

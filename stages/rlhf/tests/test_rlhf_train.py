@@ -31,16 +31,25 @@ FAMILIES = {"llmft/tiny-llama": "llama", "llmft/tiny-neox": "gpt_neox"}  # LLaMA
 
 @pytest.mark.parametrize("preset", sorted(FAMILIES))
 def test_reward_model_learns_to_prefer_the_chosen_answers(preset: str, tmp_path: Path) -> None:
+    import pandas as pd
     from transformers import AutoModelForSequenceClassification
 
     from llmft.core.datasets import read_split
+    from llmft.core.generation import chat_prompt_ids
     from llmft.core.models import load_tokenizer
-    from llmft.rlhf.preferences import conversational_pairs
+    from llmft.rlhf.evaluation import rewards
+    from llmft.rlhf.preferences import conversational_pairs, end_of_turn_id
     from llmft.rlhf.reward import score
 
     data = write_preference_dataset(tmp_path / "data", eval_rows=32)
+    # One pair whose answer runs past max_length (64): trl's RewardTrainer would drop it without a word.
+    train = pd.read_parquet(data / "train.parquet")
+    long = train.iloc[[5]].assign(id="long", chosen=train.loc[5, "chosen"] + " That is the sum." * 12)
+    pd.concat([train, long], ignore_index=True).to_parquet(data / "train.parquet", index=False)
     result = train_reward_model(R.RewardModelRequest(base_model=preset, recipe=recipe(30, 3e-3)), data, tmp_path / "rm")
     report = result.report
+    assert (report.train_pairs, report.pairs_over_max_length) == (64, 1)
+    assert "left out (over max_length 64)" in result.report_html
     assert report.reward_model.model_family == FAMILIES[preset]
     metrics = report.reward_model.metrics
     assert report.eval_pairs == 32
@@ -54,8 +63,27 @@ def test_reward_model_learns_to_prefer_the_chosen_answers(preset: str, tmp_path:
     held_out = read_split(data, "eval")
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
     assert model.config.num_labels == 1
-    chosen, rejected = score(model, load_tokenizer(tmp_path / "rm"), conversational_pairs(held_out), 64)
+    tokenizer = load_tokenizer(tmp_path / "rm")
+    chosen, rejected = score(model, tokenizer, conversational_pairs(held_out), 64)
     cut = [c > r for c, r, text in zip(chosen, rejected, held_out["rejected"], strict=True) if not text.endswith(".")]
+    assert len(cut) >= 5 and all(cut)
+    # PPO and the held-out evaluation score what a policy samples: the prompt's ids, then the answer's up to the
+    # end-of-turn token. Read there (built here without the stage's helper), the model ranks the cut answers below the
+    # right ones too; trained on the template's whole text (ChatML adds a newline after <|im_end|>), it was never
+    # trained at this position.
+    stop = end_of_turn_id(tokenizer)
+    prompts = [chat_prompt_ids(tokenizer, [{"role": "user", "content": q}]) for q in held_out["prompt"]]
+
+    def sampled(texts: list[str]) -> list[list[int]]:
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] + [stop] for t in texts]
+
+    as_used = zip(
+        rewards(model, prompts, sampled(list(held_out["chosen"]))),
+        rewards(model, prompts, sampled(list(held_out["rejected"]))),
+        held_out["rejected"],
+        strict=True,
+    )
+    cut = [c > r for c, r, text in as_used if not text.endswith(".")]
     assert len(cut) >= 5 and all(cut)
 
 
@@ -191,4 +219,24 @@ def test_pairs_that_cannot_teach_fail_naming_the_row_before_any_model_loads(
         PreferenceDataError, match=r"train.parquet: row 0: the prompt is \d+ tokens .*recipe.max_length 12"
     ):
         train_reward_model(short, data, tmp_path / "rm")
+    short.recipe.max_length = 19  # the prompts (17 tokens) fit, every answer runs over
+    with pytest.raises(PreferenceDataError, match=r"train.parquet: every pair is longer than recipe.max_length 19"):
+        train_reward_model(short, data, tmp_path / "rm")
     assert not (tmp_path / "rm").exists()
+
+
+def test_the_reward_model_scores_a_conversation_where_a_sampled_answer_ends() -> None:
+    from llmft.core.generation import chat_prompt_ids
+    from llmft.core.presets import load_preset_tokenizer
+    from llmft.rlhf.preferences import end_of_turn_id, scored_ids
+
+    tokenizer = load_preset_tokenizer()  # ChatML: "<|im_end|>" then a newline closes each turn
+    prompt = [{"role": "user", "content": "What is 2 plus 3?"}]
+    answer = [{"role": "assistant", "content": "2 plus 3 is 5."}]
+    stop = end_of_turn_id(tokenizer)
+    whole = tokenizer.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)["input_ids"]
+    ids = scored_ids(tokenizer, prompt, answer, stop)
+    assert len(whole) > len(ids) and ids[-1] == stop
+    assert ids == chat_prompt_ids(tokenizer, prompt) + tokenizer("2 plus 3 is 5.", add_special_tokens=False)[
+        "input_ids"
+    ] + [stop]

@@ -62,7 +62,7 @@ PINS: dict[str, str] = {
 
 # The llmft libraries every stage's wheel depends on, at their versions (tests/test_versions.py checks them against the
 # BUILD files).
-PROTO_VERSION = "0.8.0"
+PROTO_VERSION = "0.9.0"
 LIBRARIES: dict[str, str] = {"llmft-proto": PROTO_VERSION, "llmft-core": CORE_VERSION, "llmft-flyte": FLYTE_VERSION}
 LIBRARY_IMPORTS = ("llmft.proto", "llmft.core", "llmft.flyte")  # their import packages, whose code keys every stage
 # What the llmft libraries themselves declare: every image installs these.

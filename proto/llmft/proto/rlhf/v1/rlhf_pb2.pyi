@@ -23,18 +23,22 @@ class RewardModelRequest(_message.Message):
     def __init__(self, base_model: _Optional[str] = ..., recipe: _Optional[_Union[_training_pb2.TrainingRecipe, _Mapping]] = ..., distributed: _Optional[_Union[_training_pb2.DistributedConfig, _Mapping]] = ..., resources: _Optional[_Union[_provenance_pb2.ComputeResources, _Mapping]] = ..., run_name: _Optional[str] = ...) -> None: ...
 
 class RewardModelReport(_message.Message):
-    __slots__ = ("reward_model", "eval_accuracy_before", "eval_accuracy_after", "eval_margin", "eval_pairs")
+    __slots__ = ("reward_model", "eval_accuracy_before", "eval_accuracy_after", "eval_margin", "eval_pairs", "train_pairs", "pairs_over_max_length")
     REWARD_MODEL_FIELD_NUMBER: _ClassVar[int]
     EVAL_ACCURACY_BEFORE_FIELD_NUMBER: _ClassVar[int]
     EVAL_ACCURACY_AFTER_FIELD_NUMBER: _ClassVar[int]
     EVAL_MARGIN_FIELD_NUMBER: _ClassVar[int]
     EVAL_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_OVER_MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     reward_model: _training_pb2.ModelArtifact
     eval_accuracy_before: float
     eval_accuracy_after: float
     eval_margin: float
     eval_pairs: int
-    def __init__(self, reward_model: _Optional[_Union[_training_pb2.ModelArtifact, _Mapping]] = ..., eval_accuracy_before: _Optional[float] = ..., eval_accuracy_after: _Optional[float] = ..., eval_margin: _Optional[float] = ..., eval_pairs: _Optional[int] = ...) -> None: ...
+    train_pairs: int
+    pairs_over_max_length: int
+    def __init__(self, reward_model: _Optional[_Union[_training_pb2.ModelArtifact, _Mapping]] = ..., eval_accuracy_before: _Optional[float] = ..., eval_accuracy_after: _Optional[float] = ..., eval_margin: _Optional[float] = ..., eval_pairs: _Optional[int] = ..., train_pairs: _Optional[int] = ..., pairs_over_max_length: _Optional[int] = ...) -> None: ...
 
 class PpoConfig(_message.Message):
     __slots__ = ("total_episodes", "num_ppo_epochs", "response_length", "kl_coef", "cliprange", "vf_coef", "temperature", "kl_estimator", "missing_eos_penalty", "num_mini_batches", "eval_prompts")

@@ -4,5 +4,5 @@ and the held-out comparison of policies. Inputs: a request (RewardModelRequest, 
 PolicyEvaluationRequest), a preference or prompt dataset folder and model folders; outputs: a model folder and a
 report (RewardModelReport, PpoReport, DpoReport, PolicyComparison)."""
 
-__version__ = "0.8.2"
+__version__ = "0.9.0"
 STAGE = "llmft.rlhf"

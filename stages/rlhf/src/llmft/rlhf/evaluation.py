@@ -19,23 +19,10 @@ from llmft.core.generation import chat_prompt_ids
 from llmft.core.models import load_frozen_model
 from llmft.core.recipe import RecipeError
 from llmft.proto.rlhf.v1 import rlhf_pb2
+from llmft.rlhf.preferences import end_of_turn_id
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_NEW_TOKENS = 24
-
-
-def end_of_turn_id(tokenizer: Any) -> int:
-    """The token that ends an assistant turn in the chat template (ChatML's <|im_end|>, Llama 3's <|eot_id|>), found
-    by rendering one; the tokenizer's eos token when the template ends turns with plain text."""
-    prompt = chat_prompt_ids(tokenizer, [{"role": "user", "content": "a"}])
-    whole = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], tokenize=True, return_dict=True
-    )["input_ids"]
-    special = set(tokenizer.all_special_ids)
-    for token in list(whole)[len(prompt) :]:
-        if token in special:
-            return int(token)
-    return int(tokenizer.eos_token_id)
 
 
 def sample_answers(

@@ -30,7 +30,7 @@ from llmft.proto.training.v1 import training_pb2 as T
 from llmft.rlhf import STAGE, __version__
 from llmft.rlhf import evaluation as ev
 from llmft.rlhf.contracts import check_causal_lm, check_reward_model, check_same_family, check_shared_tokenizer
-from llmft.rlhf.preferences import load_prompts
+from llmft.rlhf.preferences import end_of_turn_id, load_prompts
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def train_ppo(
         cliprange=ppo.cliprange,
         vf_coef=ppo.vf_coef,
         missing_eos_penalty=ppo.missing_eos_penalty or None,
-        stop_token_id=ev.end_of_turn_id(tokenizer),
+        stop_token_id=end_of_turn_id(tokenizer),
         num_sample_generations=0,
         local_rollout_forward_batch_size=recipe.schedule.per_device_batch_size,
         gradient_checkpointing=False,

@@ -67,6 +67,34 @@ def check_prompt_lengths(pairs: list[dict], tokenizer: Any, max_length: int, whe
             )
 
 
+def end_of_turn_id(tokenizer: Any) -> int:
+    """The token that ends an assistant turn in the chat template (ChatML's <|im_end|>, Llama 3's <|eot_id|>), found
+    by rendering one; the tokenizer's eos token when the template ends turns with plain text."""
+    prompt = chat_prompt_ids(tokenizer, [{"role": "user", "content": "a"}])
+    whole = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], tokenize=True, return_dict=True
+    )["input_ids"]
+    special = set(tokenizer.all_special_ids)
+    for token in list(whole)[len(prompt) :]:
+        if token in special:
+            return int(token)
+    return int(tokenizer.eos_token_id)
+
+
+def scored_ids(tokenizer: Any, prompt: list[dict], answer: list[dict], stop_id: int) -> list[int]:
+    """The token ids the reward model scores for `prompt` answered by `answer`: the conversation through the chat
+    template, cut after the end-of-turn token that closes the answer. A sampled answer ends there (PPO and the
+    held-out evaluation score prompt + answer up to the stop token), so the reward model is trained and read at the
+    very position it is used at; a template's text after the end of turn (ChatML's newline) would otherwise be the
+    scored position in training and never in use."""
+    ids = list(tokenizer.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)["input_ids"])
+    start = len(chat_prompt_ids(tokenizer, prompt))
+    for position in range(start, len(ids)):
+        if ids[position] == stop_id:
+            return ids[: position + 1]
+    return ids
+
+
 @dataclass
 class Prompts:
     """The train and held-out prompts of a preference or prompt dataset, each once, with the held-out pairs when there

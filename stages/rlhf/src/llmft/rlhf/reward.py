@@ -5,17 +5,26 @@ describe the model."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.core import chat_templates
+from llmft.core import chat_templates, decks
 from llmft.core.recipe import load_model_for_training, resolve_recipe, training_arguments
 from llmft.core.training import load_base, save_and_describe, train_and_evaluate, training_report_html
 from llmft.proto.rlhf.v1 import rlhf_pb2
 from llmft.rlhf import STAGE, __version__
-from llmft.rlhf.preferences import check_prompt_lengths, load_pairs
+from llmft.rlhf.preferences import (
+    PreferenceDataError,
+    check_prompt_lengths,
+    end_of_turn_id,
+    load_pairs,
+    scored_ids,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,20 +34,49 @@ class RewardResult:
 
 
 def score(model: Any, tokenizer: Any, pairs: list[dict], max_length: int) -> tuple[list[float], list[float]]:
-    """Rewards of the chosen and rejected answer of each pair."""
+    """Rewards of the chosen and rejected answer of each pair, read where training and use read them (`scored_ids`)."""
     import torch
 
     model.eval()
+    stop = end_of_turn_id(tokenizer)
     chosen: list[float] = []
     rejected: list[float] = []
     with torch.no_grad():
         for pair in pairs:
             for answer, out in ((pair["chosen"], chosen), (pair["rejected"], rejected)):
-                ids = tokenizer.apply_chat_template(pair["prompt"] + answer, tokenize=True, return_dict=True)
-                input_ids = torch.tensor([ids["input_ids"][:max_length]], device=model.device)
-                out.append(float(model(input_ids=input_ids).logits[0, 0]))
+                ids = scored_ids(tokenizer, pair["prompt"], answer, stop)[:max_length]
+                out.append(float(model(input_ids=torch.tensor([ids], device=model.device)).logits[0, 0]))
     model.train()
     return chosen, rejected
+
+
+def tokenized_pairs(pairs: list[dict], tokenizer: Any, max_length: int, where: str) -> tuple[list[dict], list[int]]:
+    """Each pair as the token ids of its chosen and rejected conversation (`scored_ids`), the form trl's
+    RewardTrainer takes as already processed, and the row numbers of the pairs left out: longer than `max_length`
+    (the trainer would drop them without a word; they are counted in the report and logged)."""
+    stop = end_of_turn_id(tokenizer)
+    rows, over = [], []
+    for number, pair in enumerate(pairs):
+        chosen, rejected = (scored_ids(tokenizer, pair["prompt"], pair[side], stop) for side in ("chosen", "rejected"))
+        if max(len(chosen), len(rejected)) > max_length:
+            over.append(number)
+        else:
+            rows.append({"chosen_ids": chosen, "rejected_ids": rejected})
+    if over:
+        log.warning(
+            "%s: %d of %d pairs are longer than recipe.max_length %d with the chat template (first: row %d); they are "
+            "left out of training and of the held-out loss",
+            where,
+            len(over),
+            len(pairs),
+            max_length,
+            over[0],
+        )
+    if not rows:
+        raise PreferenceDataError(
+            f"{where}: every pair is longer than recipe.max_length {max_length} with the chat template; raise it"
+        )
+    return rows, over
 
 
 def accuracy(chosen: list[float], rejected: list[float]) -> float:
@@ -64,8 +102,12 @@ def train_reward_model(
     manifest, train_pairs, eval_pairs = load_pairs(data_dir, STAGE, recipe.eval.max_eval_samples)
     base = load_base(request.base_model, "", base_model_dir, recipe, distributed, chat=chat_templates.REQUIRED)
     tokenizer = base.tokenizer
+    tokenized, over = {}, 0
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
-        check_prompt_lengths(pairs, tokenizer, recipe.max_length, f"{data_dir}/{split}.parquet")
+        where = f"{data_dir}/{split}.parquet"
+        check_prompt_lengths(pairs, tokenizer, recipe.max_length, where)
+        tokenized[split], left_out = tokenized_pairs(pairs, tokenizer, recipe.max_length, where)
+        over += len(left_out)
 
     model = load_model_for_training(
         base.directory, recipe, AutoModelForSequenceClassification, num_labels=1, pad_token_id=tokenizer.pad_token_id
@@ -76,8 +118,8 @@ def train_reward_model(
     trainer = RewardTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(train_pairs),
-        eval_dataset=Dataset.from_list(eval_pairs),
+        train_dataset=Dataset.from_list(tokenized["train"]),
+        eval_dataset=Dataset.from_list(tokenized["eval"]),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -101,6 +143,20 @@ def train_reward_model(
         eval_accuracy_after=after,
         eval_margin=sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(chosen),
         eval_pairs=len(eval_pairs),
+        train_pairs=len(tokenized["train"]),
+        pairs_over_max_length=over,
     )
     html = training_report_html(f"Reward model {request.run_name or manifest.name}", metrics, trainer.state.log_history)
+    html += decks.table(
+        [
+            {
+                "trained on": report.train_pairs,
+                "held out": report.eval_pairs,
+                f"left out (over max_length {recipe.max_length})": over,
+                "held-out accuracy before": before,
+                "after": after,
+            }
+        ],
+        title="Preference pairs",
+    )
     return RewardResult(report, html)
